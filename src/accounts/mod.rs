@@ -1,0 +1,369 @@
+//! Accounts: signing up (a user, their business, its owner membership and first subscription),
+//! logging in and out, and turning a presented token into the caller's identity.
+
+pub mod hashing;
+
+use chrono::Duration;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::app::App;
+use crate::db::Timestamp;
+use crate::domain::{BusinessName, Email, Password, PersonName, Role};
+use crate::secret;
+use crate::store::businesses::{self, Business};
+use crate::store::members::{self, Member};
+use crate::store::plans::{self, Plan};
+use crate::store::subscriptions::{self, Subscription};
+use crate::store::tokens::{self, AuthRow, Token};
+use crate::store::users::{self, User};
+
+/// The marker at the start of every session token.
+pub const SESSION_MARKER: &str = "sks";
+
+/// What a signup needs, already parsed.
+#[derive(Debug)]
+pub struct NewAccount {
+    pub email: Email,
+    pub password: Password,
+    pub first_name: PersonName,
+    pub last_name: PersonName,
+    pub business_name: BusinessName,
+}
+
+/// Where a session was opened from, remembered so people can recognise their sessions.
+#[derive(Debug, Clone, Default)]
+pub struct ClientInfo {
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+}
+
+/// A new session: the secret is shown to the client once and never again.
+#[derive(Debug)]
+pub struct Session {
+    pub token: String,
+    pub token_id: Uuid,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug)]
+pub struct SignedUp {
+    pub session: Session,
+    pub user: User,
+    pub business: Business,
+    pub subscription: Subscription,
+    pub plan: Plan,
+}
+
+#[derive(Debug, Error)]
+pub enum SignupError {
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for SignupError {
+    fn from(err: sqlx::Error) -> Self {
+        SignupError::Unexpected(err.into())
+    }
+}
+
+/// Creates the user, their business, the owner membership, a subscription to the default plan
+/// and a first session, all in one transaction.
+pub async fn signup(
+    app: &App,
+    new: NewAccount,
+    client: ClientInfo,
+) -> Result<SignedUp, SignupError> {
+    // Hash before taking the write lock: it is the slow part and needs no database.
+    let password_hash = app.hasher.hash(new.password.expose()).await?;
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+
+    let plan = plans::find_by_code(tx.conn(), &app.config.default_plan)
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the default plan {:?} (SAASKIT_DEFAULT_PLAN) does not exist",
+                app.config.default_plan
+            )
+        })?;
+
+    let user = User {
+        id: Uuid::now_v7(),
+        email: new.email.as_str().to_owned(),
+        email_key: new.email.key().to_owned(),
+        first_name: new.first_name.as_str().to_owned(),
+        last_name: new.last_name.as_str().to_owned(),
+        is_active: true,
+        is_staff: false,
+        email_verified_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    match users::insert(tx.conn(), &user, &password_hash).await {
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            return Err(SignupError::EmailTaken);
+        }
+        other => other?,
+    }
+
+    let business = Business {
+        id: Uuid::now_v7(),
+        name: new.business_name.as_str().to_owned(),
+        is_active: true,
+        created_at: now,
+        updated_at: now,
+    };
+    businesses::insert(tx.conn(), &business).await?;
+    members::insert(
+        tx.conn(),
+        &Member {
+            id: Uuid::now_v7(),
+            business_id: business.id,
+            user_id: user.id,
+            role: Role::Owner.as_str().to_owned(),
+            status: "active".to_owned(),
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await?;
+
+    let subscription = Subscription {
+        id: Uuid::now_v7(),
+        business_id: business.id,
+        plan_id: plan.id,
+        // A plan that does not renew is a trial; one that does starts active.
+        status: if plan.renews { "active" } else { "trialing" }.to_owned(),
+        current_period_start: now,
+        current_period_end: now.plus(Duration::days(plan.cycle_days)),
+        is_current: true,
+        created_at: now,
+        updated_at: now,
+    };
+    subscriptions::insert(tx.conn(), &subscription).await?;
+
+    let session = open_session(app, &mut tx, user.id, business.id, now, client).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %user.id, business_id = %business.id, "signed up");
+    Ok(SignedUp {
+        session,
+        user,
+        business,
+        subscription,
+        plan,
+    })
+}
+
+#[derive(Debug)]
+pub struct LoggedIn {
+    pub session: Session,
+    pub user: User,
+    pub business: Business,
+}
+
+#[derive(Debug, Error)]
+pub enum LoginError {
+    /// Unknown email, wrong password, inactive account or no business: deliberately one case,
+    /// so the answer never tells which.
+    #[error("invalid email or password")]
+    InvalidCredentials,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for LoginError {
+    fn from(err: sqlx::Error) -> Self {
+        LoginError::Unexpected(err.into())
+    }
+}
+
+/// Checks an email and password and opens a session for the user's default business.
+pub async fn login(
+    app: &App,
+    email: &str,
+    password: &str,
+    client: ClientInfo,
+) -> Result<LoggedIn, LoginError> {
+    let key = Email::key_of(email);
+    let found = {
+        let mut tx = app.db.read().await?;
+        users::find_credentials_by_email_key(tx.conn(), &key).await?
+    };
+    let Some(creds) = found else {
+        app.hasher.verify_decoy(password).await?;
+        return Err(LoginError::InvalidCredentials);
+    };
+    if !app.hasher.verify(password, &creds.password_hash).await? || !creds.user.is_active {
+        return Err(LoginError::InvalidCredentials);
+    }
+    let user = creds.user;
+
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    let Some(business_id) = members::default_business_of(tx.conn(), user.id).await? else {
+        return Err(LoginError::InvalidCredentials);
+    };
+    let business = businesses::find(tx.conn(), business_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("business {business_id} vanished during login"))?;
+    let session = open_session(app, &mut tx, user.id, business.id, now, client).await?;
+    tx.commit().await?;
+    Ok(LoggedIn {
+        session,
+        user,
+        business,
+    })
+}
+
+async fn open_session(
+    app: &App,
+    tx: &mut crate::db::Tx,
+    user_id: Uuid,
+    business_id: Uuid,
+    now: Timestamp,
+    client: ClientInfo,
+) -> Result<Session, sqlx::Error> {
+    let secret = secret::generate(SESSION_MARKER);
+    let expires_at = now.plus(Duration::hours(i64::from(
+        app.config.session_lifetime_hours,
+    )));
+    let token = Token {
+        id: Uuid::now_v7(),
+        kind: "session".to_owned(),
+        hash: secret.hash.clone(),
+        prefix: secret.prefix.clone(),
+        name: None,
+        user_id: Some(user_id),
+        business_id: Some(business_id),
+        scopes: r#"["*"]"#.to_owned(),
+        user_agent: client.user_agent.map(|ua| truncate(&ua, 512)),
+        ip: client.ip,
+        created_at: now,
+        last_used_at: Some(now),
+        expires_at: Some(expires_at),
+        revoked_at: None,
+    };
+    tokens::insert(tx.conn(), &token).await?;
+    Ok(Session {
+        token: secret.clear,
+        token_id: token.id,
+        expires_at,
+    })
+}
+
+fn truncate(s: &str, max_chars: usize) -> String {
+    s.chars().filter(|c| !c.is_control()).take(max_chars).collect()
+}
+
+/// Who is calling: found from the presented token by [`authenticate`].
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub token_id: Uuid,
+    pub token_kind: String,
+    pub user_id: Uuid,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_staff: bool,
+    pub email_verified_at: Option<Timestamp>,
+    pub user_created_at: Timestamp,
+    pub business_id: Uuid,
+    pub business_name: String,
+    pub business_created_at: Timestamp,
+    pub member_id: Uuid,
+    pub role: Role,
+    pub subscription: Option<CurrentSubscription>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CurrentSubscription {
+    pub id: Uuid,
+    pub status: String,
+    pub current_period_start: Timestamp,
+    pub current_period_end: Timestamp,
+    pub plan_id: Uuid,
+}
+
+/// How often `last_used_at` is written for a token that is in constant use.
+const TOUCH_INTERVAL_SECS: i64 = 60;
+
+/// Resolves a presented token. `None` for anything that is not a live credential.
+pub async fn authenticate(app: &App, presented: &str) -> anyhow::Result<Option<Principal>> {
+    let now = app.clock.now();
+    let hash = secret::digest(presented);
+    let row = {
+        let mut tx = app.db.read().await?;
+        tokens::find_auth(tx.conn(), &hash, now).await?
+    };
+    let Some(row) = row else { return Ok(None) };
+    let principal = principal_from(row.clone())?;
+    let stale_before = now.plus(Duration::seconds(-TOUCH_INTERVAL_SECS));
+    if row.token_last_used_at.is_none_or(|t| t < stale_before) {
+        let mut tx = app.db.begin().await?;
+        tokens::touch(tx.conn(), row.token_id, now, stale_before).await?;
+        tx.commit().await?;
+    }
+    Ok(Some(principal))
+}
+
+fn principal_from(row: AuthRow) -> anyhow::Result<Principal> {
+    let role = row
+        .member_role
+        .parse::<Role>()
+        .map_err(|e| anyhow::anyhow!("member {}: {e}", row.member_id))?;
+    let subscription = match (
+        row.subscription_id,
+        row.subscription_status,
+        row.subscription_period_start,
+        row.subscription_period_end,
+        row.plan_id,
+    ) {
+        (Some(id), Some(status), Some(start), Some(end), Some(plan_id)) => {
+            Some(CurrentSubscription {
+                id,
+                status,
+                current_period_start: start,
+                current_period_end: end,
+                plan_id,
+            })
+        }
+        _ => None,
+    };
+    Ok(Principal {
+        token_id: row.token_id,
+        token_kind: row.token_kind,
+        user_id: row.user_id,
+        email: row.user_email,
+        first_name: row.user_first_name,
+        last_name: row.user_last_name,
+        is_staff: row.user_is_staff,
+        email_verified_at: row.user_email_verified_at,
+        user_created_at: row.user_created_at,
+        business_id: row.business_id,
+        business_name: row.business_name,
+        business_created_at: row.business_created_at,
+        member_id: row.member_id,
+        role,
+        subscription,
+    })
+}
+
+/// Revokes the session the caller presented.
+pub async fn logout(app: &App, principal: &Principal) -> anyhow::Result<()> {
+    let mut tx = app.db.begin().await?;
+    tokens::revoke(tx.conn(), principal.token_id, app.clock.now()).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// The plan of the caller's current subscription, if they have one.
+pub async fn current_plan(app: &App, principal: &Principal) -> anyhow::Result<Option<Plan>> {
+    let Some(sub) = &principal.subscription else {
+        return Ok(None);
+    };
+    let mut tx = app.db.read().await?;
+    Ok(plans::find(tx.conn(), sub.plan_id).await?)
+}

@@ -1,0 +1,111 @@
+//! The application: shared state every request and job sees, and the server that runs it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use tokio::net::TcpListener;
+
+use crate::accounts::hashing::PasswordHasher;
+use crate::clock::{Clock, SystemClock};
+use crate::config::Config;
+use crate::db::Db;
+
+/// Shared state, behind an `Arc` in every handler.
+pub struct App {
+    pub config: Config,
+    pub db: Db,
+    pub clock: Arc<dyn Clock>,
+    pub hasher: PasswordHasher,
+}
+
+pub type AppState = Arc<App>;
+
+impl App {
+    /// Connects to the configured database and applies pending migrations.
+    pub async fn connect(config: Config) -> anyhow::Result<AppState> {
+        config.validate()?;
+        let db = Db::connect(&config.database_url, config.database_max_connections).await?;
+        db.migrate().await?;
+        Ok(Self::with_db(config, db, Arc::new(SystemClock)))
+    }
+
+    /// Builds the state around an existing (migrated) database and clock: for tests and for
+    /// embedding saaskit in a larger program.
+    pub fn with_db(config: Config, db: Db, clock: Arc<dyn Clock>) -> AppState {
+        let cores = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2);
+        let hasher = PasswordHasher::new(config.hash_concurrency.unwrap_or(cores));
+        Arc::new(App {
+            config,
+            db,
+            clock,
+            hasher,
+        })
+    }
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight finish
+/// (up to the configured timeout).
+pub async fn serve(
+    app: AppState,
+    router: axum::Router,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let timeout = Duration::from_secs(app.config.shutdown_timeout_secs);
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        tracing::info!("shutting down: no new connections, finishing requests in flight");
+        let _ = stopping_tx.send(());
+    });
+    let server = server.into_future();
+    tokio::pin!(server);
+    tokio::select! {
+        result = &mut server => result.context("HTTP server failed")?,
+        _ = async {
+            // Only once shutdown has begun does the drain timeout start to run.
+            let _ = stopping_rx.await;
+            tokio::time::sleep(timeout).await;
+        } => {
+            tracing::warn!(timeout_secs = timeout.as_secs(), "requests still in flight at the shutdown timeout; closing");
+        }
+    }
+    app.db.close().await;
+    Ok(())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut sig) => {
+                sig.recv().await;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}

@@ -1,0 +1,161 @@
+//! Configuration: every setting is an environment variable and a command-line flag, with a
+//! default that works on a laptop. Parsed and checked once, at start.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, ValueEnum};
+
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// Database to use: `sqlite://<file>` (created if missing) or `postgres://user:pass@host/db`.
+    #[arg(
+        long,
+        env = "SAASKIT_DATABASE_URL",
+        default_value = "sqlite://saaskit.db",
+        global = true,
+        hide_env_values = true
+    )]
+    pub database_url: String,
+
+    /// Most connections the database pool opens.
+    #[arg(
+        long,
+        env = "SAASKIT_DATABASE_MAX_CONNECTIONS",
+        default_value_t = 16,
+        global = true
+    )]
+    pub database_max_connections: u32,
+
+    /// Address and port the HTTP server listens on.
+    #[arg(
+        long,
+        env = "SAASKIT_BIND",
+        default_value = "127.0.0.1:8000",
+        global = true
+    )]
+    pub bind: SocketAddr,
+
+    /// Public base URL of the service, used to build links in emails.
+    #[arg(
+        long,
+        env = "SAASKIT_PUBLIC_URL",
+        default_value = "http://localhost:8000",
+        global = true
+    )]
+    pub public_url: String,
+
+    /// Folder where outgoing mail is written, one `.eml` file per message, when SMTP is not set.
+    #[arg(long, env = "SAASKIT_MAIL_DIR", default_value = "./mail", global = true)]
+    pub mail_dir: PathBuf,
+
+    /// Send mail over SMTP instead of to files: `smtp://user:pass@host:587` (STARTTLS),
+    /// `smtps://…` (implicit TLS), `smtp://host:25?tls=none` (plain, for a local relay).
+    #[arg(long, env = "SAASKIT_SMTP_URL", global = true, hide_env_values = true)]
+    pub smtp_url: Option<String>,
+
+    /// Sender of outgoing mail, e.g. `Acme <no-reply@acme.example>`.
+    #[arg(
+        long,
+        env = "SAASKIT_MAIL_FROM",
+        default_value = "saaskit <no-reply@saaskit.localhost>",
+        global = true
+    )]
+    pub mail_from: String,
+
+    /// Code of the plan every new business is subscribed to at signup.
+    #[arg(
+        long,
+        env = "SAASKIT_DEFAULT_PLAN",
+        default_value = "free-trial",
+        global = true
+    )]
+    pub default_plan: String,
+
+    /// How long a login session lasts, in hours, however active it is.
+    #[arg(
+        long,
+        env = "SAASKIT_SESSION_LIFETIME_HOURS",
+        default_value_t = 24 * 30,
+        value_parser = clap::value_parser!(u32).range(1..=24 * 366),
+        global = true
+    )]
+    pub session_lifetime_hours: u32,
+
+    /// Password hashes computed at once; each takes 19 MiB and one core for ~20 ms.
+    /// Defaults to the number of cores.
+    #[arg(long, env = "SAASKIT_HASH_CONCURRENCY", global = true)]
+    pub hash_concurrency: Option<usize>,
+
+    /// Log format: human-readable text or one JSON object per line.
+    #[arg(
+        long,
+        env = "SAASKIT_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+
+    /// Seconds to let requests in flight finish after SIGTERM or Ctrl-C.
+    #[arg(
+        long,
+        env = "SAASKIT_SHUTDOWN_TIMEOUT",
+        default_value_t = 30,
+        global = true
+    )]
+    pub shutdown_timeout_secs: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+impl Config {
+    /// Checks what clap cannot: URLs that must parse, values that must make sense together.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let public = self.public_url.trim_end_matches('/');
+        if !(public.starts_with("http://") || public.starts_with("https://"))
+            || public.len() <= "https://".len()
+        {
+            anyhow::bail!(
+                "SAASKIT_PUBLIC_URL must be an http:// or https:// URL (got {:?})",
+                self.public_url
+            );
+        }
+        if let Some(smtp) = &self.smtp_url
+            && !(smtp.starts_with("smtp://") || smtp.starts_with("smtps://"))
+        {
+            anyhow::bail!("SAASKIT_SMTP_URL must start with smtp:// or smtps://");
+        }
+        if self.default_plan.trim().is_empty() {
+            anyhow::bail!("SAASKIT_DEFAULT_PLAN may not be empty");
+        }
+        Ok(())
+    }
+
+    /// The public URL without a trailing slash, ready to append paths to.
+    pub fn public_base(&self) -> &str {
+        self.public_url.trim_end_matches('/')
+    }
+
+    /// Defaults for tests and embedding: like the command line with no flags and no environment.
+    pub fn defaults() -> Config {
+        Config {
+            database_url: "sqlite://saaskit.db".into(),
+            database_max_connections: 16,
+            bind: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            public_url: "http://localhost:8000".into(),
+            mail_dir: PathBuf::from("./mail"),
+            smtp_url: None,
+            mail_from: "saaskit <no-reply@saaskit.localhost>".into(),
+            default_plan: "free-trial".into(),
+            session_lifetime_hours: 24 * 30,
+            hash_concurrency: None,
+            log_format: LogFormat::Text,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}

@@ -1,0 +1,87 @@
+use super::{Invalid, has_control_chars};
+
+/// A person's first or last name: trimmed, at most 150 characters, no control characters.
+/// May be empty (not everyone has two names); callers that require one check for that.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PersonName(String);
+
+/// A business's display name: trimmed, 1 to 200 characters, no control characters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusinessName(String);
+
+const PERSON_MAX: usize = 150;
+const BUSINESS_MAX: usize = 200;
+
+fn parse_text(input: &str, max: usize, what: &str) -> Result<String, Invalid> {
+    let value = input.trim();
+    if value.chars().count() > max {
+        return Err(Invalid::new(
+            "too_long",
+            format!("{what} has at most {max} characters."),
+        ));
+    }
+    if has_control_chars(value) {
+        return Err(Invalid::new(
+            "invalid_characters",
+            format!("{what} may not contain control characters."),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+impl PersonName {
+    pub fn parse(input: &str) -> Result<PersonName, Invalid> {
+        parse_text(input, PERSON_MAX, "A name").map(PersonName)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl BusinessName {
+    pub fn parse(input: &str) -> Result<BusinessName, Invalid> {
+        let value = parse_text(input, BUSINESS_MAX, "A business name")?;
+        if value.is_empty() {
+            return Err(Invalid::new("required", "A business name is required."));
+        }
+        Ok(BusinessName(value))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_trimmed_and_bounded() {
+        assert_eq!(PersonName::parse("  Ada ").map(|n| n.0), Ok("Ada".into()));
+        assert!(PersonName::parse("").is_ok_and(|n| n.is_empty()));
+        assert!(PersonName::parse(&"é".repeat(150)).is_ok());
+        assert_eq!(
+            PersonName::parse(&"é".repeat(151)).map_err(|e| e.code),
+            Err("too_long")
+        );
+        assert_eq!(
+            PersonName::parse("A\u{0}da").map_err(|e| e.code),
+            Err("invalid_characters")
+        );
+        assert_eq!(
+            BusinessName::parse(" \t ").map_err(|e| e.code),
+            Err("required")
+        );
+        assert_eq!(
+            BusinessName::parse("Acme\nInc").map_err(|e| e.code),
+            Err("invalid_characters")
+        );
+        assert_eq!(BusinessName::parse(" Acme ").map(|n| n.0), Ok("Acme".into()));
+    }
+}

@@ -1,0 +1,78 @@
+use std::fmt;
+
+use super::{Email, Invalid};
+
+/// A new password that meets the policy: 8 to 128 characters and not the account's email.
+/// Its `Debug` never shows it.
+#[derive(Clone)]
+pub struct Password(String);
+
+pub const MIN_LEN: usize = 8;
+pub const MAX_LEN: usize = 128;
+
+impl Password {
+    pub fn parse(input: &str, email: Option<&Email>) -> Result<Password, Invalid> {
+        let len = input.chars().count();
+        if len < MIN_LEN {
+            return Err(Invalid::new(
+                "too_short",
+                format!("A password has at least {MIN_LEN} characters."),
+            ));
+        }
+        if len > MAX_LEN {
+            return Err(Invalid::new(
+                "too_long",
+                format!("A password has at most {MAX_LEN} characters."),
+            ));
+        }
+        if email.is_some_and(|e| input.trim().to_lowercase() == e.key()) {
+            return Err(Invalid::new(
+                "too_guessable",
+                "A password may not be the account's email address.",
+            ));
+        }
+        Ok(Password(input.to_owned()))
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Password {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Password(***)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_bounds_length_and_refuses_the_email() {
+        assert_eq!(
+            Password::parse("short", None).map_err(|e| e.code).err(),
+            Some("too_short")
+        );
+        assert!(Password::parse("eight ch", None).is_ok());
+        assert!(Password::parse(&"ü".repeat(128), None).is_ok());
+        assert_eq!(
+            Password::parse(&"a".repeat(129), None)
+                .map_err(|e| e.code)
+                .err(),
+            Some("too_long")
+        );
+        let email = Email::parse("ada@example.com").expect("valid");
+        assert_eq!(
+            Password::parse("Ada@Example.com", Some(&email))
+                .map_err(|e| e.code)
+                .err(),
+            Some("too_guessable")
+        );
+        assert_eq!(
+            format!("{:?}", Password::parse("hunter2hunter2", None).ok()),
+            "Some(Password(***))"
+        );
+    }
+}

@@ -1,0 +1,359 @@
+//! Signup, login, logout and `me`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::accounts::{self, LoginError, NewAccount, Principal, SignupError};
+use crate::app::AppState;
+use crate::db::Timestamp;
+use crate::domain::{BusinessName, Email, Invalid, Password, PersonName};
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::http::extract::{ApiJson, Authenticated, Client};
+use crate::store::plans::{Limits, Plan};
+
+#[derive(Debug, Deserialize)]
+pub struct SignupRequest {
+    pub business: Option<BusinessInput>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct BusinessInput {
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_staff: bool,
+    pub email_verified: bool,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Serialize)]
+pub struct BusinessView {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PlanView {
+    pub id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub description: String,
+    /// In minor units of `currency` (cents for USD).
+    pub price: i64,
+    pub currency: String,
+    pub cycle_days: i64,
+    pub renews: bool,
+    pub public: bool,
+    /// Limit per meter; a meter that is absent is unlimited.
+    pub limits: Limits,
+}
+
+impl From<Plan> for PlanView {
+    fn from(plan: Plan) -> Self {
+        PlanView {
+            id: plan.id,
+            code: plan.code,
+            name: plan.name,
+            description: plan.description,
+            price: plan.price_minor,
+            currency: plan.currency,
+            cycle_days: plan.cycle_days,
+            renews: plan.renews,
+            public: plan.is_public,
+            limits: plan.limits.0,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct SubscriptionView {
+    pub id: Uuid,
+    pub status: String,
+    pub current_period_start: Timestamp,
+    pub current_period_end: Timestamp,
+    pub plan: PlanView,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SignupResponse {
+    pub token: String,
+    pub token_expires_at: Timestamp,
+    pub user: UserView,
+    pub business: BusinessView,
+    pub subscription: SubscriptionView,
+}
+
+/// Collects every field's problem so the client can fix them all at once.
+#[derive(Default)]
+pub(crate) struct Fields(Vec<FieldError>);
+
+impl Fields {
+    pub(crate) fn required<'a>(&mut self, field: &str, value: &'a Option<String>) -> Option<&'a str> {
+        match value.as_deref() {
+            Some(v) => Some(v),
+            None => {
+                self.0
+                    .push(FieldError::new(field, "required", "This field is required."));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn check<T>(&mut self, field: &str, parsed: Result<T, Invalid>) -> Option<T> {
+        match parsed {
+            Ok(v) => Some(v),
+            Err(invalid) => {
+                self.0
+                    .push(FieldError::new(field, invalid.code, invalid.message));
+                None
+            }
+        }
+    }
+
+    pub(crate) fn push(&mut self, field: &str, code: &'static str, message: &str) {
+        self.0.push(FieldError::new(field, code, message));
+    }
+
+    pub(crate) fn finish(self) -> ApiResult<()> {
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::validation(self.0))
+        }
+    }
+}
+
+impl SignupRequest {
+    fn parse(self) -> ApiResult<NewAccount> {
+        let mut f = Fields::default();
+        let email = f
+            .required("email", &self.email)
+            .and_then(|e| f.check("email", Email::parse(e)));
+        let password = f
+            .required("password", &self.password)
+            .and_then(|p| f.check("password", Password::parse(p, email.as_ref())));
+        let first_name = f
+            .required("first_name", &self.first_name)
+            .and_then(|n| f.check("first_name", PersonName::parse(n)));
+        if first_name.as_ref().is_some_and(PersonName::is_empty) {
+            f.push("first_name", "required", "A first name is required.");
+        }
+        let last_name = f
+            .required("last_name", &self.last_name)
+            .and_then(|n| f.check("last_name", PersonName::parse(n)));
+        let business_name = match &self.business {
+            Some(b) => f
+                .required("business.name", &b.name)
+                .and_then(|n| f.check("business.name", BusinessName::parse(n))),
+            None => {
+                f.push("business", "required", "This field is required.");
+                None
+            }
+        };
+        f.finish()?;
+        match (email, password, first_name, last_name, business_name) {
+            (Some(email), Some(password), Some(first_name), Some(last_name), Some(business_name)) => {
+                Ok(NewAccount {
+                    email,
+                    password,
+                    first_name,
+                    last_name,
+                    business_name,
+                })
+            }
+            _ => Err(ApiError::internal(anyhow::anyhow!(
+                "signup fields failed to parse without a field error"
+            ))),
+        }
+    }
+}
+
+impl From<SignupError> for ApiError {
+    fn from(err: SignupError) -> Self {
+        match err {
+            SignupError::EmailTaken => ApiError::conflict(
+                "email_taken",
+                "An account with this email already exists. Log in, or reset the password.",
+            ),
+            SignupError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+/// `POST /api/v1/signup`: a new user, their business (they own it) and its first subscription.
+pub async fn create_account(
+    State(app): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<SignupRequest>,
+) -> ApiResult<(StatusCode, Json<SignupResponse>)> {
+    let new = body.parse()?;
+    let done = accounts::signup(&app, new, client).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(SignupResponse {
+            token: done.session.token,
+            token_expires_at: done.session.expires_at,
+            user: UserView {
+                id: done.user.id,
+                email: done.user.email,
+                first_name: done.user.first_name,
+                last_name: done.user.last_name,
+                is_staff: done.user.is_staff,
+                email_verified: done.user.email_verified_at.is_some(),
+                created_at: done.user.created_at,
+            },
+            business: BusinessView {
+                id: done.business.id,
+                name: done.business.name,
+                created_at: done.business.created_at,
+            },
+            subscription: SubscriptionView {
+                id: done.subscription.id,
+                status: done.subscription.status,
+                current_period_start: done.subscription.current_period_start,
+                current_period_end: done.subscription.current_period_end,
+                plan: done.plan.into(),
+            },
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LoginRequest {
+    pub email: Option<String>,
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LoginResponse {
+    pub token: String,
+    pub token_expires_at: Timestamp,
+    pub user: UserView,
+    pub business: BusinessView,
+}
+
+impl From<LoginError> for ApiError {
+    fn from(err: LoginError) -> Self {
+        match err {
+            LoginError::InvalidCredentials => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "invalid_credentials",
+                "The email or the password is wrong.",
+            ),
+            LoginError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+/// `POST /api/v1/login`: exchanges an email and password for a session token.
+pub async fn login_user(
+    State(app): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<LoginRequest>,
+) -> ApiResult<Json<LoginResponse>> {
+    let mut f = Fields::default();
+    let email = f.required("email", &body.email);
+    let password = f.required("password", &body.password);
+    f.finish()?;
+    let (Some(email), Some(password)) = (email, password) else {
+        return Err(ApiError::validation(Vec::new()));
+    };
+    // Nothing longer than any acceptable password is worth hashing: refuse it like a wrong one.
+    if password.chars().count() > crate::domain::PASSWORD_MAX_LEN
+        || email.len() > 254
+    {
+        app.hasher.verify_decoy("").await?;
+        return Err(LoginError::InvalidCredentials.into());
+    }
+    let done = accounts::login(&app, email, password, client).await?;
+    Ok(Json(LoginResponse {
+        token: done.session.token,
+        token_expires_at: done.session.expires_at,
+        user: UserView {
+            id: done.user.id,
+            email: done.user.email,
+            first_name: done.user.first_name,
+            last_name: done.user.last_name,
+            is_staff: done.user.is_staff,
+            email_verified: done.user.email_verified_at.is_some(),
+            created_at: done.user.created_at,
+        },
+        business: BusinessView {
+            id: done.business.id,
+            name: done.business.name,
+            created_at: done.business.created_at,
+        },
+    }))
+}
+
+/// `POST /api/v1/logout`: revokes the token that authenticated this request.
+pub async fn logout_user(
+    State(app): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> ApiResult<StatusCode> {
+    accounts::logout(&app, &principal).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Serialize)]
+pub struct MeResponse {
+    pub user: UserView,
+    pub business: BusinessView,
+    pub role: crate::domain::Role,
+    /// The business's current subscription (live or not), or null if it never had one.
+    pub subscription: Option<SubscriptionView>,
+}
+
+/// `GET /api/v1/me`: who is calling, for which business, with which role and plan.
+pub async fn get_current_user(
+    State(app): State<AppState>,
+    Authenticated(principal): Authenticated,
+) -> ApiResult<Json<MeResponse>> {
+    let plan = accounts::current_plan(&app, &principal).await?;
+    Ok(Json(me_view(principal, plan)))
+}
+
+fn me_view(p: Principal, plan: Option<Plan>) -> MeResponse {
+    let subscription = match (p.subscription, plan) {
+        (Some(sub), Some(plan)) => Some(SubscriptionView {
+            id: sub.id,
+            status: sub.status,
+            current_period_start: sub.current_period_start,
+            current_period_end: sub.current_period_end,
+            plan: plan.into(),
+        }),
+        _ => None,
+    };
+    MeResponse {
+        user: UserView {
+            id: p.user_id,
+            email: p.email,
+            first_name: p.first_name,
+            last_name: p.last_name,
+            is_staff: p.is_staff,
+            email_verified: p.email_verified_at.is_some(),
+            created_at: p.user_created_at,
+        },
+        business: BusinessView {
+            id: p.business_id,
+            name: p.business_name,
+            created_at: p.business_created_at,
+        },
+        role: p.role,
+        subscription,
+    }
+}

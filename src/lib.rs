@@ -1,0 +1,15 @@
+//! saaskit: the backend every SaaS needs — accounts, businesses and their members, plans and
+//! subscriptions, quotas and API keys — as a library you extend and a binary you run, on SQLite
+//! or PostgreSQL.
+
+pub mod accounts;
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod http;
+pub mod secret;
+pub mod store;
+pub mod telemetry;

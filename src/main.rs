@@ -1,0 +1,85 @@
+//! The `saaskit` command: `serve` (the default) and `migrate`.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use saaskit::app::{self, App};
+use saaskit::config::Config;
+use saaskit::db::{Db, redact_url};
+
+#[derive(Debug, Parser)]
+#[command(name = "saaskit", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default). Applies pending migrations first.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    saaskit::telemetry::init(cli.config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "saaskit stopped");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = cli.config;
+    config.validate()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Migrate => {
+            let db = Db::connect(&config.database_url, 1).await?;
+            db.migrate().await?;
+            db.close().await;
+            tracing::info!(database = %redact_url(&config.database_url), "migrations applied");
+            Ok(())
+        }
+        Command::Serve => {
+            let bind = config.bind;
+            let database = redact_url(&config.database_url);
+            let app = App::connect(config).await?;
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on {bind}"))?;
+            tracing::info!(address = %bind, database = %database, "saaskit is serving");
+            let router = saaskit::http::router(app.clone());
+            app::serve(app, router, listener, app::shutdown_signal()).await?;
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,38 @@
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::db::{Conn, Timestamp};
+use crate::on_conn;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Business {
+    pub id: Uuid,
+    pub name: String,
+    pub is_active: bool,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+pub async fn insert(c: Conn<'_>, business: &Business) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "INSERT INTO businesses (id, name, is_active, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(business.id)
+    .bind(&business.name)
+    .bind(business.is_active)
+    .bind(business.created_at)
+    .bind(business.updated_at)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}
+
+pub async fn find(c: Conn<'_>, id: Uuid) -> sqlx::Result<Option<Business>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, name, is_active, created_at, updated_at FROM businesses WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await)
+}

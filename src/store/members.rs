@@ -1,0 +1,53 @@
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::db::{Conn, Timestamp};
+use crate::on_conn;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Member {
+    pub id: Uuid,
+    pub business_id: Uuid,
+    pub user_id: Uuid,
+    /// `owner`, `admin`, `member` or `bot` (see [`crate::domain::Role`]).
+    pub role: String,
+    /// `active` or `suspended`.
+    pub status: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+pub async fn insert(c: Conn<'_>, member: &Member) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "INSERT INTO members (id, business_id, user_id, role, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(member.id)
+    .bind(member.business_id)
+    .bind(member.user_id)
+    .bind(&member.role)
+    .bind(&member.status)
+    .bind(member.created_at)
+    .bind(member.updated_at)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}
+
+/// The business a user acts for when nothing else says which: the one whose session they used
+/// most recently, else the one they joined first. Only active memberships of active businesses.
+pub async fn default_business_of(c: Conn<'_>, user_id: Uuid) -> sqlx::Result<Option<Uuid>> {
+    on_conn!(c, c => sqlx::query_scalar(
+        "SELECT m.business_id FROM members m \
+         JOIN businesses b ON b.id = m.business_id \
+         WHERE m.user_id = $1 AND m.status = 'active' AND b.is_active \
+         ORDER BY (SELECT MAX(t.created_at) FROM tokens t \
+                   WHERE t.user_id = m.user_id AND t.business_id = m.business_id \
+                   AND t.kind = 'session') DESC NULLS LAST, \
+                  m.created_at ASC \
+         LIMIT 1",
+    )
+    .bind(user_id)
+    .fetch_optional(&mut *c)
+    .await)
+}

@@ -1,0 +1,11 @@
+//! The only place with SQL: one module per aggregate. Every function takes a [`Conn`] borrowed
+//! from a transaction and runs one statement, written once for both databases.
+//!
+//! [`Conn`]: crate::db::Conn
+
+pub mod businesses;
+pub mod members;
+pub mod plans;
+pub mod subscriptions;
+pub mod tokens;
+pub mod users;

@@ -1,0 +1,51 @@
+use std::collections::BTreeMap;
+
+use sqlx::FromRow;
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use crate::db::{Conn, Timestamp};
+use crate::on_conn;
+
+/// Limits per meter; a meter that is absent is unlimited.
+pub type Limits = BTreeMap<String, i64>;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct Plan {
+    pub id: Uuid,
+    pub code: String,
+    pub name: String,
+    pub description: String,
+    pub price_minor: i64,
+    pub currency: String,
+    pub cycle_days: i64,
+    pub renews: bool,
+    pub fallback_plan_id: Option<Uuid>,
+    pub limits: Json<Limits>,
+    pub is_public: bool,
+    pub archived_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+pub async fn find_by_code(c: Conn<'_>, code: &str) -> sqlx::Result<Option<Plan>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, code, name, description, price_minor, currency, cycle_days, renews, \
+         fallback_plan_id, limits, is_public, archived_at, created_at, updated_at \
+         FROM plans WHERE code = $1",
+    )
+    .bind(code)
+    .fetch_optional(&mut *c)
+    .await)
+}
+
+pub async fn find(c: Conn<'_>, id: Uuid) -> sqlx::Result<Option<Plan>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, code, name, description, price_minor, currency, cycle_days, renews, \
+         fallback_plan_id, limits, is_public, archived_at, created_at, updated_at \
+         FROM plans WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await)
+}

@@ -1,0 +1,73 @@
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::db::{Conn, Timestamp};
+use crate::on_conn;
+
+#[derive(Debug, Clone, FromRow)]
+pub struct User {
+    pub id: Uuid,
+    pub email: String,
+    pub email_key: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub is_active: bool,
+    pub is_staff: bool,
+    pub email_verified_at: Option<Timestamp>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A user with the PHC string of their password, for the few places that check it.
+#[derive(FromRow)]
+pub struct UserCredentials {
+    #[sqlx(flatten)]
+    pub user: User,
+    pub password_hash: String,
+}
+
+pub async fn insert(c: Conn<'_>, user: &User, password_hash: &str) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "INSERT INTO users (id, email, email_key, password_hash, first_name, last_name, \
+         is_active, is_staff, email_verified_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+    )
+    .bind(user.id)
+    .bind(&user.email)
+    .bind(&user.email_key)
+    .bind(password_hash)
+    .bind(&user.first_name)
+    .bind(&user.last_name)
+    .bind(user.is_active)
+    .bind(user.is_staff)
+    .bind(user.email_verified_at)
+    .bind(user.created_at)
+    .bind(user.updated_at)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}
+
+pub async fn find_credentials_by_email_key(
+    c: Conn<'_>,
+    email_key: &str,
+) -> sqlx::Result<Option<UserCredentials>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, email, email_key, first_name, last_name, is_active, is_staff, \
+         email_verified_at, created_at, updated_at, password_hash \
+         FROM users WHERE email_key = $1",
+    )
+    .bind(email_key)
+    .fetch_optional(&mut *c)
+    .await)
+}
+
+pub async fn find(c: Conn<'_>, id: Uuid) -> sqlx::Result<Option<User>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, email, email_key, first_name, last_name, is_active, is_staff, \
+         email_verified_at, created_at, updated_at FROM users WHERE id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await)
+}

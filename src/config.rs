@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
-#[derive(Debug, Clone, Args)]
+#[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct Config {
     /// Database to use: `sqlite://<file>` (created if missing) or `postgres://user:pass@host/db`.
     #[arg(
@@ -46,7 +46,12 @@ pub struct Config {
     pub public_url: String,
 
     /// Folder where outgoing mail is written, one `.eml` file per message, when SMTP is not set.
-    #[arg(long, env = "SAASKIT_MAIL_DIR", default_value = "./mail", global = true)]
+    #[arg(
+        long,
+        env = "SAASKIT_MAIL_DIR",
+        default_value = "./mail",
+        global = true
+    )]
     pub mail_dir: PathBuf,
 
     /// Send mail over SMTP instead of to files: `smtp://user:pass@host:587` (STARTTLS),

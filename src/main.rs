@@ -82,4 +82,18 @@ mod tests {
     fn cli_is_well_formed() {
         Cli::command().debug_assert();
     }
+
+    #[test]
+    fn library_defaults_match_the_command_line_defaults() {
+        // Compare against clap's declared defaults, not whatever this environment sets.
+        let mut cmd = Cli::command();
+        let ids: Vec<_> = cmd.get_arguments().map(|a| a.get_id().clone()).collect();
+        for id in ids {
+            cmd = cmd.mut_arg(id, |a| a.env(None::<&str>));
+        }
+        let matches = cmd.try_get_matches_from(["saaskit"]).expect("parse no arguments");
+        let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).expect("build the CLI");
+        assert_eq!(cli.config, Config::defaults());
+        assert!(cli.command.is_none(), "no subcommand means serve");
+    }
 }

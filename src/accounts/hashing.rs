@@ -3,6 +3,7 @@
 //! login flood queues instead of allocating 19 MiB per concurrent attempt.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use argon2::password_hash::rand_core::OsRng;
@@ -16,6 +17,7 @@ pub struct PasswordHasher {
     /// A real hash of a random password, verified against when the account does not exist so
     /// that "no such email" costs the same time as "wrong password".
     decoy: Arc<OnceCell<String>>,
+    verifications: Arc<AtomicU64>,
 }
 
 fn argon2() -> Argon2<'static> {
@@ -30,6 +32,7 @@ impl PasswordHasher {
         Self {
             permits: Arc::new(Semaphore::new(concurrency.max(1))),
             decoy: Arc::new(OnceCell::new()),
+            verifications: Arc::new(AtomicU64::new(0)),
         }
     }
 
@@ -49,6 +52,7 @@ impl PasswordHasher {
     pub async fn verify(&self, password: &str, stored: &str) -> anyhow::Result<bool> {
         let password = password.to_owned();
         let stored = stored.to_owned();
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         self.run(move || {
             let parsed = PasswordHash::new(&stored)
                 .map_err(|e| anyhow::anyhow!("stored password hash is malformed: {e}"))?;
@@ -57,6 +61,12 @@ impl PasswordHasher {
                 .is_ok())
         })
         .await
+    }
+
+    /// How many password verifications (decoys included) this hasher has run: every login
+    /// attempt costs exactly one, whether or not the account exists.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// Spends the time of a verification on nothing: for a login whose account does not exist.

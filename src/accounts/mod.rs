@@ -255,7 +255,10 @@ async fn open_session(
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
-    s.chars().filter(|c| !c.is_control()).take(max_chars).collect()
+    s.chars()
+        .filter(|c| !c.is_control())
+        .take(max_chars)
+        .collect()
 }
 
 /// Who is calling: found from the presented token by [`authenticate`].

@@ -82,6 +82,9 @@ mod tests {
             BusinessName::parse("Acme\nInc").map_err(|e| e.code),
             Err("invalid_characters")
         );
-        assert_eq!(BusinessName::parse(" Acme ").map(|n| n.0), Ok("Acme".into()));
+        assert_eq!(
+            BusinessName::parse(" Acme ").map(|n| n.0),
+            Ok("Acme".into())
+        );
     }
 }

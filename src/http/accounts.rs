@@ -102,12 +102,19 @@ pub struct SignupResponse {
 pub(crate) struct Fields(Vec<FieldError>);
 
 impl Fields {
-    pub(crate) fn required<'a>(&mut self, field: &str, value: &'a Option<String>) -> Option<&'a str> {
+    pub(crate) fn required<'a>(
+        &mut self,
+        field: &str,
+        value: &'a Option<String>,
+    ) -> Option<&'a str> {
         match value.as_deref() {
             Some(v) => Some(v),
             None => {
-                self.0
-                    .push(FieldError::new(field, "required", "This field is required."));
+                self.0.push(FieldError::new(
+                    field,
+                    "required",
+                    "This field is required.",
+                ));
                 None
             }
         }
@@ -166,15 +173,19 @@ impl SignupRequest {
         };
         f.finish()?;
         match (email, password, first_name, last_name, business_name) {
-            (Some(email), Some(password), Some(first_name), Some(last_name), Some(business_name)) => {
-                Ok(NewAccount {
-                    email,
-                    password,
-                    first_name,
-                    last_name,
-                    business_name,
-                })
-            }
+            (
+                Some(email),
+                Some(password),
+                Some(first_name),
+                Some(last_name),
+                Some(business_name),
+            ) => Ok(NewAccount {
+                email,
+                password,
+                first_name,
+                last_name,
+                business_name,
+            }),
             _ => Err(ApiError::internal(anyhow::anyhow!(
                 "signup fields failed to parse without a field error"
             ))),
@@ -273,8 +284,10 @@ pub async fn login_user(
         return Err(ApiError::validation(Vec::new()));
     };
     // Nothing longer than any acceptable password is worth hashing: refuse it like a wrong one.
+    // Nor is an email that no account can have (PostgreSQL could not even look up a NUL).
     if password.chars().count() > crate::domain::PASSWORD_MAX_LEN
         || email.len() > 254
+        || email.chars().any(char::is_control)
     {
         app.hasher.verify_decoy("").await?;
         return Err(LoginError::InvalidCredentials.into());

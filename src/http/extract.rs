@@ -46,7 +46,10 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
         JsonRejection::JsonSyntaxError(err) => ApiError::new(
             StatusCode::BAD_REQUEST,
             "malformed_json",
-            format!("The body is not valid JSON: {}", serde_detail(&err.body_text())),
+            format!(
+                "The body is not valid JSON: {}",
+                serde_detail(&err.body_text())
+            ),
         ),
         JsonRejection::JsonDataError(err) => ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,

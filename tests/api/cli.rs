@@ -1,0 +1,207 @@
+//! The `saaskit` binary itself: its help, `migrate`, and `serve` started and stopped like an
+//! operator would, on both databases.
+
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::helpers::*;
+
+fn saaskit() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_saaskit"));
+    // Only what each test sets: no SAASKIT_* from the environment running the tests.
+    for (key, _) in std::env::vars() {
+        if key.starts_with("SAASKIT_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+#[test]
+fn help_documents_every_setting_and_subcommand() {
+    let out = saaskit()
+        .arg("--help")
+        .output()
+        .expect("run saaskit --help");
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for needle in [
+        "serve",
+        "migrate",
+        "SAASKIT_DATABASE_URL",
+        "SAASKIT_BIND",
+        "SAASKIT_PUBLIC_URL",
+        "SAASKIT_MAIL_DIR",
+        "SAASKIT_SMTP_URL",
+        "SAASKIT_MAIL_FROM",
+        "SAASKIT_DEFAULT_PLAN",
+    ] {
+        assert!(
+            help.contains(needle),
+            "--help does not mention {needle}:\n{help}"
+        );
+    }
+    for sub in ["serve", "migrate"] {
+        let out = saaskit()
+            .args([sub, "--help"])
+            .output()
+            .expect("run subcommand help");
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("SAASKIT_DATABASE_URL"));
+    }
+}
+
+#[test]
+fn bad_configuration_is_refused_with_a_clear_message() {
+    let out = saaskit()
+        .args(["migrate"])
+        .env("SAASKIT_DATABASE_URL", "mysql://nope")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SAASKIT_DATABASE_URL"));
+    let out = saaskit()
+        .args(["migrate", "--public-url", "ftp://x"])
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SAASKIT_PUBLIC_URL"));
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    async fn start(database_url: &str, workdir: &std::path::Path) -> Server {
+        let port = free_port();
+        let child = saaskit()
+            .current_dir(workdir)
+            .env("SAASKIT_DATABASE_URL", database_url)
+            .env("SAASKIT_BIND", format!("127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start saaskit");
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let client = reqwest::Client::new();
+        for _ in 0..200 {
+            if let Ok(res) = client.get(format!("{}/healthz", server.base)).send().await
+                && res.status() == StatusCode::OK
+            {
+                return server;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("saaskit did not start serving on port {port}");
+    }
+
+    /// Sends SIGTERM and returns the exit code.
+    async fn terminate(mut self) -> Option<i32> {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(sent.success());
+        for _ in 0..200 {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status.code();
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.child.kill();
+        panic!("saaskit did not stop within 10 s of SIGTERM");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn serve_stop_and_restart(test_db: Arc<TestDb>) {
+    let workdir =
+        std::env::temp_dir().join(format!("saaskit_cli_{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&workdir).expect("workdir");
+    let client = reqwest::Client::new();
+
+    let server = Server::start(&test_db.url, &workdir).await;
+    let res = client
+        .post(format!("{}/api/v1/signup", server.base))
+        .json(&json!({"business": {"name": "Acme"}, "email": "ada@example.com", "first_name": "Ada", "last_name": "L", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("signup");
+    assert_eq!(res.status(), StatusCode::CREATED);
+    assert_eq!(server.terminate().await, Some(0), "SIGTERM is a clean stop");
+
+    let server = Server::start(&test_db.url, &workdir).await;
+    let res = client
+        .post(format!("{}/api/v1/login", server.base))
+        .json(&json!({"email": "ada@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(
+        res.status(),
+        StatusCode::OK,
+        "the account survived the restart"
+    );
+    assert_eq!(server.terminate().await, Some(0));
+    let _ = std::fs::remove_dir_all(&workdir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stops_cleanly_on_sigterm_and_restarts_with_its_data_sqlite() {
+    serve_stop_and_restart(Arc::new(TestDb::create(Backend::Sqlite).await)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_stops_cleanly_on_sigterm_and_restarts_with_its_data_postgres() {
+    if postgres_enabled() {
+        serve_stop_and_restart(Arc::new(TestDb::create(Backend::Postgres).await)).await;
+    }
+}
+
+#[test]
+fn migrate_creates_the_default_sqlite_database_in_the_working_directory() {
+    let workdir =
+        std::env::temp_dir().join(format!("saaskit_cli_{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&workdir).expect("workdir");
+    let out = saaskit()
+        .current_dir(&workdir)
+        .arg("migrate")
+        .output()
+        .expect("run migrate");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(workdir.join("saaskit.db").exists());
+    let again = saaskit()
+        .current_dir(&workdir)
+        .arg("migrate")
+        .output()
+        .expect("run migrate again");
+    assert!(again.status.success());
+    let _ = std::fs::remove_dir_all(&workdir);
+}

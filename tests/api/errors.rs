@@ -1,0 +1,112 @@
+//! Malformed requests of every kind get a clear 4xx problem document and write nothing.
+
+use reqwest::StatusCode;
+
+use crate::db_test;
+use crate::helpers::*;
+
+async fn send_raw(
+    app: &TestApp,
+    path: &str,
+    content_type: Option<&str>,
+    body: Vec<u8>,
+) -> reqwest::Response {
+    let mut req = app.client.post(app.url(path)).body(body);
+    if let Some(ct) = content_type {
+        req = req.header("content-type", ct);
+    }
+    req.send().await.expect("send")
+}
+
+db_test! {
+    async fn malformed_bodies_are_clear_client_errors_that_write_nothing(app) {
+        let before = app.counts().await;
+        let valid = br#"{"business":{"name":"B"},"email":"ada@example.com","first_name":"A","last_name":"L","password":"correct horse battery"}"#.to_vec();
+        let json = Some("application/json");
+        let cases: Vec<(Option<&str>, Vec<u8>, StatusCode, &str)> = vec![
+            (json, b"{".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
+            (json, b"".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
+            (json, b"not json".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
+            (json, b"{\"email\": \"a\xff\xfe@example.com\"}".to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
+            (json, br#"{"email": "\ud800@example.com"}"#.to_vec(), StatusCode::BAD_REQUEST, "malformed_json"),
+            (json, b"[]".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            (json, b"null".to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            (json, br#"{"email": 42}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "invalid_body"),
+            (json, br#"{"email": "a\u0000b@example.com", "business":{"name":"B"},"first_name":"A","last_name":"L","password":"correct horse battery"}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            (json, br#"{"email": "ab@example.com", "business":{"name":"B\u0000"},"first_name":"A","last_name":"L","password":"correct horse battery"}"#.to_vec(), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            (None, valid.clone(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            (Some("text/plain"), valid.clone(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+            (Some("application/x-www-form-urlencoded"), b"email=a".to_vec(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type"),
+        ];
+        for (content_type, body, status, code) in cases {
+            for path in ["/api/v1/signup", "/api/v1/login"] {
+                let shown = String::from_utf8_lossy(&body).into_owned();
+                let res = send_raw(&app, path, content_type, body.clone()).await;
+                let got = res.status();
+                if path == "/api/v1/login" && code == "validation_failed" {
+                    // Login does not validate the shape of an email: it just finds no account.
+                    assert!(got.is_client_error(), "{path} {shown:?}: {got}");
+                    continue;
+                }
+                assert_eq!(got, status, "{path} {shown:?}");
+                assert_problem(res, status, code).await;
+            }
+        }
+        // A field of the wrong type, nested.
+        let res = send_raw(&app, "/api/v1/signup", json, br#"{"business": "Acme"}"#.to_vec()).await;
+        assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+        assert_eq!(app.counts().await, before);
+    }
+}
+
+db_test! {
+    async fn bodies_over_one_mebibyte_are_refused(app) {
+        let mut big = br#"{"business":{"name":"B"},"email":"ada@example.com","first_name":""#.to_vec();
+        big.extend(std::iter::repeat_n(b'a', 1024 * 1024));
+        big.extend(br#"","last_name":"L","password":"correct horse battery"}"#);
+        let res = send_raw(&app, "/api/v1/signup", Some("application/json"), big.clone()).await;
+        assert_problem(res, StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large").await;
+
+        // The same without a Content-Length (chunked): the limit holds while reading.
+        let mut raw = "POST /api/v1/signup HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n".as_bytes().to_vec();
+        for chunk in big.chunks(64 * 1024) {
+            raw.extend(format!("{:x}\r\n", chunk.len()).into_bytes());
+            raw.extend(chunk);
+            raw.extend(b"\r\n");
+        }
+        raw.extend(b"0\r\n\r\n");
+        let (status, head, body) = app.raw(&raw).await;
+        assert_eq!(status, 413, "{head}");
+        assert!(head.to_ascii_lowercase().contains("content-type: application/problem+json"), "{head}");
+        assert!(body.contains("payload_too_large"), "{body}");
+        assert_eq!(app.count("users").await, 0);
+    }
+}
+
+db_test! {
+    async fn unknown_routes_and_methods_are_problem_documents(app) {
+        let res = app.client.get(app.url("/api/v1/nope")).send().await.expect("send");
+        assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
+        let res = app.client.get(app.url("/")).send().await.expect("send");
+        assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
+        let res = app.client.get(app.url("/api/v1/signup")).send().await.expect("send");
+        assert_problem(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+        let res = app.client.delete(app.url("/api/v1/me")).send().await.expect("send");
+        assert_problem(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
+    }
+}
+
+db_test! {
+    async fn every_response_carries_a_request_id(app) {
+        let res = app.client.get(app.url("/healthz")).send().await.expect("send");
+        assert_eq!(res.status(), StatusCode::OK);
+        let generated = res.headers().get("x-request-id").and_then(|v| v.to_str().ok()).map(str::to_owned);
+        assert!(generated.is_some_and(|id| id.len() == 36));
+        let res = app.client.get(app.url("/api/v1/nope")).header("x-request-id", "abc-123").send().await.expect("send");
+        assert_eq!(res.headers().get("x-request-id").and_then(|v| v.to_str().ok()), Some("abc-123"));
+        let (status, body) = app.get("/healthz", None).await;
+        assert_eq!((status, body["status"].as_str()), (StatusCode::OK, Some("ok")));
+        let (status, _) = app.get("/api/v1/healthz", None).await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}

@@ -91,7 +91,9 @@ mod tests {
         for id in ids {
             cmd = cmd.mut_arg(id, |a| a.env(None::<&str>));
         }
-        let matches = cmd.try_get_matches_from(["saaskit"]).expect("parse no arguments");
+        let matches = cmd
+            .try_get_matches_from(["saaskit"])
+            .expect("parse no arguments");
         let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).expect("build the CLI");
         assert_eq!(cli.config, Config::defaults());
         assert!(cli.command.is_none(), "no subcommand means serve");

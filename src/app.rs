@@ -11,6 +11,7 @@ use crate::accounts::hashing::PasswordHasher;
 use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::db::Db;
+use crate::mail::Mailer;
 
 /// Shared state, behind an `Arc` in every handler.
 pub struct App {
@@ -18,6 +19,9 @@ pub struct App {
     pub db: Db,
     pub clock: Arc<dyn Clock>,
     pub hasher: PasswordHasher,
+    pub mailer: Mailer,
+    /// Woken when this replica queues mail, so the worker sends it at once.
+    pub mail_queued: tokio::sync::Notify,
 }
 
 pub type AppState = Arc<App>;
@@ -28,22 +32,25 @@ impl App {
         config.validate()?;
         let db = Db::connect(&config.database_url, config.database_max_connections).await?;
         db.migrate().await?;
-        Ok(Self::with_db(config, db, Arc::new(SystemClock)))
+        Self::with_db(config, db, Arc::new(SystemClock))
     }
 
     /// Builds the state around an existing (migrated) database and clock: for tests and for
     /// embedding saaskit in a larger program.
-    pub fn with_db(config: Config, db: Db, clock: Arc<dyn Clock>) -> AppState {
+    pub fn with_db(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
         let hasher = PasswordHasher::new(config.hash_concurrency.unwrap_or(cores));
-        Arc::new(App {
+        let mailer = Mailer::from_config(&config)?;
+        Ok(Arc::new(App {
             config,
             db,
             clock,
             hasher,
-        })
+            mailer,
+            mail_queued: tokio::sync::Notify::new(),
+        }))
     }
 }
 
@@ -78,8 +85,33 @@ pub async fn serve(
             tracing::warn!(timeout_secs = timeout.as_secs(), "requests still in flight at the shutdown timeout; closing");
         }
     }
-    app.db.close().await;
     Ok(())
+}
+
+/// Runs the background jobs (the mail worker) and the server until `shutdown` completes; then
+/// the server drains and the jobs stop between two pieces of work.
+pub async fn run(
+    app: AppState,
+    router: axum::Router,
+    listener: TcpListener,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mail_worker = tokio::spawn(crate::jobs::mail::run(app.clone(), stop_rx));
+    let served = serve(app.clone(), router, listener, async move {
+        shutdown.await;
+        let _ = stop_tx.send(true);
+    })
+    .await;
+    // A worker mid-send finishes that message (SMTP has its own timeout); never wait forever.
+    if tokio::time::timeout(Duration::from_secs(20), mail_worker)
+        .await
+        .is_err()
+    {
+        tracing::warn!("mail worker did not stop in time");
+    }
+    app.db.close().await;
+    served
 }
 
 /// Completes on SIGTERM or Ctrl-C.

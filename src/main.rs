@@ -66,7 +66,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 .with_context(|| format!("cannot listen on {bind}"))?;
             tracing::info!(address = %bind, database = %database, "saaskit is serving");
             let router = saaskit::http::router(app.clone());
-            app::serve(app, router, listener, app::shutdown_signal()).await?;
+            app::run(app, router, listener, app::shutdown_signal()).await?;
             tracing::info!("stopped cleanly");
             Ok(())
         }

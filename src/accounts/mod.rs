@@ -2,6 +2,8 @@
 //! logging in and out, and turning a presented token into the caller's identity.
 
 pub mod hashing;
+pub mod keys;
+pub mod reset;
 
 use chrono::Duration;
 use thiserror::Error;
@@ -218,7 +220,7 @@ pub async fn login(
     })
 }
 
-async fn open_session(
+pub(crate) async fn open_session(
     app: &App,
     tx: &mut crate::db::Tx,
     user_id: Uuid,
@@ -288,6 +290,18 @@ pub struct CurrentSubscription {
     pub current_period_start: Timestamp,
     pub current_period_end: Timestamp,
     pub plan_id: Uuid,
+}
+
+impl CurrentSubscription {
+    /// Whether the subscription gives access now: a trial or an active period that has not
+    /// ended, or a payment that is late but still in its grace period (`past_due`).
+    pub fn is_live(&self, now: Timestamp) -> bool {
+        match self.status.as_str() {
+            "trialing" | "active" => now < self.current_period_end,
+            "past_due" => true,
+            _ => false,
+        }
+    }
 }
 
 /// How often `last_used_at` is written for a token that is in constant use.

@@ -46,6 +46,30 @@ pub struct BusinessView {
     pub created_at: Timestamp,
 }
 
+impl From<&crate::store::users::User> for UserView {
+    fn from(u: &crate::store::users::User) -> Self {
+        UserView {
+            id: u.id,
+            email: u.email.clone(),
+            first_name: u.first_name.clone(),
+            last_name: u.last_name.clone(),
+            is_staff: u.is_staff,
+            email_verified: u.email_verified_at.is_some(),
+            created_at: u.created_at,
+        }
+    }
+}
+
+impl From<&crate::store::businesses::Business> for BusinessView {
+    fn from(b: &crate::store::businesses::Business) -> Self {
+        BusinessView {
+            id: b.id,
+            name: b.name.clone(),
+            created_at: b.created_at,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct PlanView {
     pub id: Uuid,

@@ -2,8 +2,11 @@
 //! body limit, panic guard). Handlers are thin: parse, call one service, map the result.
 
 pub mod accounts;
+pub mod compat;
 pub mod extract;
 pub mod health;
+pub mod invitations;
+pub mod passwords;
 
 use std::time::Duration;
 
@@ -31,6 +34,17 @@ pub fn api_routes() -> Router<AppState> {
         .route("/logout", post(accounts::logout_user))
         .route("/me", get(accounts::get_current_user))
         .route("/healthz", get(health::get_health))
+        .route("/password/reset", post(passwords::request_password_reset))
+        .route(
+            "/password/reset/confirm",
+            post(passwords::confirm_password_reset),
+        )
+        .route("/invitations", post(invitations::create_invitation))
+        .route("/invitations/{key}", get(invitations::get_invitation))
+        .route(
+            "/invitations/{key}/accept",
+            post(invitations::accept_invitation),
+        )
 }
 
 /// The whole application: saaskit's routes plus `extra` (a product's own routes, nested under
@@ -39,6 +53,7 @@ pub fn router_with(app: AppState, extra: Router<AppState>) -> Router {
     let routes = Router::new()
         .route("/healthz", get(health::get_health))
         .nest("/api/v1", api_routes().merge(extra))
+        .nest("/saas", compat::routes())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app);

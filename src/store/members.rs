@@ -51,3 +51,14 @@ pub async fn default_business_of(c: Conn<'_>, user_id: Uuid) -> sqlx::Result<Opt
     .fetch_optional(&mut *c)
     .await)
 }
+
+pub async fn find(c: Conn<'_>, business_id: Uuid, user_id: Uuid) -> sqlx::Result<Option<Member>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, business_id, user_id, role, status, created_at, updated_at \
+         FROM members WHERE business_id = $1 AND user_id = $2",
+    )
+    .bind(business_id)
+    .bind(user_id)
+    .fetch_optional(&mut *c)
+    .await)
+}

@@ -5,6 +5,8 @@
 
 pub mod businesses;
 pub mod members;
+pub mod one_time_keys;
+pub mod outbox;
 pub mod plans;
 pub mod subscriptions;
 pub mod tokens;

@@ -138,3 +138,15 @@ pub async fn find_auth(c: Conn<'_>, hash: &[u8], now: Timestamp) -> sqlx::Result
     .fetch_optional(&mut *c)
     .await)
 }
+
+/// Revokes every live token of a user (after a password reset).
+pub async fn revoke_all_of_user(c: Conn<'_>, user_id: Uuid, now: Timestamp) -> sqlx::Result<u64> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE tokens SET revoked_at = $2 WHERE user_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}

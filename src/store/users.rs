@@ -71,3 +71,30 @@ pub async fn find(c: Conn<'_>, id: Uuid) -> sqlx::Result<Option<User>> {
     .fetch_optional(&mut *c)
     .await)
 }
+
+pub async fn find_by_email_key(c: Conn<'_>, email_key: &str) -> sqlx::Result<Option<User>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, email, email_key, first_name, last_name, is_active, is_staff, \
+         email_verified_at, created_at, updated_at FROM users WHERE email_key = $1",
+    )
+    .bind(email_key)
+    .fetch_optional(&mut *c)
+    .await)
+}
+
+pub async fn set_password_hash(
+    c: Conn<'_>,
+    id: Uuid,
+    password_hash: &str,
+    now: Timestamp,
+) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(password_hash)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}

@@ -151,6 +151,35 @@ async fn serve_stop_and_restart(test_db: Arc<TestDb>) {
         .await
         .expect("signup");
     assert_eq!(res.status(), StatusCode::CREATED);
+    // The mail worker runs inside `serve`: a reset mail lands in ./mail by itself.
+    let res = client
+        .post(format!("{}/api/v1/password/reset", server.base))
+        .json(&json!({"email": "ada@example.com"}))
+        .send()
+        .await
+        .expect("reset");
+    assert_eq!(res.status(), StatusCode::ACCEPTED);
+    let mail_dir = workdir.join("mail");
+    let mut delivered = false;
+    for _ in 0..200 {
+        let count = std::fs::read_dir(&mail_dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok())
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "eml"))
+                    .count()
+            })
+            .unwrap_or(0);
+        if count == 1 {
+            delivered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        delivered,
+        "the worker wrote the reset mail to {}",
+        mail_dir.display()
+    );
     assert_eq!(server.terminate().await, Some(0), "SIGTERM is a clean stop");
 
     let server = Server::start(&test_db.url, &workdir).await;

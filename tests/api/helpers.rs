@@ -171,6 +171,15 @@ impl TestApp {
 
     /// Starts another server on an existing test database, as a restart or a second replica would.
     pub async fn spawn_on(test_db: Arc<TestDb>, clock: ManualClock) -> TestApp {
+        Self::spawn_configured(test_db, clock, |_| {}).await
+    }
+
+    /// Like [`TestApp::spawn_on`], with a chance to change the configuration (SMTP, say).
+    pub async fn spawn_configured(
+        test_db: Arc<TestDb>,
+        clock: ManualClock,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
         let db = test_db.connect().await;
         let mail_dir =
             std::env::temp_dir().join(format!("saaskit_mail_{}", Uuid::new_v4().simple()));
@@ -178,7 +187,9 @@ impl TestApp {
         config.database_url = test_db.url.clone();
         config.mail_dir = mail_dir.clone();
         config.shutdown_timeout_secs = 1;
-        let app = App::with_db(config, db.clone(), Arc::new(clock.clone()));
+        configure(&mut config);
+        let app = App::with_db(config, db.clone(), Arc::new(clock.clone()))
+            .expect("valid test configuration");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind a free port");
@@ -273,6 +284,50 @@ impl TestApp {
             .and_then(|s| s.parse().ok())
             .unwrap_or_else(|| panic!("no HTTP status in {head:?}"));
         (status, head.to_owned(), body.to_owned())
+    }
+
+    /// Runs the mail worker's pass once, as the background loop would.
+    pub async fn deliver_mail(&self) -> saaskit::jobs::mail::Delivery {
+        saaskit::jobs::mail::deliver_due(&self.app)
+            .await
+            .expect("deliver mail")
+    }
+
+    /// The messages written to the mail folder (the default transport), oldest first.
+    pub fn mailbox(&self) -> Vec<String> {
+        let Ok(entries) = std::fs::read_dir(&self.mail_dir) else {
+            return Vec::new();
+        };
+        let mut files: Vec<_> = entries
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "eml"))
+            .collect();
+        files.sort();
+        files
+            .into_iter()
+            .map(|p| std::fs::read_to_string(p).expect("read .eml"))
+            .collect()
+    }
+
+    /// Delivers queued mail and returns the one message sent to `to`.
+    pub async fn only_mail_to(&self, to: &str) -> String {
+        self.deliver_mail().await;
+        let found: Vec<String> = self
+            .mailbox()
+            .into_iter()
+            .filter(|m| {
+                m.lines()
+                    .any(|l| l.eq_ignore_ascii_case(&format!("To: {to}")))
+            })
+            .collect();
+        assert_eq!(
+            found.len(),
+            1,
+            "expected one message to {to}, found {}",
+            found.len()
+        );
+        found.into_iter().next().unwrap_or_default()
     }
 
     pub async fn count(&self, table: &str) -> i64 {

@@ -1,12 +1,17 @@
 //! The API's behaviour, through HTTP, on SQLite and on PostgreSQL.
 
 mod helpers;
+mod smtp_sink;
 
 mod cli;
+mod compat;
 mod errors;
+mod invitations;
 mod login;
 mod logout;
+mod mail;
 mod me;
+mod password_reset;
 mod schema;
 mod signup;
 mod storage;

@@ -1,0 +1,142 @@
+//! Password reset: a single-use key, valid one hour, mailed to the account's address and never
+//! shown in a response. Confirming it sets the new password, ends every other session of the
+//! user and opens a new one.
+
+use chrono::Duration;
+use thiserror::Error;
+use uuid::Uuid;
+
+use super::keys::{self, KeyProblem};
+use super::{ClientInfo, Session, open_session};
+use crate::app::App;
+use crate::domain::{Email, Invalid, Password};
+use crate::mail::{self, Template};
+use crate::secret;
+use crate::store::one_time_keys::{self, OneTimeKey};
+use crate::store::{members, tokens, users};
+
+pub const PURPOSE: &str = "password_reset";
+pub const KEY_LIFETIME: Duration = Duration::hours(1);
+
+/// Mails a reset link if `email` belongs to an active account; does nothing otherwise. The
+/// caller answers the same either way.
+pub async fn request_reset(app: &App, email: &str) -> anyhow::Result<()> {
+    if email.len() > 254 || email.chars().any(char::is_control) {
+        return Ok(());
+    }
+    let key = Email::key_of(email);
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    let Some(user) = users::find_by_email_key(tx.conn(), &key).await? else {
+        return Ok(());
+    };
+    if !user.is_active {
+        return Ok(());
+    }
+    // Only the newest link works.
+    one_time_keys::revoke_for_user(tx.conn(), user.id, PURPOSE, now).await?;
+    let secret = secret::generate("");
+    one_time_keys::insert(
+        tx.conn(),
+        &OneTimeKey {
+            id: Uuid::now_v7(),
+            purpose: PURPOSE.to_owned(),
+            hash: secret.hash.clone(),
+            user_id: Some(user.id),
+            business_id: None,
+            email: Some(user.email_key.clone()),
+            role: None,
+            created_by: None,
+            failed_attempts: 0,
+            created_at: now,
+            expires_at: now.plus(KEY_LIFETIME),
+            used_at: None,
+            revoked_at: None,
+        },
+    )
+    .await?;
+    let link = format!(
+        "{}/reset-password?key={}",
+        app.config.public_base(),
+        secret.clear
+    );
+    let rendered = Template::PasswordReset.render(&[
+        ("first_name", &user.first_name),
+        ("email", &user.email),
+        ("link", &link),
+    ]);
+    mail::enqueue(&mut tx, app.mailer.domain(), &user.email, rendered, now).await?;
+    tx.commit().await?;
+    app.mail_queued.notify_one();
+    tracing::info!(user_id = %user.id, "password reset requested");
+    Ok(())
+}
+
+#[derive(Debug, Error)]
+pub enum ResetError {
+    #[error(transparent)]
+    Key(#[from] KeyProblem),
+    #[error("the new password is not acceptable: {}", .0.message)]
+    Password(Invalid),
+    #[error("the account has no business to open a session for")]
+    NoBusiness,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for ResetError {
+    fn from(err: sqlx::Error) -> Self {
+        ResetError::Unexpected(err.into())
+    }
+}
+
+/// Sets a new password with a reset key; returns a new session.
+pub async fn confirm_reset(
+    app: &App,
+    presented: &str,
+    new_password: &str,
+    client: ClientInfo,
+) -> Result<Session, ResetError> {
+    if !keys::plausible(presented) {
+        return Err(KeyProblem::NotFound.into());
+    }
+    let hash = secret::digest(presented);
+    let (key, user) = {
+        let mut tx = app.db.read().await?;
+        let key = one_time_keys::find_by_hash(tx.conn(), PURPOSE, &hash)
+            .await?
+            .ok_or(KeyProblem::NotFound)?;
+        keys::check(&key, app.clock.now())?;
+        let user_id = key
+            .user_id
+            .ok_or_else(|| anyhow::anyhow!("reset key {} has no user", key.id))?;
+        let user = users::find(tx.conn(), user_id)
+            .await?
+            .filter(|u| u.is_active)
+            .ok_or(KeyProblem::NotFound)?;
+        (key, user)
+    };
+    let email = Email::parse(&user.email).ok();
+    let password = Password::parse(new_password, email.as_ref()).map_err(ResetError::Password)?;
+    let password_hash = app.hasher.hash(password.expose()).await?;
+
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    if !one_time_keys::consume(tx.conn(), key.id, now).await? {
+        // Used (or expired) between the check and now: look again to say which.
+        let again = one_time_keys::find_by_hash(tx.conn(), PURPOSE, &hash)
+            .await?
+            .ok_or(KeyProblem::NotFound)?;
+        keys::check(&again, now)?;
+        return Err(KeyProblem::Used.into());
+    }
+    users::set_password_hash(tx.conn(), user.id, &password_hash, now).await?;
+    tokens::revoke_all_of_user(tx.conn(), user.id, now).await?;
+    let business_id = members::default_business_of(tx.conn(), user.id)
+        .await?
+        .ok_or(ResetError::NoBusiness)?;
+    let session = open_session(app, &mut tx, user.id, business_id, now, client).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %user.id, "password reset");
+    Ok(session)
+}

@@ -1,0 +1,379 @@
+//! The original boilerplate's seven routes under `/saas`, with its request shapes and field
+//! names, as thin adapters over the same services, so its existing clients keep working.
+//! Its security holes are not kept: reset keys never appear in a response, and completing an
+//! invitation at signup needs the invitation's key, not just the business id and the email.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::accounts::{self, NewAccount, reset};
+use crate::app::AppState;
+use crate::domain::{BusinessName, Email, Password, PersonName, Role};
+use crate::error::{ApiError, ApiResult};
+use crate::http::accounts::{Fields, PlanView};
+use crate::http::extract::{ApiJson, Authenticated, Client};
+use crate::http::invitations::{accept_error, parse_acceptance};
+use crate::http::passwords::{RESET_ACCEPTED, reset_error};
+use crate::teams::invitations::{self, NewInvitation};
+
+pub fn routes() -> axum::Router<AppState> {
+    use axum::routing::{get, post};
+    axum::Router::new()
+        .route("/signup", post(compat_signup))
+        .route("/login", post(compat_login))
+        .route("/passwd/reset", post(compat_request_reset))
+        .route("/passwd/reset/cnfrm", post(compat_confirm_reset))
+        .route("/me", get(compat_me))
+        .route("/invite", post(compat_invite))
+        .route("/signup/prefill", get(compat_prefill))
+}
+
+#[derive(Debug, Serialize)]
+pub struct TokenOnly {
+    pub token: String,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompatBusiness {
+    pub id: Option<String>,
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompatSignup {
+    pub business: Option<CompatBusiness>,
+    pub email: Option<String>,
+    pub first_name: Option<String>,
+    pub last_name: Option<String>,
+    pub password1: Option<String>,
+    pub password2: Option<String>,
+    pub activation_key: Option<String>,
+}
+
+fn passwords_match(p1: Option<&str>, p2: Option<&str>) -> ApiResult<()> {
+    if let (Some(a), Some(b)) = (p1, p2)
+        && a != b
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "password_mismatch",
+            "password1 and password2 differ.",
+        ));
+    }
+    Ok(())
+}
+
+/// `POST /saas/signup`: a new business and its owner, or (with `business.id`, the invited email
+/// and the invitation's `activation_key`) the completion of an invitation.
+pub async fn compat_signup(
+    State(app): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<CompatSignup>,
+) -> ApiResult<(StatusCode, Json<TokenOnly>)> {
+    let mut f = Fields::default();
+    let password1 = f.required("password1", &body.password1);
+    let password2 = f.required("password2", &body.password2);
+    passwords_match(password1, password2)?;
+    let joining = body.business.as_ref().and_then(|b| b.id.as_deref());
+
+    if let Some(business_id) = joining {
+        let email = f.required("email", &body.email);
+        let key = f.required("activation_key", &body.activation_key);
+        let acceptance = parse_acceptance(&mut f, &body.first_name, &body.last_name, password1);
+        f.finish()?;
+        let (Some(email), Some(key), Some(acceptance)) = (email, key, acceptance) else {
+            return Err(ApiError::validation(Vec::new()));
+        };
+        let details = invitations::describe(&app, key).await?;
+        let claimed_business = Uuid::parse_str(business_id.trim()).ok();
+        if claimed_business != Some(details.business.id) || Email::key_of(email) != details.email {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invitation_mismatch",
+                "This invitation is for another business or another email.",
+            ));
+        }
+        let done = invitations::accept(&app, key, acceptance, client)
+            .await
+            .map_err(|e| accept_error(e, "password1"))?;
+        return Ok((
+            StatusCode::CREATED,
+            Json(TokenOnly {
+                token: done.session.token,
+            }),
+        ));
+    }
+
+    let email = f
+        .required("email", &body.email)
+        .and_then(|e| f.check("email", Email::parse(e)));
+    let password = password1.and_then(|p| f.check("password1", Password::parse(p, email.as_ref())));
+    let first_name = f
+        .required("first_name", &body.first_name)
+        .and_then(|n| f.check("first_name", PersonName::parse(n)));
+    let last_name = f
+        .required("last_name", &body.last_name)
+        .and_then(|n| f.check("last_name", PersonName::parse(n)));
+    let business_name = match &body.business {
+        Some(b) => f
+            .required("business.name", &b.name)
+            .and_then(|n| f.check("business.name", BusinessName::parse(n))),
+        None => {
+            f.push("business", "required", "This field is required.");
+            None
+        }
+    };
+    f.finish()?;
+    let (Some(email), Some(password), Some(first_name), Some(last_name), Some(business_name)) =
+        (email, password, first_name, last_name, business_name)
+    else {
+        return Err(ApiError::validation(Vec::new()));
+    };
+    let done = accounts::signup(
+        &app,
+        NewAccount {
+            email,
+            password,
+            first_name,
+            last_name,
+            business_name,
+        },
+        client,
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(TokenOnly {
+            token: done.session.token,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompatLogin {
+    pub email: Option<String>,
+    pub password: Option<String>,
+}
+
+/// `POST /saas/login`
+pub async fn compat_login(
+    State(app): State<AppState>,
+    client: Client,
+    ApiJson(body): ApiJson<CompatLogin>,
+) -> ApiResult<Json<TokenOnly>> {
+    let login = crate::http::accounts::LoginRequest {
+        email: body.email,
+        password: body.password,
+    };
+    let Json(done) = crate::http::accounts::login_user(State(app), client, ApiJson(login)).await?;
+    Ok(Json(TokenOnly { token: done.token }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompatResetRequest {
+    pub email: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Detail {
+    pub detail: &'static str,
+}
+
+/// `POST /saas/passwd/reset`: 202 whatever the email; the key goes only to the mailbox.
+pub async fn compat_request_reset(
+    State(app): State<AppState>,
+    ApiJson(body): ApiJson<CompatResetRequest>,
+) -> ApiResult<(StatusCode, Json<Detail>)> {
+    let mut f = Fields::default();
+    let email = f.required("email", &body.email);
+    f.finish()?;
+    if let Some(email) = email {
+        reset::request_reset(&app, email).await?;
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Detail {
+            detail: RESET_ACCEPTED,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompatConfirm {
+    pub activation_key: Option<String>,
+    pub password1: Option<String>,
+    pub password2: Option<String>,
+}
+
+/// `POST /saas/passwd/reset/cnfrm`
+pub async fn compat_confirm_reset(
+    State(app): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<CompatConfirm>,
+) -> ApiResult<Json<TokenOnly>> {
+    let mut f = Fields::default();
+    let key = f.required("activation_key", &body.activation_key);
+    let password1 = f.required("password1", &body.password1);
+    let password2 = f.required("password2", &body.password2);
+    passwords_match(password1, password2)?;
+    f.finish()?;
+    let (Some(key), Some(password)) = (key, password1) else {
+        return Err(ApiError::validation(Vec::new()));
+    };
+    let session = reset::confirm_reset(&app, key, password, client)
+        .await
+        .map_err(|e| reset_error(e, "password1"))?;
+    Ok(Json(TokenOnly {
+        token: session.token,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+pub struct CompatMe {
+    pub business: CompatMeBusiness,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub plan: Option<CompatPlan>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CompatMeBusiness {
+    pub id: Uuid,
+    pub name: String,
+    /// Never a secret: API keys are shown once when created. Null until keys exist.
+    pub api_key: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CompatPlan {
+    #[serde(flatten)]
+    pub plan: PlanView,
+    pub status: String,
+    pub current_period_end: crate::db::Timestamp,
+}
+
+/// `GET /saas/me`
+pub async fn compat_me(
+    State(app): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<CompatMe>> {
+    let plan = accounts::current_plan(&app, &p).await?;
+    let plan = match (&p.subscription, plan) {
+        (Some(sub), Some(plan)) => Some(CompatPlan {
+            plan: plan.into(),
+            status: sub.status.clone(),
+            current_period_end: sub.current_period_end,
+        }),
+        _ => None,
+    };
+    Ok(Json(CompatMe {
+        business: CompatMeBusiness {
+            id: p.business_id,
+            name: p.business_name,
+            api_key: None,
+        },
+        email: p.email,
+        first_name: p.first_name,
+        last_name: p.last_name,
+        plan,
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CompatInvite {
+    pub email: Option<String>,
+    pub no_email: Option<bool>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ActivationKey {
+    pub activation_key: String,
+}
+
+/// `POST /saas/invite`: invites as `member`; `no_email: true` skips the mail.
+pub async fn compat_invite(
+    State(app): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiJson(body): ApiJson<CompatInvite>,
+) -> ApiResult<(StatusCode, Json<ActivationKey>)> {
+    let mut f = Fields::default();
+    let email = f
+        .required("email", &body.email)
+        .and_then(|e| f.check("email", Email::parse(e)));
+    f.finish()?;
+    let Some(email) = email else {
+        return Err(ApiError::validation(Vec::new()));
+    };
+    let created = invitations::invite(
+        &app,
+        &p,
+        NewInvitation {
+            email,
+            role: Role::Member,
+            send_email: !body.no_email.unwrap_or(false),
+        },
+    )
+    .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(ActivationKey {
+            activation_key: created.key,
+        }),
+    ))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct PrefillQuery {
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Prefill {
+    pub business: PrefillBusiness,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PrefillBusiness {
+    pub id: Uuid,
+    pub name: String,
+}
+
+/// `GET /saas/signup/prefill?key=`: what the signup form shows for an invitation. The invitee's
+/// names are not known before they give them, so they are empty.
+pub async fn compat_prefill(
+    State(app): State<AppState>,
+    query: Result<Query<PrefillQuery>, QueryRejection>,
+) -> ApiResult<Json<Prefill>> {
+    let Ok(Query(query)) = query else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_query",
+            "The query string could not be read.",
+        ));
+    };
+    let Some(key) = query.key.filter(|k| !k.is_empty()) else {
+        return Err(ApiError::validation(vec![crate::error::FieldError::new(
+            "key",
+            "required",
+            "The query parameter `key` is required.",
+        )]));
+    };
+    let d = invitations::describe(&app, &key).await?;
+    Ok(Json(Prefill {
+        business: PrefillBusiness {
+            id: d.business.id,
+            name: d.business.name,
+        },
+        email: d.email,
+        first_name: String::new(),
+        last_name: String::new(),
+    }))
+}

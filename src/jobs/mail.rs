@@ -1,0 +1,90 @@
+//! The mail worker: claims due messages from the outbox, sends them, and records the outcome —
+//! sent, retried later with backoff, or (after about a day of failures) kept as failed.
+//! Mail survives SMTP outages and restarts because it only leaves the outbox once sent.
+
+use std::time::Duration;
+
+use tokio::sync::watch;
+
+use crate::app::AppState;
+use crate::mail::retry_delay;
+use crate::store::outbox;
+
+/// How long a claimed message is reserved for the worker that claimed it.
+const LEASE: chrono::Duration = chrono::Duration::seconds(120);
+const BATCH: i64 = 20;
+const POLL: Duration = Duration::from_secs(1);
+
+/// What one pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery {
+    pub sent: usize,
+    pub retrying: usize,
+    pub failed: usize,
+}
+
+/// Delivers every message due now, in batches, and returns what happened.
+pub async fn deliver_due(app: &AppState) -> anyhow::Result<Delivery> {
+    let mut total = Delivery::default();
+    loop {
+        let now = app.clock.now();
+        let batch = {
+            let mut tx = app.db.begin().await?;
+            let batch = outbox::claim_due(tx.conn(), now, now.plus(LEASE), BATCH).await?;
+            tx.commit().await?;
+            batch
+        };
+        if batch.is_empty() {
+            return Ok(total);
+        }
+        for message in batch {
+            let outcome = app.mailer.send(&message).await;
+            let now = app.clock.now();
+            let mut tx = app.db.begin().await?;
+            match outcome {
+                Ok(()) => {
+                    outbox::mark_sent(tx.conn(), message.id, now).await?;
+                    total.sent += 1;
+                    tracing::info!(outbox_id = %message.id, "mail sent");
+                }
+                Err(err) => {
+                    let error = format!("{err:#}");
+                    match retry_delay(message.attempts) {
+                        Some(delay) => {
+                            outbox::schedule_retry(tx.conn(), message.id, now.plus(delay), &error)
+                                .await?;
+                            total.retrying += 1;
+                            tracing::warn!(outbox_id = %message.id, attempts = message.attempts, error, "mail not sent; will retry");
+                        }
+                        None => {
+                            outbox::mark_failed(tx.conn(), message.id, now, &error).await?;
+                            total.failed += 1;
+                            tracing::error!(outbox_id = %message.id, attempts = message.attempts, error, "mail given up on; kept in the outbox");
+                        }
+                    }
+                }
+            }
+            tx.commit().await?;
+        }
+    }
+}
+
+/// Runs until `stop` turns true, delivering as soon as mail is queued on this replica
+/// (or within a second of it being queued on another). Stops between messages, never mid-send.
+pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
+    tracing::info!(transport = ?app.mailer.transport(), "mail worker started");
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        if let Err(err) = deliver_due(&app).await {
+            tracing::error!(error = format!("{err:#}"), "mail worker pass failed");
+        }
+        tokio::select! {
+            _ = app.mail_queued.notified() => {}
+            _ = tokio::time::sleep(POLL) => {}
+            _ = stop.changed() => {}
+        }
+    }
+    tracing::info!("mail worker stopped");
+}

@@ -1,0 +1,3 @@
+//! Background loops started by `saaskit serve`: each is safe to run on every replica at once.
+
+pub mod mail;

@@ -1,0 +1,118 @@
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::db::{Conn, Timestamp};
+use crate::on_conn;
+
+/// A single-use key mailed to someone: a password reset, an invitation, an email verification.
+/// Only its SHA-256 is stored.
+#[derive(Debug, Clone, FromRow)]
+pub struct OneTimeKey {
+    pub id: Uuid,
+    /// `password_reset`, `invitation` or `email_verification`.
+    pub purpose: String,
+    pub hash: Vec<u8>,
+    pub user_id: Option<Uuid>,
+    pub business_id: Option<Uuid>,
+    pub email: Option<String>,
+    pub role: Option<String>,
+    pub created_by: Option<Uuid>,
+    pub failed_attempts: i64,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
+}
+
+pub async fn insert(c: Conn<'_>, k: &OneTimeKey) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "INSERT INTO one_time_keys (id, purpose, hash, user_id, business_id, email, role, \
+         created_by, failed_attempts, created_at, expires_at, used_at, revoked_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(k.id)
+    .bind(&k.purpose)
+    .bind(&k.hash)
+    .bind(k.user_id)
+    .bind(k.business_id)
+    .bind(&k.email)
+    .bind(&k.role)
+    .bind(k.created_by)
+    .bind(k.failed_attempts)
+    .bind(k.created_at)
+    .bind(k.expires_at)
+    .bind(k.used_at)
+    .bind(k.revoked_at)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}
+
+pub async fn find_by_hash(
+    c: Conn<'_>,
+    purpose: &str,
+    hash: &[u8],
+) -> sqlx::Result<Option<OneTimeKey>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, purpose, hash, user_id, business_id, email, role, created_by, \
+         failed_attempts, created_at, expires_at, used_at, revoked_at FROM one_time_keys \
+         WHERE purpose = $1 AND hash = $2",
+    )
+    .bind(purpose)
+    .bind(hash)
+    .fetch_optional(&mut *c)
+    .await)
+}
+
+/// Uses a key if it is still usable at `now`; whether this call was the one that used it.
+/// The condition makes two concurrent uses of one key succeed once.
+pub async fn consume(c: Conn<'_>, id: Uuid, now: Timestamp) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE one_time_keys SET used_at = $2 \
+         WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}
+
+/// Revokes every live key of a user for one purpose (a new reset key kills the older ones).
+pub async fn revoke_for_user(
+    c: Conn<'_>,
+    user_id: Uuid,
+    purpose: &str,
+    now: Timestamp,
+) -> sqlx::Result<u64> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE one_time_keys SET revoked_at = $3 \
+         WHERE user_id = $1 AND purpose = $2 AND used_at IS NULL AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(purpose)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}
+
+/// Revokes the pending invitations of one email to one business.
+pub async fn revoke_invitations_of(
+    c: Conn<'_>,
+    business_id: Uuid,
+    email: &str,
+    now: Timestamp,
+) -> sqlx::Result<u64> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE one_time_keys SET revoked_at = $3 \
+         WHERE purpose = 'invitation' AND business_id = $1 AND email = $2 \
+         AND used_at IS NULL AND revoked_at IS NULL",
+    )
+    .bind(business_id)
+    .bind(email)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}

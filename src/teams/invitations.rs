@@ -1,0 +1,349 @@
+//! Invitations: an owner or admin invites an email to their business with a role; the invitee
+//! gets a single-use link valid 7 days, and accepting it creates their account and membership.
+//! Inviting an email that already has an account never changes that account.
+
+use chrono::Duration;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::accounts::keys::{self, KeyProblem};
+use crate::accounts::{ClientInfo, Principal, Session, open_session};
+use crate::app::App;
+use crate::db::Timestamp;
+use crate::domain::{Email, Invalid, Password, PersonName, Role};
+use crate::mail::{self, Template};
+use crate::secret;
+use crate::store::businesses::{self, Business};
+use crate::store::members::{self, Member};
+use crate::store::one_time_keys::{self, OneTimeKey};
+use crate::store::users::{self, User};
+
+pub const PURPOSE: &str = "invitation";
+pub const KEY_LIFETIME_DAYS: i64 = 7;
+
+#[derive(Debug)]
+pub struct NewInvitation {
+    pub email: Email,
+    pub role: Role,
+    pub send_email: bool,
+}
+
+/// A created invitation; `key` and `link` are shown to the inviter once.
+#[derive(Debug)]
+pub struct CreatedInvitation {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+    pub business_id: Uuid,
+    pub business_name: String,
+    pub expires_at: Timestamp,
+    pub key: String,
+    pub link: String,
+    pub emailed: bool,
+}
+
+#[derive(Debug, Error)]
+pub enum InviteError {
+    #[error("only owners and admins may invite")]
+    Forbidden,
+    #[error("the business has no live subscription")]
+    NoLiveSubscription,
+    #[error("this email already belongs to a member of the business")]
+    AlreadyMember,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for InviteError {
+    fn from(err: sqlx::Error) -> Self {
+        InviteError::Unexpected(err.into())
+    }
+}
+
+/// Invites `new.email` to the caller's business. A pending invitation of the same email to the
+/// same business is replaced: only the newest link works.
+pub async fn invite(
+    app: &App,
+    inviter: &Principal,
+    new: NewInvitation,
+) -> Result<CreatedInvitation, InviteError> {
+    if !inviter.role.can_manage() {
+        return Err(InviteError::Forbidden);
+    }
+    let now = app.clock.now();
+    if !inviter
+        .subscription
+        .as_ref()
+        .is_some_and(|s| s.is_live(now))
+    {
+        return Err(InviteError::NoLiveSubscription);
+    }
+    let mut tx = app.db.begin().await?;
+    if let Some(existing) = users::find_by_email_key(tx.conn(), new.email.key()).await?
+        && members::find(tx.conn(), inviter.business_id, existing.id)
+            .await?
+            .is_some()
+    {
+        return Err(InviteError::AlreadyMember);
+    }
+    one_time_keys::revoke_invitations_of(tx.conn(), inviter.business_id, new.email.key(), now)
+        .await?;
+    let secret = secret::generate("");
+    let id = Uuid::now_v7();
+    let expires_at = now.plus(Duration::days(KEY_LIFETIME_DAYS));
+    one_time_keys::insert(
+        tx.conn(),
+        &OneTimeKey {
+            id,
+            purpose: PURPOSE.to_owned(),
+            hash: secret.hash.clone(),
+            user_id: None,
+            business_id: Some(inviter.business_id),
+            email: Some(new.email.key().to_owned()),
+            role: Some(new.role.as_str().to_owned()),
+            created_by: Some(inviter.user_id),
+            failed_attempts: 0,
+            created_at: now,
+            expires_at,
+            used_at: None,
+            revoked_at: None,
+        },
+    )
+    .await?;
+    let link = format!(
+        "{}/invitations/accept?key={}",
+        app.config.public_base(),
+        secret.clear
+    );
+    if new.send_email {
+        let inviter_name = display_name(&inviter.first_name, &inviter.last_name, &inviter.email);
+        let rendered = Template::Invitation.render(&[
+            ("inviter_name", &inviter_name),
+            ("business_name", &inviter.business_name),
+            ("role", new.role.as_str()),
+            ("valid_days", &KEY_LIFETIME_DAYS.to_string()),
+            ("link", &link),
+        ]);
+        mail::enqueue(
+            &mut tx,
+            app.mailer.domain(),
+            new.email.as_str(),
+            rendered,
+            now,
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    if new.send_email {
+        app.mail_queued.notify_one();
+    }
+    tracing::info!(invitation_id = %id, business_id = %inviter.business_id, "invitation created");
+    Ok(CreatedInvitation {
+        id,
+        email: new.email.key().to_owned(),
+        role: new.role,
+        business_id: inviter.business_id,
+        business_name: inviter.business_name.clone(),
+        expires_at,
+        key: secret.clear,
+        link,
+        emailed: new.send_email,
+    })
+}
+
+fn display_name(first: &str, last: &str, email: &str) -> String {
+    let name = format!("{first} {last}");
+    let name = name.trim();
+    if name.is_empty() {
+        email.to_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
+/// What a signup form shows about an invitation before it is accepted.
+#[derive(Debug)]
+pub struct InvitationDetails {
+    pub id: Uuid,
+    pub email: String,
+    pub role: Role,
+    pub business: Business,
+    pub inviter_name: String,
+    pub inviter_email: Option<String>,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Error)]
+pub enum LookupError {
+    #[error(transparent)]
+    Key(#[from] KeyProblem),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for LookupError {
+    fn from(err: sqlx::Error) -> Self {
+        LookupError::Unexpected(err.into())
+    }
+}
+
+async fn load(app: &App, presented: &str) -> Result<(OneTimeKey, InvitationDetails), LookupError> {
+    if !keys::plausible(presented) {
+        return Err(KeyProblem::NotFound.into());
+    }
+    let mut tx = app.db.read().await?;
+    let key = one_time_keys::find_by_hash(tx.conn(), PURPOSE, &secret::digest(presented))
+        .await?
+        .ok_or(KeyProblem::NotFound)?;
+    keys::check(&key, app.clock.now())?;
+    let business_id = key
+        .business_id
+        .ok_or_else(|| anyhow::anyhow!("invitation {} has no business", key.id))?;
+    let business = businesses::find(tx.conn(), business_id)
+        .await?
+        .filter(|b| b.is_active)
+        .ok_or(KeyProblem::NotFound)?;
+    let inviter = match key.created_by {
+        Some(id) => users::find(tx.conn(), id).await?,
+        None => None,
+    };
+    let role = key
+        .role
+        .as_deref()
+        .unwrap_or("member")
+        .parse::<Role>()
+        .map_err(|e| anyhow::anyhow!("invitation {}: {e}", key.id))?;
+    let details = InvitationDetails {
+        id: key.id,
+        email: key.email.clone().unwrap_or_default(),
+        role,
+        business,
+        inviter_name: inviter
+            .as_ref()
+            .map(|u| display_name(&u.first_name, &u.last_name, &u.email))
+            .unwrap_or_default(),
+        inviter_email: inviter.map(|u| u.email),
+        expires_at: key.expires_at,
+    };
+    Ok((key, details))
+}
+
+/// Looks up a live invitation by its key.
+pub async fn describe(app: &App, presented: &str) -> Result<InvitationDetails, LookupError> {
+    load(app, presented).await.map(|(_, details)| details)
+}
+
+/// What accepting needs from the invitee.
+#[derive(Debug)]
+pub struct Acceptance {
+    pub first_name: PersonName,
+    pub last_name: PersonName,
+    pub password: String,
+}
+
+#[derive(Debug)]
+pub struct Accepted {
+    pub session: Session,
+    pub user: User,
+    pub business: Business,
+    pub role: Role,
+}
+
+#[derive(Debug, Error)]
+pub enum AcceptError {
+    #[error(transparent)]
+    Key(#[from] KeyProblem),
+    #[error("the password is not acceptable: {}", .0.message)]
+    Password(Invalid),
+    #[error("an account with this email exists; log in to accept")]
+    AccountExists,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for AcceptError {
+    fn from(err: sqlx::Error) -> Self {
+        AcceptError::Unexpected(err.into())
+    }
+}
+
+impl From<LookupError> for AcceptError {
+    fn from(err: LookupError) -> Self {
+        match err {
+            LookupError::Key(k) => AcceptError::Key(k),
+            LookupError::Unexpected(e) => AcceptError::Unexpected(e),
+        }
+    }
+}
+
+/// Accepts an invitation as a new account: creates the user (their email counts as verified:
+/// they proved they read it), the membership, and a session, in one transaction.
+pub async fn accept(
+    app: &App,
+    presented: &str,
+    acceptance: Acceptance,
+    client: ClientInfo,
+) -> Result<Accepted, AcceptError> {
+    let (key, details) = load(app, presented).await?;
+    let email = Email::parse(&details.email).map_err(|e| {
+        anyhow::anyhow!("invitation {} has an invalid email: {}", key.id, e.message)
+    })?;
+    let password =
+        Password::parse(&acceptance.password, Some(&email)).map_err(AcceptError::Password)?;
+    {
+        let mut tx = app.db.read().await?;
+        if users::find_by_email_key(tx.conn(), email.key())
+            .await?
+            .is_some()
+        {
+            return Err(AcceptError::AccountExists);
+        }
+    }
+    let password_hash = app.hasher.hash(password.expose()).await?;
+
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    if !one_time_keys::consume(tx.conn(), key.id, now).await? {
+        return Err(KeyProblem::Used.into());
+    }
+    let user = User {
+        id: Uuid::now_v7(),
+        email: email.as_str().to_owned(),
+        email_key: email.key().to_owned(),
+        first_name: acceptance.first_name.as_str().to_owned(),
+        last_name: acceptance.last_name.as_str().to_owned(),
+        is_active: true,
+        is_staff: false,
+        email_verified_at: Some(now),
+        created_at: now,
+        updated_at: now,
+    };
+    match users::insert(tx.conn(), &user, &password_hash).await {
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            return Err(AcceptError::AccountExists);
+        }
+        other => other?,
+    }
+    members::insert(
+        tx.conn(),
+        &Member {
+            id: Uuid::now_v7(),
+            business_id: details.business.id,
+            user_id: user.id,
+            role: details.role.as_str().to_owned(),
+            status: "active".to_owned(),
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await?;
+    let session = open_session(app, &mut tx, user.id, details.business.id, now, client).await?;
+    tx.commit().await?;
+    tracing::info!(invitation_id = %key.id, user_id = %user.id, "invitation accepted");
+    Ok(Accepted {
+        session,
+        user,
+        business: details.business,
+        role: details.role,
+    })
+}

@@ -1,0 +1,3 @@
+//! Teams: who belongs to a business, and how people join one.
+
+pub mod invitations;

@@ -1,0 +1,115 @@
+//! Mail end to end over real SMTP, across an outage and a restart.
+
+use chrono::Duration;
+use reqwest::StatusCode;
+use saaskit::db::Db;
+use serde_json::json;
+
+use crate::db_test;
+use crate::helpers::*;
+use crate::smtp_sink::{SmtpSink, decode_qp, key_in};
+
+async fn smtp_app(app: TestApp, sink: &SmtpSink) -> TestApp {
+    let (test_db, clock) = (app.test_db.clone(), app.clock.clone());
+    drop(app);
+    let url = sink.url();
+    TestApp::spawn_configured(test_db, clock, move |c| c.smtp_url = Some(url)).await
+}
+
+async fn outbox_state(db: &Db) -> Vec<(i64, bool, Option<String>)> {
+    let sql = "SELECT attempts, sent_at IS NOT NULL, last_error FROM outbox ORDER BY created_at";
+    match db {
+        Db::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await,
+        Db::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await,
+    }
+    .expect("read the outbox")
+}
+
+db_test! {
+    async fn reset_mail_goes_out_over_smtp(app) {
+        let sink = SmtpSink::start().await;
+        let app = smtp_app(app, &sink).await;
+        app.signup("ada@example.com").await;
+        let (status, _) = app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"})).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let done = app.deliver_mail().await;
+        assert_eq!(done.sent, 1);
+        let got = sink.messages();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].to, vec!["ada@example.com".to_owned()]);
+        assert!(got[0].from.contains("no-reply@saaskit.localhost"));
+        let data = decode_qp(&got[0].data);
+        assert!(data.contains("Subject: Reset your password"), "{data}");
+        assert!(data.contains("Message-ID: <"), "{data}");
+        assert!(data.contains("Content-Type: text/html"), "{data}");
+        let key = key_in(&got[0].data);
+        assert!(data.contains(&format!("http://localhost:8000/reset-password?key={key}")));
+        let (status, _) = app.post("/api/v1/password/reset/confirm", None, json!({"key": key, "password": "a brand new passphrase"})).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(outbox_state(&app.db).await, vec![(1, true, None)]);
+    }
+}
+
+db_test! {
+    async fn mail_survives_an_smtp_outage(app) {
+        let sink = SmtpSink::start().await;
+        let app = smtp_app(app, &sink).await;
+        app.signup("ada@example.com").await;
+        sink.set_up(false);
+        app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"})).await;
+        let done = app.deliver_mail().await;
+        assert_eq!((done.sent, done.retrying), (0, 1));
+        let state = outbox_state(&app.db).await;
+        assert_eq!(state.len(), 1);
+        assert_eq!((state[0].0, state[0].1), (1, false));
+        assert!(state[0].2.as_deref().is_some_and(|e| !e.is_empty()), "the error is kept: {state:?}");
+
+        // Not due yet: nothing is attempted before the backoff.
+        sink.set_up(true);
+        assert_eq!(app.deliver_mail().await.sent, 0);
+        assert!(sink.messages().is_empty());
+        app.clock.advance(Duration::seconds(30));
+        assert_eq!(app.deliver_mail().await.sent, 1);
+        assert_eq!(sink.messages().len(), 1);
+        assert_eq!(app.deliver_mail().await.sent, 0, "sent once, never twice");
+        assert_eq!(sink.messages().len(), 1);
+    }
+}
+
+db_test! {
+    async fn mail_queued_before_a_restart_is_sent_after_it(app) {
+        let sink = SmtpSink::start().await;
+        let app = smtp_app(app, &sink).await;
+        app.signup("ada@example.com").await;
+        app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"})).await;
+        // The server stops before its worker ran.
+        let (test_db, clock) = (app.test_db.clone(), app.clock.clone());
+        drop(app);
+        let url = sink.url();
+        let again = TestApp::spawn_configured(test_db, clock, move |c| c.smtp_url = Some(url)).await;
+        assert_eq!(again.deliver_mail().await.sent, 1);
+        assert_eq!(sink.messages().len(), 1);
+        assert_eq!(sink.messages()[0].to, vec!["ada@example.com".to_owned()]);
+    }
+}
+
+db_test! {
+    async fn sent_mail_keeps_no_secret_in_the_database(app) {
+        app.signup("ada@example.com").await;
+        app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"})).await;
+        let key = key_in(&app.only_mail_to("ada@example.com").await);
+        let sql = "SELECT subject || body_text || body_html FROM outbox";
+        let stored: Vec<String> = match &app.db {
+            Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+            Db::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
+        }
+        .expect("read the outbox");
+        assert!(stored.iter().all(|s| !s.contains(&key)), "{stored:?}");
+        let hashes: Vec<Vec<u8>> = match &app.db {
+            Db::Sqlite(p) => sqlx::query_scalar("SELECT hash FROM one_time_keys").fetch_all(p).await,
+            Db::Postgres(p) => sqlx::query_scalar("SELECT hash FROM one_time_keys").fetch_all(p).await,
+        }
+        .expect("read keys");
+        assert_eq!(hashes, vec![saaskit::secret::digest(&key)]);
+    }
+}

@@ -96,6 +96,17 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    // Compute the decoy hash now, so the first login for an unknown email costs no more than
+    // any other.
+    let warm = app.clone();
+    tokio::spawn(async move {
+        if let Err(err) = warm.hasher.verify_decoy("").await {
+            tracing::warn!(
+                error = format!("{err:#}"),
+                "could not prepare the decoy hash"
+            );
+        }
+    });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mail_worker = tokio::spawn(crate::jobs::mail::run(app.clone(), stop_rx));
     let served = serve(app.clone(), router, listener, async move {

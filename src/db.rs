@@ -136,7 +136,8 @@ impl Db {
         })
     }
 
-    /// Starts a read-only snapshot: several reads that see one consistent state.
+    /// Starts a transaction for reading (a deferred one on SQLite, so readers never wait for the
+    /// write lock). Writes that depend on what was read must re-check it in their own transaction.
     pub async fn read(&self) -> Result<Tx, sqlx::Error> {
         Ok(match self {
             Db::Sqlite(pool) => Tx::Sqlite(pool.begin().await?),

@@ -33,7 +33,8 @@ pub async fn request_reset(app: &App, email: &str) -> anyhow::Result<()> {
     if !user.is_active {
         return Ok(());
     }
-    // Only the newest link works.
+    // Only the newest link works: lock the user so concurrent requests revoke in turn.
+    users::lock(tx.conn(), user.id).await?;
     one_time_keys::revoke_for_user(tx.conn(), user.id, PURPOSE, now).await?;
     let secret = secret::generate("");
     one_time_keys::insert(

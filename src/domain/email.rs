@@ -66,6 +66,15 @@ impl Email {
         })
     }
 
+    /// An address stored by us after it was parsed once (its key). Lower-casing can turn a valid
+    /// address into one `parse` would refuse (`İ` grows a combining dot), so it is not re-checked.
+    pub fn from_stored_key(key: &str) -> Email {
+        Email {
+            address: key.to_owned(),
+            key: key.to_owned(),
+        }
+    }
+
     pub fn as_str(&self) -> &str {
         &self.address
     }

@@ -11,7 +11,7 @@ pub mod passwords;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, Request};
+use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -80,19 +80,34 @@ pub fn with_layers(routes: Router) -> Router {
                             .get(REQUEST_ID)
                             .and_then(|v| v.to_str().ok())
                             .unwrap_or("-");
-                        // The path only: query strings may carry keys.
-                        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request_id)
+                        // The route's template, never the raw path or query: both may carry keys
+                        // (`/invitations/{key}`, `?key=`).
+                        let route = req
+                            .extensions()
+                            .get::<MatchedPath>()
+                            .map(MatchedPath::as_str)
+                            .unwrap_or("<unmatched>");
+                        tracing::info_span!("request", method = %req.method(), route, request_id)
                     })
                     .on_response(
-                        |res: &axum::http::Response<_>, latency: Duration, _span: &tracing::Span| {
-                            tracing::info!(status = res.status().as_u16(), latency_ms = latency.as_secs_f64() * 1000.0, "response");
+                        |res: &axum::http::Response<_>,
+                         latency: Duration,
+                         _span: &tracing::Span| {
+                            tracing::info!(
+                                status = res.status().as_u16(),
+                                latency_ms = latency.as_secs_f64() * 1000.0,
+                                "response"
+                            );
                         },
                     ),
             )
             .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-            .layer(CatchPanicLayer::custom(|_panic: Box<dyn std::any::Any + Send>| {
-                ApiError::internal(anyhow::anyhow!("a request handler panicked")).into_response()
-            }))
+            .layer(CatchPanicLayer::custom(
+                |_panic: Box<dyn std::any::Any + Send>| {
+                    ApiError::internal(anyhow::anyhow!("a request handler panicked"))
+                        .into_response()
+                },
+            ))
             .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES)),
     )
 }

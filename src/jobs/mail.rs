@@ -12,7 +12,9 @@ use crate::store::outbox;
 
 /// How long a claimed message is reserved for the worker that claimed it.
 const LEASE: chrono::Duration = chrono::Duration::seconds(120);
-const BATCH: i64 = 20;
+/// Claimed one at a time, so a slow SMTP server cannot outlast the lease of messages still
+/// waiting in a batch (and get them sent twice by another replica).
+const BATCH: i64 = 1;
 const POLL: Duration = Duration::from_secs(1);
 
 /// What one pass did.
@@ -23,10 +25,21 @@ pub struct Delivery {
     pub failed: usize,
 }
 
-/// Delivers every message due now, in batches, and returns what happened.
+/// Delivers every message due now and returns what happened.
 pub async fn deliver_due(app: &AppState) -> anyhow::Result<Delivery> {
+    deliver_until(app, None).await
+}
+
+/// Like [`deliver_due`], but stops before the next message once `stop` turns true.
+async fn deliver_until(
+    app: &AppState,
+    stop: Option<&watch::Receiver<bool>>,
+) -> anyhow::Result<Delivery> {
     let mut total = Delivery::default();
     loop {
+        if stop.is_some_and(|s| *s.borrow()) {
+            return Ok(total);
+        }
         let now = app.clock.now();
         let batch = {
             let mut tx = app.db.begin().await?;
@@ -77,7 +90,7 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
         if *stop.borrow() {
             break;
         }
-        if let Err(err) = deliver_due(&app).await {
+        if let Err(err) = deliver_until(&app, Some(&stop)).await {
             tracing::error!(error = format!("{err:#}"), "mail worker pass failed");
         }
         tokio::select! {

@@ -36,3 +36,17 @@ pub async fn find(c: Conn<'_>, id: Uuid) -> sqlx::Result<Option<Business>> {
     .fetch_optional(&mut *c)
     .await)
 }
+
+/// Serialises writers that decide from a business's state (one pending invitation per email):
+/// PostgreSQL locks the row until the transaction ends; SQLite's writing transactions already
+/// run one at a time.
+pub async fn lock(c: Conn<'_>, id: Uuid) -> sqlx::Result<()> {
+    match c {
+        Conn::Postgres(c) => sqlx::query("SELECT id FROM businesses WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut *c)
+            .await
+            .map(|_| ()),
+        Conn::Sqlite(_) => Ok(()),
+    }
+}

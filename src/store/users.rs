@@ -98,3 +98,17 @@ pub async fn set_password_hash(
     .await
     .map(|_| ()))
 }
+
+/// Serialises writers that decide from a user's state (issuing a reset key revokes the older
+/// ones): PostgreSQL locks the row until the transaction ends; SQLite's transactions that may
+/// write already run one at a time (`BEGIN IMMEDIATE`).
+pub async fn lock(c: Conn<'_>, id: Uuid) -> sqlx::Result<()> {
+    match c {
+        Conn::Postgres(c) => sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(&mut *c)
+            .await
+            .map(|_| ()),
+        Conn::Sqlite(_) => Ok(()),
+    }
+}

@@ -51,7 +51,7 @@ db_test! {
         let (status, joined) = read(accept(&app, &key, invitee()).await).await;
         assert_eq!(status, StatusCode::CREATED, "{joined}");
         assert_eq!(joined["role"], "admin");
-        assert_eq!(joined["user"]["email_verified"], true);
+        assert_eq!(joined["user"]["email_verified"], false, "the inviter also held the key");
         let (status, me) = app.get("/api/v1/me", Some(&token_of(&joined))).await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(me["business"]["id"], owner["business"]["id"]);
@@ -145,5 +145,41 @@ db_test! {
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["business"]["name"], "grace@example.com's business");
         assert_eq!(app.count("members").await, 2);
+    }
+}
+
+db_test! {
+    async fn an_address_that_changes_when_lower_cased_can_still_accept(app) {
+        let owner = app.signup_token("ada@example.com").await;
+        let (status, inv) = invite(&app, &owner, json!({"email": "İlker@İstanbul.example", "send_email": false})).await;
+        assert_eq!(status, StatusCode::CREATED, "{inv}");
+        let (status, body) = read(accept(&app, inv["key"].as_str().expect("key"), invitee()).await).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+}
+
+db_test! {
+    async fn concurrent_invitations_of_one_email_leave_one_live_key(app) {
+        let owner = app.signup_token("ada@example.com").await;
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let client = app.client.clone();
+                let url = app.url("/api/v1/invitations");
+                let owner = owner.clone();
+                tokio::spawn(async move {
+                    client.post(url).bearer_auth(owner).json(&json!({"email": "grace@example.com", "send_email": false})).send().await.expect("send").status()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.expect("task"), StatusCode::CREATED);
+        }
+        let sql = "SELECT COUNT(*) FROM one_time_keys WHERE used_at IS NULL AND revoked_at IS NULL";
+        let live: i64 = match &app.db {
+            saaskit::db::Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+            saaskit::db::Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+        }
+        .expect("count");
+        assert_eq!(live, 1);
     }
 }

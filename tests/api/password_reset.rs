@@ -142,3 +142,28 @@ db_test! {
         assert_eq!(ok, 1);
     }
 }
+
+db_test! {
+    async fn concurrent_reset_requests_leave_one_live_key(app) {
+        app.signup("ada@example.com").await;
+        let tasks: Vec<_> = (0..6)
+            .map(|_| {
+                let client = app.client.clone();
+                let url = app.url("/api/v1/password/reset");
+                tokio::spawn(async move {
+                    client.post(url).json(&json!({"email": "ada@example.com"})).send().await.expect("send").status()
+                })
+            })
+            .collect();
+        for t in tasks {
+            assert_eq!(t.await.expect("task"), StatusCode::ACCEPTED);
+        }
+        let sql = "SELECT COUNT(*) FROM one_time_keys WHERE used_at IS NULL AND revoked_at IS NULL";
+        let live: i64 = match &app.db {
+            saaskit::db::Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+            saaskit::db::Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await,
+        }
+        .expect("count");
+        assert_eq!(live, 1);
+    }
+}

@@ -108,18 +108,24 @@ pub async fn run(
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mail_worker = tokio::spawn(crate::jobs::mail::run(app.clone(), stop_rx));
+    let mail_worker = tokio::spawn(crate::jobs::mail::run(app.clone(), stop_rx.clone()));
+    let renewals = tokio::spawn(crate::jobs::renew::run(app.clone(), stop_rx));
     let served = serve(app.clone(), router, listener, async move {
         shutdown.await;
         let _ = stop_tx.send(true);
     })
     .await;
-    // A worker mid-send finishes that message (SMTP has its own timeout); never wait forever.
-    if tokio::time::timeout(Duration::from_secs(20), mail_worker)
+    // A worker mid-send finishes that message (SMTP has its own timeout) and a sweep finishes the
+    // subscription it is on; never wait forever.
+    let jobs = async {
+        let _ = mail_worker.await;
+        let _ = renewals.await;
+    };
+    if tokio::time::timeout(Duration::from_secs(20), jobs)
         .await
         .is_err()
     {
-        tracing::warn!("mail worker did not stop in time");
+        tracing::warn!("background jobs did not stop in time");
     }
     app.db.close().await;
     served

@@ -77,6 +77,27 @@ pub struct Config {
     )]
     pub default_plan: String,
 
+    /// Days a paid subscription stays usable (`past_due`) after a renewal it could not pay for,
+    /// before it falls back to its plan's fallback or expires.
+    #[arg(
+        long,
+        env = "SAASKIT_GRACE_PERIOD_DAYS",
+        default_value_t = 3,
+        value_parser = clap::value_parser!(u32).range(0..=365),
+        global = true
+    )]
+    pub grace_period_days: u32,
+
+    /// Seconds between two renewal sweeps inside `serve`.
+    #[arg(
+        long,
+        env = "SAASKIT_RENEW_EVERY",
+        default_value_t = 60,
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub renew_every: u64,
+
     /// How long a login session lasts, in hours, however active it is.
     #[arg(
         long,
@@ -157,6 +178,8 @@ impl Config {
             smtp_url: None,
             mail_from: "saaskit <no-reply@saaskit.localhost>".into(),
             default_plan: "free-trial".into(),
+            grace_period_days: 3,
+            renew_every: 60,
             session_lifetime_hours: 24 * 30,
             hash_concurrency: None,
             log_format: LogFormat::Text,

@@ -24,6 +24,19 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Run one renewal sweep and exit: renew, charge, expire or fall back every subscription
+    /// whose period has ended. For cron jobs, and with --at for simulating time.
+    Renew {
+        /// Sweep as of this time (RFC 3339, e.g. 2026-01-31T00:00:00Z) instead of now.
+        #[arg(long, value_parser = parse_time)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("not an RFC 3339 time ({e}), e.g. 2026-01-31T00:00:00Z"))
 }
 
 fn main() -> ExitCode {
@@ -55,6 +68,23 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             db.migrate().await?;
             db.close().await;
             tracing::info!(database = %redact_url(&config.database_url), "migrations applied");
+            Ok(())
+        }
+        Command::Renew { at } => {
+            let app = App::connect(config).await?;
+            let now = match at {
+                Some(at) => saaskit::db::Timestamp::from_datetime(at),
+                None => saaskit::clock::Clock::now(&saaskit::clock::SystemClock),
+            };
+            let report = saaskit::billing::sweep::sweep(&app, now).await?;
+            app.db.close().await;
+            println!("{}", serde_json::to_string(&report)?);
+            if report.errors > 0 {
+                anyhow::bail!(
+                    "{} subscriptions could not be advanced; see the log",
+                    report.errors
+                );
+            }
             Ok(())
         }
         Command::Serve => {

@@ -142,10 +142,23 @@ pub async fn signup(
         current_period_start: now,
         current_period_end: now.plus(Duration::days(plan.cycle_days)),
         is_current: true,
+        pending_plan_id: None,
+        cancel_at_period_end: false,
+        ended_at: None,
         created_at: now,
         updated_at: now,
     };
     subscriptions::insert(tx.conn(), &subscription).await?;
+    crate::billing::events::record(
+        &mut tx,
+        &subscription,
+        "created",
+        crate::billing::events::Actor::User(user.id),
+        None,
+        Some(crate::billing::events::snapshot(&subscription, &plan.code)),
+        now,
+    )
+    .await?;
 
     let session = open_session(app, &mut tx, user.id, business.id, now, client).await?;
     tx.commit().await?;

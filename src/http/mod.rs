@@ -2,6 +2,7 @@
 //! body limit, panic guard). Handlers are thin: parse, call one service, map the result.
 
 pub mod accounts;
+pub mod billing;
 pub mod compat;
 pub mod extract;
 pub mod health;
@@ -34,6 +35,8 @@ pub fn api_routes() -> Router<AppState> {
         .route("/logout", post(accounts::logout_user))
         .route("/me", get(accounts::get_current_user))
         .route("/healthz", get(health::get_health))
+        .route("/plans", get(billing::list_plans))
+        .route("/subscription", get(billing::get_subscription))
         .route("/password/reset", post(passwords::request_password_reset))
         .route(
             "/password/reset/confirm",

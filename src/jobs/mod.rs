@@ -1,3 +1,4 @@
 //! Background loops started by `saaskit serve`: each is safe to run on every replica at once.
 
 pub mod mail;
+pub mod renew;

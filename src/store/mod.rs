@@ -4,6 +4,8 @@
 //! [`Conn`]: crate::db::Conn
 
 pub mod businesses;
+pub mod events;
+pub mod ledger;
 pub mod members;
 pub mod one_time_keys;
 pub mod outbox;

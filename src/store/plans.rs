@@ -49,3 +49,39 @@ pub async fn find(c: Conn<'_>, id: Uuid) -> sqlx::Result<Option<Plan>> {
     .fetch_optional(&mut *c)
     .await)
 }
+
+/// Every plan, archived ones included (subscriptions may still be on them).
+pub async fn all(c: Conn<'_>) -> sqlx::Result<Vec<Plan>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, code, name, description, price_minor, currency, cycle_days, renews, \
+         fallback_plan_id, limits, is_public, archived_at, created_at, updated_at \
+         FROM plans ORDER BY price_minor, code",
+    )
+    .fetch_all(&mut *c)
+    .await)
+}
+
+pub async fn insert(c: Conn<'_>, p: &Plan) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "INSERT INTO plans (id, code, name, description, price_minor, currency, cycle_days, \
+         renews, fallback_plan_id, limits, is_public, archived_at, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+    )
+    .bind(p.id)
+    .bind(&p.code)
+    .bind(&p.name)
+    .bind(&p.description)
+    .bind(p.price_minor)
+    .bind(&p.currency)
+    .bind(p.cycle_days)
+    .bind(p.renews)
+    .bind(p.fallback_plan_id)
+    .bind(&p.limits)
+    .bind(p.is_public)
+    .bind(p.archived_at)
+    .bind(p.created_at)
+    .bind(p.updated_at)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}

@@ -14,6 +14,11 @@ pub struct Subscription {
     pub current_period_start: Timestamp,
     pub current_period_end: Timestamp,
     pub is_current: bool,
+    /// A plan change that takes effect when the current period ends.
+    pub pending_plan_id: Option<Uuid>,
+    pub cancel_at_period_end: bool,
+    /// When it stopped being the business's current subscription.
+    pub ended_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
@@ -21,8 +26,9 @@ pub struct Subscription {
 pub async fn insert(c: Conn<'_>, sub: &Subscription) -> sqlx::Result<()> {
     on_conn!(c, c => sqlx::query(
         "INSERT INTO subscriptions (id, business_id, plan_id, status, current_period_start, \
-         current_period_end, is_current, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+         current_period_end, is_current, pending_plan_id, cancel_at_period_end, ended_at, \
+         created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
     )
     .bind(sub.id)
     .bind(sub.business_id)
@@ -31,6 +37,9 @@ pub async fn insert(c: Conn<'_>, sub: &Subscription) -> sqlx::Result<()> {
     .bind(sub.current_period_start)
     .bind(sub.current_period_end)
     .bind(sub.is_current)
+    .bind(sub.pending_plan_id)
+    .bind(sub.cancel_at_period_end)
+    .bind(sub.ended_at)
     .bind(sub.created_at)
     .bind(sub.updated_at)
     .execute(&mut *c)
@@ -41,10 +50,103 @@ pub async fn insert(c: Conn<'_>, sub: &Subscription) -> sqlx::Result<()> {
 pub async fn current_of(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<Option<Subscription>> {
     on_conn!(c, c => sqlx::query_as(
         "SELECT id, business_id, plan_id, status, current_period_start, current_period_end, \
-         is_current, created_at, updated_at \
+         is_current, pending_plan_id, cancel_at_period_end, ended_at, created_at, updated_at \
          FROM subscriptions WHERE business_id = $1 AND is_current",
     )
     .bind(business_id)
     .fetch_optional(&mut *c)
+    .await)
+}
+
+/// Ids of current subscriptions the sweep must look at (a period that has ended while trialing,
+/// active or past due), after `after` in id order: keyset pagination that terminates even
+/// though past-due subscriptions stay due until they are paid or stopped.
+pub async fn due_ids(
+    c: Conn<'_>,
+    now: Timestamp,
+    after: Uuid,
+    limit: i64,
+) -> sqlx::Result<Vec<Uuid>> {
+    on_conn!(c, c => sqlx::query_scalar(
+        "SELECT id FROM subscriptions \
+         WHERE is_current AND current_period_end <= $1 \
+         AND status IN ('trialing', 'active', 'past_due') AND id > $2 \
+         ORDER BY id LIMIT $3",
+    )
+    .bind(now)
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// Reads a current subscription for changing it. On PostgreSQL the row is locked until the
+/// transaction ends and one locked by another worker is skipped (`None`), so replicas share the
+/// sweep without waiting on each other; on SQLite the writing transaction already excludes others.
+pub async fn claim_current(c: Conn<'_>, id: Uuid) -> sqlx::Result<Option<Subscription>> {
+    match c {
+        Conn::Postgres(c) => {
+            sqlx::query_as(
+                "SELECT id, business_id, plan_id, status, current_period_start, current_period_end, \
+                 is_current, pending_plan_id, cancel_at_period_end, ended_at, created_at, updated_at \
+                 FROM subscriptions WHERE id = $1 AND is_current FOR UPDATE SKIP LOCKED",
+            )
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await
+        }
+        Conn::Sqlite(c) => {
+            sqlx::query_as(
+                "SELECT id, business_id, plan_id, status, current_period_start, current_period_end, \
+                 is_current, pending_plan_id, cancel_at_period_end, ended_at, created_at, updated_at \
+                 FROM subscriptions WHERE id = $1 AND is_current",
+            )
+            .bind(id)
+            .fetch_optional(&mut *c)
+            .await
+        }
+    }
+}
+
+/// Writes a subscription's new lifecycle state, only if it is still in the state `expected`
+/// was read in (status and period end): a second writer that read the same state changes
+/// nothing. Returns whether the row was updated.
+pub async fn update_state(
+    c: Conn<'_>,
+    expected: &Subscription,
+    new: &Subscription,
+) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE subscriptions SET plan_id = $3, status = $4, current_period_start = $5, \
+         current_period_end = $6, is_current = $7, pending_plan_id = $8, \
+         cancel_at_period_end = $9, ended_at = $10, updated_at = $11 \
+         WHERE id = $1 AND status = $2 AND current_period_end = $12 AND is_current",
+    )
+    .bind(expected.id)
+    .bind(&expected.status)
+    .bind(new.plan_id)
+    .bind(&new.status)
+    .bind(new.current_period_start)
+    .bind(new.current_period_end)
+    .bind(new.is_current)
+    .bind(new.pending_plan_id)
+    .bind(new.cancel_at_period_end)
+    .bind(new.ended_at)
+    .bind(new.updated_at)
+    .bind(expected.current_period_end)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}
+
+/// Every subscription a business has had, newest first.
+pub async fn history_of(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<Vec<Subscription>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, business_id, plan_id, status, current_period_start, current_period_end, \
+         is_current, pending_plan_id, cancel_at_period_end, ended_at, created_at, updated_at \
+         FROM subscriptions WHERE business_id = $1 ORDER BY created_at DESC, id DESC",
+    )
+    .bind(business_id)
+    .fetch_all(&mut *c)
     .await)
 }

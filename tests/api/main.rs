@@ -3,6 +3,7 @@
 mod helpers;
 mod smtp_sink;
 
+mod billing;
 mod cli;
 mod compat;
 mod errors;

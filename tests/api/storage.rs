@@ -90,6 +90,9 @@ db_test! {
             current_period_start: now,
             current_period_end: now,
             is_current: true,
+            pending_plan_id: None,
+            cancel_at_period_end: false,
+            ended_at: None,
             created_at: now,
             updated_at: now,
         };

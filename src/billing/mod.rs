@@ -1,0 +1,6 @@
+//! Billing: plans, subscriptions and their lifecycle, the credits ledger, and the renewal sweep.
+
+pub mod admin;
+pub mod events;
+pub mod lifecycle;
+pub mod sweep;

@@ -2,14 +2,16 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::Serialize;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::app::AppState;
+use crate::billing::changes::{self, ChangeError, Preview, When};
 use crate::db::Timestamp;
-use crate::error::ApiResult;
-use crate::http::accounts::PlanView;
-use crate::http::extract::Authenticated;
+use crate::error::{ApiError, ApiResult};
+use crate::http::accounts::{Fields, PlanView};
+use crate::http::extract::{ApiJson, Authenticated};
 use crate::store::{ledger, plans, subscriptions};
 
 #[derive(Debug, Serialize)]
@@ -67,15 +69,14 @@ pub struct SubscriptionResponse {
     pub credit_balance: i64,
 }
 
-/// `GET /api/v1/subscription`: the business's current subscription (even when canceled or
-/// expired, so the client can say why there is no access), its plan, and the credit balance.
-pub async fn get_subscription(
-    State(app): State<AppState>,
-    Authenticated(p): Authenticated,
-) -> ApiResult<Json<Option<SubscriptionResponse>>> {
+/// The current subscription of a business as the API shows it.
+pub async fn subscription_view(
+    app: &AppState,
+    business_id: Uuid,
+) -> ApiResult<Option<SubscriptionResponse>> {
     let mut tx = app.db.read().await?;
-    let Some(sub) = subscriptions::current_of(tx.conn(), p.business_id).await? else {
-        return Ok(Json(None));
+    let Some(sub) = subscriptions::current_of(tx.conn(), business_id).await? else {
+        return Ok(None);
     };
     let plan = plans::find(tx.conn(), sub.plan_id).await?.ok_or_else(|| {
         anyhow::anyhow!("plan {} of subscription {} is missing", sub.plan_id, sub.id)
@@ -87,7 +88,7 @@ pub async fn get_subscription(
         }),
         None => None,
     };
-    let balance = ledger::balance(tx.conn(), p.business_id).await?;
+    let balance = ledger::balance(tx.conn(), business_id).await?;
     let live = crate::accounts::CurrentSubscription {
         id: sub.id,
         status: sub.status.clone(),
@@ -96,7 +97,7 @@ pub async fn get_subscription(
         plan_id: sub.plan_id,
     }
     .is_live(app.clock.now());
-    Ok(Json(Some(SubscriptionResponse {
+    Ok(Some(SubscriptionResponse {
         id: sub.id,
         status: sub.status,
         live,
@@ -106,5 +107,123 @@ pub async fn get_subscription(
         cancel_at_period_end: sub.cancel_at_period_end,
         pending_change: pending,
         credit_balance: balance,
-    })))
+    }))
+}
+
+/// `GET /api/v1/subscription`: the business's current subscription (even when canceled or
+/// expired, so the client can say why there is no access), its plan, and the credit balance.
+pub async fn get_subscription(
+    State(app): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<Option<SubscriptionResponse>>> {
+    Ok(Json(subscription_view(&app, p.business_id).await?))
+}
+
+impl From<ChangeError> for ApiError {
+    fn from(err: ChangeError) -> Self {
+        match err {
+            ChangeError::Forbidden => ApiError::forbidden(
+                "forbidden",
+                "Only the business's owners and admins may change its subscription.",
+            ),
+            ChangeError::PlanNotFound => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "plan_not_found",
+                "There is no public plan with this code.",
+            ),
+            ChangeError::NotSelectable => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "plan_not_selectable",
+                "This plan is a trial and cannot be chosen.",
+            ),
+            ChangeError::SamePlan => {
+                ApiError::conflict("already_on_plan", "The business is already on this plan.")
+            }
+            ChangeError::NotLive => ApiError::conflict(
+                "subscription_not_live",
+                "The subscription has ended; choose a plan to start now instead.",
+            ),
+            ChangeError::InsufficientCredits { due, balance } => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "insufficient_credits",
+                format!("This change needs {due} in credits; the balance is {balance}."),
+            ),
+            ChangeError::NoSubscription => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_subscription",
+                "The business has no subscription.",
+            ),
+            ChangeError::Conflict => {
+                ApiError::conflict("conflict", "The subscription changed meanwhile; retry.")
+            }
+            ChangeError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ChangeRequest {
+    pub plan: Option<String>,
+    /// `now` (default) or `period_end`.
+    pub at: Option<String>,
+    #[serde(default)]
+    pub dry_run: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChangeResponse {
+    pub dry_run: bool,
+    pub change: Preview,
+    pub subscription: Option<SubscriptionResponse>,
+}
+
+/// `POST /api/v1/subscription/change`: upgrade now (prorated) or change at the period end;
+/// `dry_run: true` only says what it would cost and which current usage the plan would not allow.
+pub async fn change_subscription(
+    State(app): State<AppState>,
+    Authenticated(p): Authenticated,
+    ApiJson(body): ApiJson<ChangeRequest>,
+) -> ApiResult<Json<ChangeResponse>> {
+    let mut f = Fields::default();
+    let plan = f.required("plan", &body.plan);
+    let when = match body.at.as_deref() {
+        None | Some("now") => Some(When::Now),
+        Some("period_end") => Some(When::PeriodEnd),
+        Some(_) => {
+            f.push("at", "invalid_choice", "`at` is `now` or `period_end`.");
+            None
+        }
+    };
+    f.finish()?;
+    let (Some(plan), Some(when)) = (plan, when) else {
+        return Err(ApiError::validation(Vec::new()));
+    };
+    let change = if body.dry_run {
+        changes::preview(&app, &p, plan, when).await?
+    } else {
+        changes::change(&app, &p, plan, when).await?
+    };
+    Ok(Json(ChangeResponse {
+        dry_run: body.dry_run,
+        change,
+        subscription: subscription_view(&app, p.business_id).await?,
+    }))
+}
+
+/// `POST /api/v1/subscription/cancel`: cancel at the end of the current period.
+pub async fn cancel_subscription(
+    State(app): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<Option<SubscriptionResponse>>> {
+    changes::set_cancel(&app, &p, true).await?;
+    Ok(Json(subscription_view(&app, p.business_id).await?))
+}
+
+/// `POST /api/v1/subscription/resume`: undo a pending cancellation or plan change.
+pub async fn resume_subscription(
+    State(app): State<AppState>,
+    Authenticated(p): Authenticated,
+) -> ApiResult<Json<Option<SubscriptionResponse>>> {
+    changes::set_cancel(&app, &p, false).await?;
+    Ok(Json(subscription_view(&app, p.business_id).await?))
 }

@@ -37,6 +37,9 @@ pub fn api_routes() -> Router<AppState> {
         .route("/healthz", get(health::get_health))
         .route("/plans", get(billing::list_plans))
         .route("/subscription", get(billing::get_subscription))
+        .route("/subscription/change", post(billing::change_subscription))
+        .route("/subscription/cancel", post(billing::cancel_subscription))
+        .route("/subscription/resume", post(billing::resume_subscription))
         .route("/password/reset", post(passwords::request_password_reset))
         .route(
             "/password/reset/confirm",

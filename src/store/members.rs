@@ -62,3 +62,13 @@ pub async fn find(c: Conn<'_>, business_id: Uuid, user_id: Uuid) -> sqlx::Result
     .fetch_optional(&mut *c)
     .await)
 }
+
+/// Active members of a business (the `members` gauge).
+pub async fn count_active(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<i64> {
+    on_conn!(c, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM members WHERE business_id = $1 AND status = 'active'",
+    )
+    .bind(business_id)
+    .fetch_one(&mut *c)
+    .await)
+}

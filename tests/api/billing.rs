@@ -252,3 +252,158 @@ db_test! {
         assert!(String::from_utf8_lossy(&bad.stderr).contains("RFC 3339"));
     }
 }
+
+/// `basic` (300 / 30 days) and `pro` (1,000 / 30 days), neither with a fallback.
+async fn two_tiers(app: &TestApp) {
+    admin::create_plan(&app.app, plan("basic", 300, 30, true, None))
+        .await
+        .expect("basic");
+    admin::create_plan(&app.app, plan("pro", 1000, 30, true, None))
+        .await
+        .expect("pro");
+}
+
+async fn change(app: &TestApp, token: &str, body: Value) -> reqwest::Response {
+    app.client
+        .post(app.url("/api/v1/subscription/change"))
+        .bearer_auth(token)
+        .json(&body)
+        .send()
+        .await
+        .expect("send")
+}
+
+db_test! {
+    async fn upgrading_now_credits_the_unused_part_of_the_period(app) {
+        two_tiers(&app).await;
+        let signup = app.signup("ada@example.com").await;
+        let token = token_of(&signup);
+        admin::grant_credits(&app.app, business_id(&signup), 2000, None, Actor::Admin(None)).await.expect("grant");
+        let (status, body) = read(change(&app, &token, json!({"plan": "basic", "at": "now"})).await).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["subscription"]["plan"]["code"], "basic");
+        assert_eq!(body["subscription"]["status"], "active");
+        assert_eq!(body["change"]["credit"], 0, "a trial earns no credit");
+        assert_eq!(body["subscription"]["credit_balance"], 1700);
+
+        app.clock.advance(Duration::days(10));
+        let (status, dry) = read(change(&app, &token, json!({"plan": "pro", "dry_run": true})).await).await;
+        assert_eq!(status, StatusCode::OK, "{dry}");
+        assert_eq!(dry["dry_run"], true);
+        assert_eq!(dry["change"]["price"], 1000);
+        assert_eq!(dry["change"]["credit"], 200, "two thirds of 300 unused");
+        assert_eq!(dry["change"]["amount_due"], 800);
+        assert_eq!(dry["change"]["balance_after"], 900);
+        assert_eq!(dry["subscription"]["plan"]["code"], "basic", "a dry run changes nothing");
+        assert_eq!(dry["subscription"]["credit_balance"], 1700);
+
+        let (status, done) = read(change(&app, &token, json!({"plan": "pro"})).await).await;
+        assert_eq!(status, StatusCode::OK, "{done}");
+        let sub = &done["subscription"];
+        assert_eq!(sub["plan"]["code"], "pro");
+        assert_eq!(sub["credit_balance"], 900);
+        assert_eq!(sub["current_period_start"], rfc3339(start_time() + Duration::days(10)));
+        assert_eq!(sub["current_period_end"], rfc3339(start_time() + Duration::days(40)));
+        let mut tx = app.db.read().await.expect("read");
+        let kinds: Vec<String> = saaskit::store::ledger::list(tx.conn(), business_id(&signup)).await.expect("ledger").into_iter().map(|e| e.kind).collect();
+        assert_eq!(kinds, vec!["grant", "renewal_charge", "proration_credit", "renewal_charge"]);
+    }
+}
+
+db_test! {
+    async fn downgrades_wait_for_the_period_end_and_can_be_undone(app) {
+        two_tiers(&app).await;
+        let signup = app.signup("ada@example.com").await;
+        let token = token_of(&signup);
+        admin::grant_credits(&app.app, business_id(&signup), 1300, None, Actor::Admin(None)).await.expect("grant");
+        let (status, _) = read(change(&app, &token, json!({"plan": "pro"})).await).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, body) = read(change(&app, &token, json!({"plan": "basic", "at": "period_end"})).await).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["subscription"]["plan"]["code"], "pro");
+        assert_eq!(body["subscription"]["pending_change"]["plan"], "basic");
+        assert_eq!(body["subscription"]["pending_change"]["at"], rfc3339(start_time() + Duration::days(30)));
+
+        let (status, resumed) = read(app.client.post(app.url("/api/v1/subscription/resume")).bearer_auth(&token).send().await.expect("send")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert!(resumed["pending_change"].is_null(), "{resumed}");
+        read(change(&app, &token, json!({"plan": "basic", "at": "period_end"})).await).await;
+
+        app.clock.advance(Duration::days(30));
+        let report = app.sweep().await;
+        assert_eq!((report.renewals, report.charged), (1, 300));
+        let sub = app.subscription("ada@example.com").await;
+        assert_eq!(sub["plan"]["code"], "basic");
+        assert!(sub["pending_change"].is_null());
+        assert_eq!(sub["credit_balance"], 0);
+    }
+}
+
+db_test! {
+    async fn cancel_at_period_end_and_resume(app) {
+        two_tiers(&app).await;
+        let signup = app.signup("ada@example.com").await;
+        let token = token_of(&signup);
+        admin::grant_credits(&app.app, business_id(&signup), 5000, None, Actor::Admin(None)).await.expect("grant");
+        read(change(&app, &token, json!({"plan": "basic"})).await).await;
+        let cancel = || app.client.post(app.url("/api/v1/subscription/cancel")).bearer_auth(&token).send();
+        let (status, body) = read(cancel().await.expect("send")).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["cancel_at_period_end"], true);
+        let (_, body) = read(app.client.post(app.url("/api/v1/subscription/resume")).bearer_auth(&token).send().await.expect("send")).await;
+        assert_eq!(body["cancel_at_period_end"], false);
+        read(cancel().await.expect("send")).await;
+
+        app.clock.advance(Duration::days(30));
+        let report = app.sweep().await;
+        assert_eq!((report.stopped, report.charged), (1, 0));
+        let sub = app.subscription("ada@example.com").await;
+        assert_eq!((sub["status"].as_str(), sub["live"].as_bool()), (Some("canceled"), Some(false)));
+        assert_eq!(sub["credit_balance"], 4700);
+
+        // A canceled business picks a plan again: a new subscription starts now.
+        let (_, login) = app.post("/api/v1/login", None, json!({"email": "ada@example.com", "password": PASSWORD})).await;
+        let token = token_of(&login);
+        let (status, body) = read(change(&app, &token, json!({"plan": "pro"})).await).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["subscription"]["status"], "active");
+        assert_eq!(body["subscription"]["credit_balance"], 3700);
+        let mut tx = app.db.read().await.expect("read");
+        let history = saaskit::store::subscriptions::history_of(tx.conn(), business_id(&signup)).await.expect("history");
+        assert_eq!(history.len(), 2);
+        assert_eq!(history.iter().filter(|s| s.is_current).count(), 1);
+    }
+}
+
+db_test! {
+    async fn plan_changes_refuse_what_they_cannot_do(app) {
+        two_tiers(&app).await;
+        let signup = app.signup("ada@example.com").await;
+        let token = token_of(&signup);
+        let cases = [
+            (json!({"plan": "nope"}), StatusCode::NOT_FOUND, "plan_not_found"),
+            (json!({"plan": "unlimited"}), StatusCode::NOT_FOUND, "plan_not_found"),
+            (json!({"plan": "free-trial"}), StatusCode::UNPROCESSABLE_ENTITY, "plan_not_selectable"),
+            (json!({"plan": "pro"}), StatusCode::PAYMENT_REQUIRED, "insufficient_credits"),
+            (json!({"plan": "pro", "at": "tomorrow"}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            (json!({}), StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+        ];
+        for (body, status, code) in cases {
+            assert_problem(change(&app, &token, body).await, status, code).await;
+        }
+        admin::grant_credits(&app.app, business_id(&signup), 1000, None, Actor::Admin(None)).await.expect("grant");
+        read(change(&app, &token, json!({"plan": "pro"})).await).await;
+        assert_problem(change(&app, &token, json!({"plan": "pro"})).await, StatusCode::CONFLICT, "already_on_plan").await;
+
+        // Members may look, not change.
+        let (_, inv) = app.post("/api/v1/invitations", Some(&token), json!({"email": "m@example.com", "send_email": false})).await;
+        let (_, joined) = app.post(&format!("/api/v1/invitations/{}/accept", inv["key"].as_str().expect("key")), None, json!({"first_name": "M", "last_name": "N", "password": "member passphrase"})).await;
+        let member = token_of(&joined);
+        assert_problem(change(&app, &member, json!({"plan": "basic", "at": "period_end"})).await, StatusCode::FORBIDDEN, "forbidden").await;
+        let res = app.client.post(app.url("/api/v1/subscription/cancel")).bearer_auth(&member).send().await.expect("send");
+        assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
+        let (status, _) = app.get("/api/v1/subscription", Some(&member)).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(app.count("subscriptions").await, 1);
+    }
+}

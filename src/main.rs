@@ -31,6 +31,133 @@ enum Command {
         #[arg(long, value_parser = parse_time)]
         at: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Manage plans.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Inspect businesses, set their plan, grant credits.
+    #[command(subcommand)]
+    Business(BusinessCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PlanCommand {
+    /// List every plan, hidden and archived ones included.
+    List,
+    /// Create a plan.
+    Create {
+        /// Stable slug, e.g. `pro` (a-z, 0-9, -, _).
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Price per cycle in minor units (cents).
+        #[arg(long)]
+        price: i64,
+        #[arg(long, default_value = "usd")]
+        currency: String,
+        /// Cycle length in days.
+        #[arg(long)]
+        days: i64,
+        /// A limit, `meter=N` (repeat for several); meters not given are unlimited.
+        #[arg(long = "limit", value_parser = parse_limit)]
+        limits: Vec<(String, i64)>,
+        /// Leave the plan out of the public catalog.
+        #[arg(long)]
+        hidden: bool,
+        /// The plan does not renew when a cycle ends (a trial).
+        #[arg(long)]
+        no_renew: bool,
+        /// Plan code a subscription moves to when this one stops.
+        #[arg(long)]
+        fallback: Option<String>,
+    },
+    /// Change a plan; what is not given stays. New limits apply from the next check.
+    Update {
+        code: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        price: Option<i64>,
+        #[arg(long)]
+        currency: Option<String>,
+        #[arg(long)]
+        days: Option<i64>,
+        /// Set a limit, `meter=N` (repeatable).
+        #[arg(long = "limit", value_parser = parse_limit)]
+        limits: Vec<(String, i64)>,
+        /// Remove a meter's limit, making it unlimited (repeatable).
+        #[arg(long = "unlimit")]
+        unlimit: Vec<String>,
+        #[arg(long, conflicts_with = "public")]
+        hidden: bool,
+        #[arg(long)]
+        public: bool,
+        #[arg(long, conflicts_with = "renew")]
+        no_renew: bool,
+        #[arg(long)]
+        renew: bool,
+        #[arg(long, conflicts_with = "no_fallback")]
+        fallback: Option<String>,
+        #[arg(long)]
+        no_fallback: bool,
+    },
+    /// Archive a plan: it leaves the catalog; subscriptions on it go on. Plans are never deleted.
+    Archive { code: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum BusinessCommand {
+    /// List businesses with their plan, status and credits.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one business: plan, status, current period and credit balance.
+    Show {
+        id: uuid::Uuid,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a business to a plan now, without charge (e.g. a beta customer to `unlimited`).
+    SetPlan { id: uuid::Uuid, plan: String },
+    /// Add credits (minor units; negative to take some back).
+    GrantCredits {
+        id: uuid::Uuid,
+        #[arg(allow_negative_numbers = true)]
+        amount: i64,
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Give a user staff rights (the admin API).
+    MakeStaff { email: String },
+    /// Take staff rights away.
+    RemoveStaff { email: String },
+}
+
+fn parse_limit(s: &str) -> Result<(String, i64), String> {
+    let (meter, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("a limit is meter=N (got {s:?})"))?;
+    let n: i64 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("the limit of {meter:?} is not a whole number"))?;
+    if meter.trim().is_empty() || n < 0 {
+        return Err(format!("a limit is meter=N with N >= 0 (got {s:?})"));
+    }
+    Ok((meter.trim().to_owned(), n))
 }
 
 fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
@@ -87,6 +214,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Plan(cmd) => {
+            let app = App::connect(config).await?;
+            let result = ops::plan(&app, cmd).await;
+            app.db.close().await;
+            result
+        }
+        Command::Business(cmd) => {
+            let app = App::connect(config).await?;
+            let result = ops::business(&app, cmd).await;
+            app.db.close().await;
+            result
+        }
+        Command::User(cmd) => {
+            let app = App::connect(config).await?;
+            let result = ops::user(&app, cmd).await;
+            app.db.close().await;
+            result
+        }
         Command::Serve => {
             let bind = config.bind;
             let database = redact_url(&config.database_url);
@@ -102,6 +247,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
     }
 }
+
+mod ops;
 
 #[cfg(test)]
 mod tests {

@@ -94,18 +94,42 @@ pub struct NewPlan {
     pub is_public: bool,
 }
 
+/// Plan codes and meter names: 1 to 64 of a-z, 0-9, `-` and `_`.
+pub fn is_slug(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+fn check_currency(currency: &str) -> Result<(), AdminError> {
+    if currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_alphabetic()) {
+        Ok(())
+    } else {
+        Err(AdminError::Invalid(
+            "a currency is a three-letter ISO 4217 code such as USD".into(),
+        ))
+    }
+}
+
+fn check_meters<'a>(mut meters: impl Iterator<Item = &'a String>) -> Result<(), AdminError> {
+    if meters.all(|m| is_slug(m)) {
+        Ok(())
+    } else {
+        Err(AdminError::Invalid(
+            "a meter name is 1 to 64 of a-z, 0-9, - and _".into(),
+        ))
+    }
+}
+
 pub async fn create_plan(app: &App, new: NewPlan) -> Result<Plan, AdminError> {
-    let code_ok = !new.code.is_empty()
-        && new.code.len() <= 64
-        && new
-            .code
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
-    if !code_ok {
+    if !is_slug(&new.code) {
         return Err(AdminError::Invalid(
             "a plan code is 1 to 64 of a-z, 0-9, - and _".into(),
         ));
     }
+    check_currency(&new.currency)?;
+    check_meters(new.limits.keys())?;
     if new.price_minor < 0 || new.cycle_days <= 0 || new.cycle_days > 3660 {
         return Err(AdminError::Invalid(
             "the price may not be negative and a cycle lasts 1 to 3660 days".into(),
@@ -214,4 +238,137 @@ pub async fn set_plan(
     .await?;
     tx.commit().await?;
     Ok(sub)
+}
+
+/// Changes to a plan; `None` leaves a field as it is. New limits apply from the next check.
+#[derive(Debug, Clone, Default)]
+pub struct PlanUpdate {
+    pub name: Option<String>,
+    pub description: Option<String>,
+    pub price_minor: Option<i64>,
+    pub currency: Option<String>,
+    pub cycle_days: Option<i64>,
+    pub renews: Option<bool>,
+    /// `Some(None)` removes the fallback.
+    pub fallback_code: Option<Option<String>>,
+    /// Limits to set (a value) or remove (`None`, making the meter unlimited).
+    pub limits: Vec<(String, Option<i64>)>,
+    pub is_public: Option<bool>,
+    pub archived: Option<bool>,
+}
+
+pub async fn update_plan(app: &App, code: &str, change: PlanUpdate) -> Result<Plan, AdminError> {
+    if let Some(currency) = &change.currency {
+        check_currency(currency)?;
+    }
+    check_meters(change.limits.iter().map(|(m, _)| m))?;
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    let mut plan = plans::find_by_code(tx.conn(), code)
+        .await?
+        .ok_or_else(|| AdminError::PlanNotFound(code.to_owned()))?;
+    if let Some(name) = change.name {
+        plan.name = name;
+    }
+    if let Some(description) = change.description {
+        plan.description = description;
+    }
+    if let Some(price) = change.price_minor {
+        if price < 0 {
+            return Err(AdminError::Invalid("the price may not be negative".into()));
+        }
+        plan.price_minor = price;
+    }
+    if let Some(currency) = change.currency {
+        plan.currency = currency.to_uppercase();
+    }
+    if let Some(days) = change.cycle_days {
+        if !(1..=3660).contains(&days) {
+            return Err(AdminError::Invalid("a cycle lasts 1 to 3660 days".into()));
+        }
+        plan.cycle_days = days;
+    }
+    if let Some(renews) = change.renews {
+        plan.renews = renews;
+    }
+    if let Some(fallback) = change.fallback_code {
+        plan.fallback_plan_id = match fallback {
+            Some(code) if code == plan.code => {
+                return Err(AdminError::Invalid(
+                    "a plan cannot fall back to itself".into(),
+                ));
+            }
+            Some(code) => Some(
+                plans::find_by_code(tx.conn(), &code)
+                    .await?
+                    .ok_or(AdminError::PlanNotFound(code))?
+                    .id,
+            ),
+            None => None,
+        };
+    }
+    for (meter, limit) in change.limits {
+        match limit {
+            Some(v) if v < 0 => {
+                return Err(AdminError::Invalid("limits may not be negative".into()));
+            }
+            Some(v) => {
+                plan.limits.0.insert(meter, v);
+            }
+            None => {
+                plan.limits.0.remove(&meter);
+            }
+        }
+    }
+    if let Some(public) = change.is_public {
+        plan.is_public = public;
+    }
+    if let Some(archived) = change.archived {
+        plan.archived_at = if archived {
+            plan.archived_at.or(Some(now))
+        } else {
+            None
+        };
+    }
+    plan.updated_at = now;
+    plans::update(tx.conn(), &plan).await?;
+    tx.commit().await?;
+    Ok(plan)
+}
+
+/// Archives a plan: it leaves the catalog and cannot be chosen, but subscriptions on it go on.
+/// Plans are never deleted.
+pub async fn archive_plan(app: &App, code: &str) -> Result<Plan, AdminError> {
+    update_plan(
+        app,
+        code,
+        PlanUpdate {
+            archived: Some(true),
+            ..PlanUpdate::default()
+        },
+    )
+    .await
+}
+
+pub async fn business_summary(
+    app: &App,
+    id: Uuid,
+) -> Result<crate::store::businesses::BusinessSummary, AdminError> {
+    let mut tx = app.db.read().await?;
+    crate::store::businesses::summary(tx.conn(), id)
+        .await?
+        .ok_or(AdminError::BusinessNotFound)
+}
+
+/// Gives or takes away staff rights (the admin API).
+pub async fn set_staff(app: &App, email: &str, staff: bool) -> Result<(), AdminError> {
+    let mut tx = app.db.begin().await?;
+    let key = crate::domain::Email::key_of(email);
+    if !crate::store::users::set_staff(tx.conn(), &key, staff, app.clock.now()).await? {
+        return Err(AdminError::Invalid(format!(
+            "no user with the email {email:?}"
+        )));
+    }
+    tx.commit().await?;
+    Ok(())
 }

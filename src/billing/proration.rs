@@ -39,7 +39,7 @@ mod tests {
         assert_eq!(unused_credit(0, start, end, start), 0);
         assert_eq!(
             unused_credit(i64::MAX, start, end, t(1)),
-            9_209_307_318_696_442_015
+            9210561797914699729
         );
     }
 

@@ -2,6 +2,7 @@
 //! body limit, panic guard). Handlers are thin: parse, call one service, map the result.
 
 pub mod accounts;
+pub mod admin;
 pub mod billing;
 pub mod compat;
 pub mod extract;
@@ -40,6 +41,27 @@ pub fn api_routes() -> Router<AppState> {
         .route("/subscription/change", post(billing::change_subscription))
         .route("/subscription/cancel", post(billing::cancel_subscription))
         .route("/subscription/resume", post(billing::resume_subscription))
+        .route(
+            "/admin/plans",
+            get(admin::admin_list_plans).post(admin::admin_create_plan),
+        )
+        .route(
+            "/admin/plans/{code}",
+            axum::routing::patch(admin::admin_update_plan),
+        )
+        .route(
+            "/admin/plans/{code}/archive",
+            post(admin::admin_archive_plan),
+        )
+        .route("/admin/businesses/{id}", get(admin::admin_get_business))
+        .route(
+            "/admin/businesses/{id}/plan",
+            post(admin::admin_set_business_plan),
+        )
+        .route(
+            "/admin/businesses/{id}/credits",
+            post(admin::admin_grant_credits),
+        )
         .route("/password/reset", post(passwords::request_password_reset))
         .route(
             "/password/reset/confirm",

@@ -50,3 +50,53 @@ pub async fn lock(c: Conn<'_>, id: Uuid) -> sqlx::Result<()> {
         Conn::Sqlite(_) => Ok(()),
     }
 }
+
+/// A business with what an operator wants to see at a glance.
+#[derive(Debug, Clone, FromRow)]
+pub struct BusinessSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub is_active: bool,
+    pub created_at: Timestamp,
+    pub plan: Option<String>,
+    pub status: Option<String>,
+    pub current_period_start: Option<Timestamp>,
+    pub current_period_end: Option<Timestamp>,
+    pub credit_balance: i64,
+}
+
+pub async fn summary(c: Conn<'_>, id: Uuid) -> sqlx::Result<Option<BusinessSummary>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT b.id, b.name, b.is_active, b.created_at, p.code AS plan, \
+         s.status, s.current_period_start, s.current_period_end, \
+         CAST(COALESCE((SELECT SUM(l.amount) FROM ledger_entries l WHERE l.business_id = b.id), 0) \
+              AS BIGINT) AS credit_balance \
+         FROM businesses b \
+         LEFT JOIN subscriptions s ON s.business_id = b.id AND s.is_current \
+         LEFT JOIN plans p ON p.id = s.plan_id WHERE b.id = $1",
+    )
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await)
+}
+
+/// Businesses in creation order, `limit` at a time after `after` (keyset pagination).
+pub async fn list_summaries(
+    c: Conn<'_>,
+    after: Uuid,
+    limit: i64,
+) -> sqlx::Result<Vec<BusinessSummary>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT b.id, b.name, b.is_active, b.created_at, p.code AS plan, \
+         s.status, s.current_period_start, s.current_period_end, \
+         CAST(COALESCE((SELECT SUM(l.amount) FROM ledger_entries l WHERE l.business_id = b.id), 0) \
+              AS BIGINT) AS credit_balance \
+         FROM businesses b \
+         LEFT JOIN subscriptions s ON s.business_id = b.id AND s.is_current \
+         LEFT JOIN plans p ON p.id = s.plan_id WHERE b.id > $1 ORDER BY b.id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await)
+}

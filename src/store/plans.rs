@@ -29,6 +29,10 @@ pub struct Plan {
 }
 
 pub async fn find_by_code(c: Conn<'_>, code: &str) -> sqlx::Result<Option<Plan>> {
+    // Codes are slugs; anything else (a NUL, which PostgreSQL cannot even compare) matches none.
+    if !crate::billing::admin::is_slug(code) {
+        return Ok(None);
+    }
     on_conn!(c, c => sqlx::query_as(
         "SELECT id, code, name, description, price_minor, currency, cycle_days, renews, \
          fallback_plan_id, limits, is_public, archived_at, created_at, updated_at \
@@ -84,4 +88,28 @@ pub async fn insert(c: Conn<'_>, p: &Plan) -> sqlx::Result<()> {
     .execute(&mut *c)
     .await
     .map(|_| ()))
+}
+
+/// Writes every editable field of a plan (its code and id never change).
+pub async fn update(c: Conn<'_>, p: &Plan) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE plans SET name = $2, description = $3, price_minor = $4, currency = $5, \
+         cycle_days = $6, renews = $7, fallback_plan_id = $8, limits = $9, is_public = $10, \
+         archived_at = $11, updated_at = $12 WHERE id = $1",
+    )
+    .bind(p.id)
+    .bind(&p.name)
+    .bind(&p.description)
+    .bind(p.price_minor)
+    .bind(&p.currency)
+    .bind(p.cycle_days)
+    .bind(p.renews)
+    .bind(p.fallback_plan_id)
+    .bind(&p.limits)
+    .bind(p.is_public)
+    .bind(p.archived_at)
+    .bind(p.updated_at)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() == 1))
 }

@@ -112,3 +112,20 @@ pub async fn lock(c: Conn<'_>, id: Uuid) -> sqlx::Result<()> {
         Conn::Sqlite(_) => Ok(()),
     }
 }
+
+pub async fn set_staff(
+    c: Conn<'_>,
+    email_key: &str,
+    staff: bool,
+    now: Timestamp,
+) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE users SET is_staff = $2, updated_at = $3 WHERE email_key = $1",
+    )
+    .bind(email_key)
+    .bind(staff)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}

@@ -3,6 +3,7 @@
 mod helpers;
 mod smtp_sink;
 
+mod admin;
 mod billing;
 mod cli;
 mod compat;

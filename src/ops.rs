@@ -1,0 +1,235 @@
+//! The operator commands (`saaskit plan|business|user …`): thin wrappers over the admin
+//! services, printing for people or, with `--json`, for scripts.
+
+use anyhow::Context as _;
+use saaskit::app::App;
+use saaskit::billing::admin::{self, NewPlan, PlanUpdate};
+use saaskit::billing::events::Actor;
+use saaskit::store::businesses::BusinessSummary;
+use saaskit::store::plans::Plan;
+use serde_json::json;
+
+use crate::{BusinessCommand, PlanCommand, UserCommand};
+
+fn plan_line(p: &Plan, code_of: &dyn Fn(Option<uuid::Uuid>) -> Option<String>) -> String {
+    let limits = if p.limits.0.is_empty() {
+        "unlimited".to_owned()
+    } else {
+        p.limits
+            .0
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    format!(
+        "{:<16} {:>10} {} every {} days  {}{}{}{}  limits: {}",
+        p.code,
+        p.price_minor,
+        p.currency,
+        p.cycle_days,
+        if p.is_public { "public" } else { "hidden" },
+        if p.renews {
+            ", renews"
+        } else {
+            ", does not renew"
+        },
+        code_of(p.fallback_plan_id)
+            .map(|c| format!(", falls back to {c}"))
+            .unwrap_or_default(),
+        if p.archived_at.is_some() {
+            ", ARCHIVED"
+        } else {
+            ""
+        },
+        limits
+    )
+}
+
+pub async fn plan(app: &App, cmd: PlanCommand) -> anyhow::Result<()> {
+    match cmd {
+        PlanCommand::List => {
+            let mut tx = app.db.read().await?;
+            let all = saaskit::store::plans::all(tx.conn()).await?;
+            let code_of = |id: Option<uuid::Uuid>| {
+                id.and_then(|id| all.iter().find(|p| p.id == id))
+                    .map(|p| p.code.clone())
+            };
+            for p in &all {
+                println!("{}", plan_line(p, &code_of));
+            }
+        }
+        PlanCommand::Create {
+            code,
+            name,
+            description,
+            price,
+            currency,
+            days,
+            limits,
+            hidden,
+            no_renew,
+            fallback,
+        } => {
+            let plan = admin::create_plan(
+                app,
+                NewPlan {
+                    code,
+                    name,
+                    description,
+                    price_minor: price,
+                    currency,
+                    cycle_days: days,
+                    renews: !no_renew,
+                    fallback_code: fallback,
+                    limits: limits.into_iter().collect(),
+                    is_public: !hidden,
+                },
+            )
+            .await?;
+            println!("created plan {}", plan.code);
+        }
+        PlanCommand::Update {
+            code,
+            name,
+            description,
+            price,
+            currency,
+            days,
+            limits,
+            unlimit,
+            hidden,
+            public,
+            no_renew,
+            renew,
+            fallback,
+            no_fallback,
+        } => {
+            let mut changes: Vec<(String, Option<i64>)> =
+                limits.into_iter().map(|(k, v)| (k, Some(v))).collect();
+            changes.extend(unlimit.into_iter().map(|k| (k, None)));
+            let plan = admin::update_plan(
+                app,
+                &code,
+                PlanUpdate {
+                    name,
+                    description,
+                    price_minor: price,
+                    currency,
+                    cycle_days: days,
+                    renews: (renew || no_renew).then_some(renew),
+                    fallback_code: if no_fallback {
+                        Some(None)
+                    } else {
+                        fallback.map(Some)
+                    },
+                    limits: changes,
+                    is_public: (public || hidden).then_some(public),
+                    archived: None,
+                },
+            )
+            .await?;
+            println!("updated plan {}", plan.code);
+        }
+        PlanCommand::Archive { code } => {
+            admin::archive_plan(app, &code).await?;
+            println!("archived plan {code}");
+        }
+    }
+    Ok(())
+}
+
+fn summary_json(b: &BusinessSummary) -> serde_json::Value {
+    json!({
+        "id": b.id,
+        "name": b.name,
+        "active": b.is_active,
+        "created_at": b.created_at,
+        "plan": b.plan,
+        "status": b.status,
+        "current_period_start": b.current_period_start,
+        "current_period_end": b.current_period_end,
+        "credit_balance": b.credit_balance,
+    })
+}
+
+fn summary_text(b: &BusinessSummary) -> String {
+    let or_dash =
+        |t: Option<saaskit::db::Timestamp>| t.map(|t| t.to_rfc3339()).unwrap_or("-".into());
+    format!(
+        "id:             {}\nname:           {}\nactive:         {}\nplan:           {}\nstatus:         {}\nperiod:         {} → {}\ncredit balance: {}",
+        b.id,
+        b.name,
+        b.is_active,
+        b.plan.as_deref().unwrap_or("-"),
+        b.status.as_deref().unwrap_or("-"),
+        or_dash(b.current_period_start),
+        or_dash(b.current_period_end),
+        b.credit_balance
+    )
+}
+
+pub async fn business(app: &App, cmd: BusinessCommand) -> anyhow::Result<()> {
+    match cmd {
+        BusinessCommand::List { json } => {
+            let mut after = uuid::Uuid::nil();
+            loop {
+                let page = {
+                    let mut tx = app.db.read().await?;
+                    saaskit::store::businesses::list_summaries(tx.conn(), after, 500).await?
+                };
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                for b in &page {
+                    if json {
+                        println!("{}", summary_json(b));
+                    } else {
+                        println!(
+                            "{}  {:<12} {:<9} credits {:>8}  {}",
+                            b.id,
+                            b.plan.as_deref().unwrap_or("-"),
+                            b.status.as_deref().unwrap_or("-"),
+                            b.credit_balance,
+                            b.name
+                        );
+                    }
+                }
+            }
+        }
+        BusinessCommand::Show { id, json } => {
+            let b = admin::business_summary(app, id).await?;
+            if json {
+                println!("{}", summary_json(&b));
+            } else {
+                println!("{}", summary_text(&b));
+            }
+        }
+        BusinessCommand::SetPlan { id, plan } => {
+            let sub = admin::set_plan(app, id, &plan, Actor::Admin(None)).await?;
+            println!(
+                "business {id} is on {plan} until {}",
+                sub.current_period_end.to_rfc3339()
+            );
+        }
+        BusinessCommand::GrantCredits { id, amount, note } => {
+            let balance = admin::grant_credits(app, id, amount, note, Actor::Admin(None)).await?;
+            println!("business {id} credit balance: {balance}");
+        }
+    }
+    Ok(())
+}
+
+pub async fn user(app: &App, cmd: UserCommand) -> anyhow::Result<()> {
+    let (email, staff) = match cmd {
+        UserCommand::MakeStaff { email } => (email, true),
+        UserCommand::RemoveStaff { email } => (email, false),
+    };
+    admin::set_staff(app, &email, staff)
+        .await
+        .with_context(|| format!("updating {email}"))?;
+    println!(
+        "{email} {} staff",
+        if staff { "is now" } else { "is no longer" }
+    );
+    Ok(())
+}

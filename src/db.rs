@@ -161,6 +161,55 @@ impl Db {
     }
 }
 
+/// `(…), (…)` with `rows × cols` placeholders for a multi-row `VALUES`, bound in row order. SQLite
+/// gets anonymous `?`: with numbered ones, binding looks each name up in a list, quadratic in
+/// the number of parameters (75% of a bulk statement's time when measured). PostgreSQL gets
+/// `$N`, with `casts[col]` appended where given (`VALUES` rows outside an `INSERT` need types).
+pub fn values_list(backend: Backend, rows: usize, cols: usize, casts: &[&str]) -> String {
+    let mut out = String::with_capacity(rows * cols * 8);
+    for r in 0..rows {
+        if r > 0 {
+            out.push_str(", ");
+        }
+        out.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                out.push_str(", ");
+            }
+            match backend {
+                Backend::Sqlite => out.push('?'),
+                Backend::Postgres => {
+                    out.push('$');
+                    out.push_str(&(r * cols + c + 1).to_string());
+                    if let Some(cast) = casts.get(c).filter(|c| !c.is_empty()) {
+                        out.push_str("::");
+                        out.push_str(cast);
+                    }
+                }
+            }
+        }
+        out.push(')');
+    }
+    out
+}
+
+impl Conn<'_> {
+    pub fn backend(&self) -> Backend {
+        match self {
+            Conn::Sqlite(_) => Backend::Sqlite,
+            Conn::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Borrows the connection again, for a function that runs several statements.
+    pub fn reborrow(&mut self) -> Conn<'_> {
+        match self {
+            Conn::Sqlite(c) => Conn::Sqlite(c),
+            Conn::Postgres(c) => Conn::Postgres(c),
+        }
+    }
+}
+
 impl Tx {
     pub fn conn(&mut self) -> Conn<'_> {
         match self {

@@ -4,6 +4,9 @@ ALTER TABLE subscriptions ADD COLUMN pending_plan_id BLOB REFERENCES plans (id);
 ALTER TABLE subscriptions ADD COLUMN cancel_at_period_end BOOLEAN NOT NULL DEFAULT 0;
 ALTER TABLE subscriptions ADD COLUMN ended_at BIGINT;
 CREATE INDEX subscriptions_business ON subscriptions (business_id);
+-- The sweep walks due subscriptions in (period end, id) order, a page at a time.
+DROP INDEX subscriptions_due;
+CREATE INDEX subscriptions_due ON subscriptions (current_period_end, id) WHERE is_current;
 
 -- Append-only; a business's balance is the sum of its entries (minor units; charges negative).
 CREATE TABLE ledger_entries (

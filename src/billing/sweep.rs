@@ -14,9 +14,10 @@ use super::events::{self, Actor};
 use super::lifecycle::{self, Ledger, PlanTerms, State, Status, Step};
 use crate::app::App;
 use crate::db::Timestamp;
+use crate::store::events::Event;
 use crate::store::ledger::{self, LedgerEntry};
 use crate::store::plans::{self, Plan};
-use crate::store::subscriptions::{self, Subscription};
+use crate::store::subscriptions::{self, StateChange, Subscription};
 
 /// What one sweep did.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -61,28 +62,49 @@ pub async fn sweep(app: &App, now: Timestamp) -> anyhow::Result<SweepReport> {
             .collect()
     };
     let grace = Duration::days(i64::from(app.config.grace_period_days));
+    let worker = || walk(app, &plans, grace, now);
+    // PostgreSQL spreads the work over several connections (pages claimed with SKIP LOCKED never
+    // overlap); SQLite has one writer, so one walk.
+    let report = match app.db.backend() {
+        crate::db::Backend::Sqlite => worker().await?,
+        crate::db::Backend::Postgres => {
+            let (a, b, c, d) = tokio::join!(worker(), worker(), worker(), worker());
+            let mut total = a?;
+            for other in [b?, c?, d?] {
+                total.merge(&other);
+            }
+            total
+        }
+    };
+    if report.changed > 0 || report.errors > 0 {
+        tracing::info!(?report, "renewal sweep");
+    }
+    Ok(report)
+}
+
+/// One walk over the due subscriptions, page by page.
+async fn walk(
+    app: &App,
+    plans: &HashMap<Uuid, Plan>,
+    grace: Duration,
+    now: Timestamp,
+) -> anyhow::Result<SweepReport> {
     let mut report = SweepReport::default();
-    let mut after = Uuid::nil();
+    // Before any period could end (the Unix epoch), and the smallest id.
+    let mut cursor: subscriptions::Cursor = (Timestamp::from_micros(0).unwrap_or(now), Uuid::nil());
     loop {
-        let ids = {
-            let mut tx = app.db.read().await?;
-            subscriptions::due_ids(tx.conn(), now, after, PAGE).await?
-        };
-        let Some(last) = ids.last() else { break };
-        after = *last;
-        for id in ids {
-            report.examined += 1;
-            match advance_one(app, &plans, grace, id, now).await {
-                Ok(Some(outcome)) => {
-                    if outcome.changed {
-                        report.changed += 1;
-                    }
-                    report.renewals += outcome.renewals;
-                    report.charged += outcome.charged;
-                    report.past_due += outcome.past_due;
-                    report.stopped += outcome.stopped;
-                    report.fell_back += outcome.fell_back;
-                }
+        let page = sweep_page(app, plans, grace, now, cursor).await?;
+        let Some(last) = page.last else { break };
+        cursor = last;
+        report.examined += page.examined;
+        report.add(&page.outcome);
+        report.changed += page.changed;
+        report.errors += page.errors;
+        // What the page could not do in bulk (falling back to another plan, a row that moved
+        // on), each in its own transaction.
+        for id in page.deferred {
+            match advance_one(app, plans, grace, id, now).await {
+                Ok(Some(outcome)) => report.add(&outcome),
                 Ok(None) => report.skipped += 1,
                 Err(err) => {
                     report.errors += 1;
@@ -91,10 +113,231 @@ pub async fn sweep(app: &App, now: Timestamp) -> anyhow::Result<SweepReport> {
             }
         }
     }
-    if report.changed > 0 || report.errors > 0 {
-        tracing::info!(?report, "renewal sweep");
-    }
     Ok(report)
+}
+
+impl SweepReport {
+    fn merge(&mut self, o: &SweepReport) {
+        self.examined += o.examined;
+        self.changed += o.changed;
+        self.renewals += o.renewals;
+        self.charged += o.charged;
+        self.past_due += o.past_due;
+        self.stopped += o.stopped;
+        self.fell_back += o.fell_back;
+        self.skipped += o.skipped;
+        self.errors += o.errors;
+    }
+
+    fn add(&mut self, o: &Outcome) {
+        if o.changed {
+            self.changed += 1;
+        }
+        self.renewals += o.renewals;
+        self.charged += o.charged;
+        self.past_due += o.past_due;
+        self.stopped += o.stopped;
+        self.fell_back += o.fell_back;
+    }
+}
+
+#[derive(Default)]
+struct Page {
+    last: Option<subscriptions::Cursor>,
+    examined: u64,
+    outcome: Outcome,
+    changed: u64,
+    errors: u64,
+    deferred: Vec<Uuid>,
+}
+
+/// Advances one page of due subscriptions in one transaction with a handful of statements
+/// (claim, ledgers, one conditional update, the charges, the events): the sweep's fast path.
+async fn sweep_page(
+    app: &App,
+    plans: &HashMap<Uuid, Plan>,
+    grace: Duration,
+    now: Timestamp,
+    after: subscriptions::Cursor,
+) -> anyhow::Result<Page> {
+    let mut tx = app.db.begin().await?;
+    let page = subscriptions::claim_due_page(tx.conn(), now, after, PAGE).await?;
+    let Some(last) = page.last().map(|s| (s.current_period_end, s.id)) else {
+        return Ok(Page::default());
+    };
+    let mut ledgers: HashMap<Uuid, Vec<(Timestamp, i64)>> = HashMap::new();
+    for (business, at, amount) in ledger::amounts_for_page(tx.conn(), after, last, now).await? {
+        ledgers.entry(business).or_default().push((at, amount));
+    }
+    let lookup = |id: Uuid| plans.get(&id).map(PlanTerms::of);
+    let mut result = Page {
+        last: Some(last),
+        examined: page.len() as u64,
+        ..Page::default()
+    };
+    let mut changes = Vec::new();
+    let mut charges = Vec::new();
+    let mut log = Vec::new();
+    let mut totals = Outcome::default();
+    for sub in &page {
+        let start = match state_of(sub) {
+            Ok(state) => state,
+            Err(err) => {
+                result.errors += 1;
+                tracing::error!(subscription_id = %sub.id, error = format!("{err:#}"), "sweep cannot read a subscription");
+                continue;
+            }
+        };
+        let entries = ledgers.remove(&sub.business_id).unwrap_or_default();
+        let (end, steps) = lifecycle::advance(start, &lookup, &Ledger::new(entries), grace, now);
+        if steps.is_empty() {
+            continue;
+        }
+        if steps
+            .iter()
+            .any(|(step, _)| matches!(step, Step::FellBack { .. }))
+        {
+            result.deferred.push(sub.id);
+            continue;
+        }
+        let mut before = start;
+        for (step, after) in &steps {
+            let snapshot = |state: &State| {
+                events::snapshot(&with_state(sub, state, now), &code_of(plans, state.plan_id))
+            };
+            let event = |kind: &str,
+                         before: Option<serde_json::Value>,
+                         after: Option<serde_json::Value>,
+                         at: Timestamp| Event {
+                id: Uuid::now_v7(),
+                business_id: sub.business_id,
+                subscription_id: Some(sub.id),
+                kind: kind.to_owned(),
+                actor_kind: Actor::System.kind().to_owned(),
+                actor_id: None,
+                before: before.map(|v| v.to_string()),
+                after: after.map(|v| v.to_string()),
+                created_at: at,
+            };
+            match *step {
+                Step::Renewed {
+                    plan_id,
+                    period_start,
+                    charge,
+                    charged_at,
+                    ..
+                } => {
+                    totals.renewals += 1;
+                    if charge > 0 {
+                        totals.charged += charge;
+                        charges.push(charge_entry(
+                            plans,
+                            sub,
+                            plan_id,
+                            period_start,
+                            charge,
+                            charged_at,
+                        ));
+                        log.push(event(
+                            "charged",
+                            None,
+                            Some(
+                                serde_json::json!({"amount": charge, "period_start": period_start}),
+                            ),
+                            charged_at,
+                        ));
+                    }
+                    let kind = if plan_id == before.plan_id {
+                        "renewed"
+                    } else {
+                        "plan_changed"
+                    };
+                    log.push(event(
+                        kind,
+                        Some(snapshot(&before)),
+                        Some(snapshot(after)),
+                        period_start,
+                    ));
+                }
+                Step::PastDue { since } => {
+                    totals.past_due += 1;
+                    log.push(event(
+                        "past_due",
+                        Some(snapshot(&before)),
+                        Some(snapshot(after)),
+                        since,
+                    ));
+                }
+                Step::Stopped { at, status } => {
+                    totals.stopped += 1;
+                    log.push(event(
+                        status.as_str(),
+                        Some(snapshot(&before)),
+                        Some(snapshot(after)),
+                        at,
+                    ));
+                }
+                Step::FellBack { .. } => {}
+            }
+            before = *after;
+        }
+        changes.push(StateChange {
+            expected: sub.clone(),
+            new: with_state(sub, &end, now),
+        });
+    }
+    let updated = subscriptions::update_states(tx.conn(), &changes).await?;
+    if updated != changes.len() as u64 {
+        // Something moved on under us (it cannot with the rows claimed, but never charge on a
+        // guess): undo the page and let the careful path take each subscription.
+        drop(tx);
+        result
+            .deferred
+            .extend(changes.iter().map(|c| c.expected.id));
+        return Ok(result);
+    }
+    match ledger::insert_many(tx.conn(), &charges).await {
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            drop(tx);
+            result
+                .deferred
+                .extend(changes.iter().map(|c| c.expected.id));
+            return Ok(result);
+        }
+        other => other?,
+    }
+    crate::store::events::insert_many(tx.conn(), &log).await?;
+    tx.commit().await?;
+    result.changed = changes.len() as u64;
+    totals.changed = false;
+    result.outcome = totals;
+    Ok(result)
+}
+
+fn charge_entry(
+    plans: &HashMap<Uuid, Plan>,
+    sub: &Subscription,
+    plan_id: Uuid,
+    period_start: Timestamp,
+    charge: i64,
+    at: Timestamp,
+) -> LedgerEntry {
+    LedgerEntry {
+        id: Uuid::now_v7(),
+        business_id: sub.business_id,
+        kind: "renewal_charge".to_owned(),
+        amount: -charge,
+        currency: plans
+            .get(&plan_id)
+            .map(|p| p.currency.clone())
+            .unwrap_or_else(|| "USD".into()),
+        subscription_id: Some(sub.id),
+        period_start: Some(period_start),
+        note: None,
+        actor_kind: "system".to_owned(),
+        actor_id: None,
+        created_at: at,
+    }
 }
 
 #[derive(Debug, Default)]
@@ -311,22 +554,7 @@ async fn charge_cycle(
     charge: i64,
     at: Timestamp,
 ) -> anyhow::Result<bool> {
-    let entry = LedgerEntry {
-        id: Uuid::now_v7(),
-        business_id: sub.business_id,
-        kind: "renewal_charge".to_owned(),
-        amount: -charge,
-        currency: plans
-            .get(&plan_id)
-            .map(|p| p.currency.clone())
-            .unwrap_or_else(|| "USD".into()),
-        subscription_id: Some(sub.id),
-        period_start: Some(period_start),
-        note: None,
-        actor_kind: "system".to_owned(),
-        actor_id: None,
-        created_at: at,
-    };
+    let entry = charge_entry(plans, sub, plan_id, period_start, charge, at);
     match ledger::insert(tx.conn(), &entry).await {
         Ok(()) => Ok(true),
         Err(sqlx::Error::Database(db)) if db.is_unique_violation() => Ok(false),

@@ -46,3 +46,33 @@ pub async fn list(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<Vec<Event>> {
     .fetch_all(&mut *c)
     .await)
 }
+
+/// Inserts many events in one statement per thousand.
+pub async fn insert_many(mut c: Conn<'_>, events: &[Event]) -> sqlx::Result<()> {
+    const COLS: usize = 9;
+    for chunk in events.chunks(1000) {
+        let rows = crate::db::values_list(c.backend(), chunk.len(), COLS, &[]);
+        // Only placeholders are spliced in; every value is bound.
+        let sql = format!(
+            "INSERT INTO events (id, business_id, subscription_id, kind, actor_kind, actor_id, \
+             before, after, created_at) VALUES {rows}"
+        );
+        on_conn!(c.reborrow(), c => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for e in chunk {
+                q = q
+                    .bind(e.id)
+                    .bind(e.business_id)
+                    .bind(e.subscription_id)
+                    .bind(&e.kind)
+                    .bind(&e.actor_kind)
+                    .bind(e.actor_id)
+                    .bind(&e.before)
+                    .bind(&e.after)
+                    .bind(e.created_at);
+            }
+            q.execute(&mut *c).await?;
+        });
+    }
+    Ok(())
+}

@@ -80,3 +80,58 @@ pub async fn list(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<Vec<LedgerEntr
     .fetch_all(&mut *c)
     .await)
 }
+
+/// `(business, when, amount)` of the entries, made at or before `until`, of every business with
+/// a current subscription in the sweep page `(from, to]` (cursors in `(period end, id)` order).
+pub async fn amounts_for_page(
+    c: Conn<'_>,
+    from: (Timestamp, Uuid),
+    to: (Timestamp, Uuid),
+    until: Timestamp,
+) -> sqlx::Result<Vec<(Uuid, Timestamp, i64)>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT l.business_id, l.created_at, l.amount FROM ledger_entries l \
+         WHERE l.created_at <= $5 AND l.business_id IN \
+         (SELECT s.business_id FROM subscriptions s WHERE s.is_current \
+          AND (s.current_period_end, s.id) > ($1, $2) AND (s.current_period_end, s.id) <= ($3, $4))",
+    )
+    .bind(from.0)
+    .bind(from.1)
+    .bind(to.0)
+    .bind(to.1)
+    .bind(until)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// Inserts many entries in one statement.
+pub async fn insert_many(mut c: Conn<'_>, entries: &[LedgerEntry]) -> sqlx::Result<()> {
+    const COLS: usize = 11;
+    for chunk in entries.chunks(1000) {
+        let rows = crate::db::values_list(c.backend(), chunk.len(), COLS, &[]);
+        // Only placeholders are spliced in; every value is bound.
+        let sql = format!(
+            "INSERT INTO ledger_entries (id, business_id, kind, amount, currency, subscription_id, \
+             period_start, note, actor_kind, actor_id, created_at) VALUES {rows}"
+        );
+        on_conn!(c.reborrow(), c => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for e in chunk {
+                q = q
+                    .bind(e.id)
+                    .bind(e.business_id)
+                    .bind(&e.kind)
+                    .bind(e.amount)
+                    .bind(&e.currency)
+                    .bind(e.subscription_id)
+                    .bind(e.period_start)
+                    .bind(&e.note)
+                    .bind(&e.actor_kind)
+                    .bind(e.actor_id)
+                    .bind(e.created_at);
+            }
+            q.execute(&mut *c).await?;
+        });
+    }
+    Ok(())
+}

@@ -58,28 +58,6 @@ pub async fn current_of(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<Option<S
     .await)
 }
 
-/// Ids of current subscriptions the sweep must look at (a period that has ended while trialing,
-/// active or past due), after `after` in id order: keyset pagination that terminates even
-/// though past-due subscriptions stay due until they are paid or stopped.
-pub async fn due_ids(
-    c: Conn<'_>,
-    now: Timestamp,
-    after: Uuid,
-    limit: i64,
-) -> sqlx::Result<Vec<Uuid>> {
-    on_conn!(c, c => sqlx::query_scalar(
-        "SELECT id FROM subscriptions \
-         WHERE is_current AND current_period_end <= $1 \
-         AND status IN ('trialing', 'active', 'past_due') AND id > $2 \
-         ORDER BY id LIMIT $3",
-    )
-    .bind(now)
-    .bind(after)
-    .bind(limit)
-    .fetch_all(&mut *c)
-    .await)
-}
-
 /// Reads a current subscription for changing it. On PostgreSQL the row is locked until the
 /// transaction ends and one locked by another worker is skipped (`None`), so replicas share the
 /// sweep without waiting on each other; on SQLite the writing transaction already excludes others.
@@ -149,4 +127,123 @@ pub async fn history_of(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<Vec<Subs
     .bind(business_id)
     .fetch_all(&mut *c)
     .await)
+}
+
+/// Where a sweep is in its walk over due subscriptions: `(current_period_end, id)` of the last
+/// one it took.
+pub type Cursor = (Timestamp, Uuid);
+
+/// Claims the next page of due subscriptions (a period that has ended while trialing, active or
+/// past due) after `cursor`, in `(current_period_end, id)` order: an index range scan per page.
+/// Renewed subscriptions move past `now` and out of the walk; past-due ones stay behind the
+/// cursor, so the walk ends. On PostgreSQL, rows another worker holds are skipped.
+pub async fn claim_due_page(
+    c: Conn<'_>,
+    now: Timestamp,
+    cursor: Cursor,
+    limit: i64,
+) -> sqlx::Result<Vec<Subscription>> {
+    match c {
+        Conn::Postgres(c) => {
+            sqlx::query_as(
+                "SELECT id, business_id, plan_id, status, current_period_start, current_period_end, \
+                 is_current, pending_plan_id, cancel_at_period_end, ended_at, created_at, updated_at \
+                 FROM subscriptions WHERE is_current AND current_period_end <= $1 \
+                 AND (current_period_end, id) > ($2, $3) \
+                 AND status IN ('trialing', 'active', 'past_due') \
+                 ORDER BY current_period_end, id LIMIT $4 FOR UPDATE SKIP LOCKED",
+            )
+            .bind(now)
+            .bind(cursor.0)
+            .bind(cursor.1)
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await
+        }
+        Conn::Sqlite(c) => {
+            sqlx::query_as(
+                "SELECT id, business_id, plan_id, status, current_period_start, current_period_end, \
+                 is_current, pending_plan_id, cancel_at_period_end, ended_at, created_at, updated_at \
+                 FROM subscriptions WHERE is_current AND current_period_end <= $1 \
+                 AND (current_period_end, id) > ($2, $3) \
+                 AND status IN ('trialing', 'active', 'past_due') \
+                 ORDER BY current_period_end, id LIMIT $4",
+            )
+            .bind(now)
+            .bind(cursor.0)
+            .bind(cursor.1)
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await
+        }
+    }
+}
+
+/// One row's change for [`update_states`]: applied only if the row is still in the state read.
+#[derive(Debug, Clone)]
+pub struct StateChange {
+    pub expected: Subscription,
+    pub new: Subscription,
+}
+
+/// Writes many lifecycle changes in one statement, each conditional like [`update_state`].
+/// Returns how many rows were updated; fewer than given means some row had moved on.
+pub async fn update_states(c: Conn<'_>, changes: &[StateChange]) -> sqlx::Result<u64> {
+    if changes.is_empty() {
+        return Ok(0);
+    }
+    const CASTS: [&str; 10] = [
+        "uuid",
+        "text",
+        "timestamptz",
+        "uuid",
+        "text",
+        "timestamptz",
+        "timestamptz",
+        "uuid",
+        "boolean",
+        "timestamptz",
+    ];
+    let rows = crate::db::values_list(c.backend(), changes.len(), CASTS.len(), &CASTS);
+    let (set, key) = match c {
+        Conn::Postgres(_) => (
+            "plan_id = v.plan_id, status = v.status, current_period_start = v.ps, \
+             current_period_end = v.pe, pending_plan_id = v.pending, \
+             cancel_at_period_end = v.cancel, updated_at = v.upd",
+            "subscriptions.id = v.id AND subscriptions.status = v.old_status \
+             AND subscriptions.current_period_end = v.old_end AND subscriptions.is_current",
+        ),
+        Conn::Sqlite(_) => (
+            "plan_id = v.column4, status = v.column5, current_period_start = v.column6, \
+             current_period_end = v.column7, pending_plan_id = v.column8, \
+             cancel_at_period_end = v.column9, updated_at = v.column10",
+            "subscriptions.id = v.column1 AND subscriptions.status = v.column2 \
+             AND subscriptions.current_period_end = v.column3 AND subscriptions.is_current",
+        ),
+    };
+    let alias = match c {
+        Conn::Postgres(_) => {
+            "v(id, old_status, old_end, plan_id, status, ps, pe, pending, cancel, upd)"
+        }
+        Conn::Sqlite(_) => "v",
+    };
+    // Only placeholders are spliced in; every value is bound.
+    let sql = format!("UPDATE subscriptions SET {set} FROM (VALUES {rows}) AS {alias} WHERE {key}");
+    on_conn!(c, c => {
+        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for ch in changes {
+            q = q
+                .bind(ch.expected.id)
+                .bind(&ch.expected.status)
+                .bind(ch.expected.current_period_end)
+                .bind(ch.new.plan_id)
+                .bind(&ch.new.status)
+                .bind(ch.new.current_period_start)
+                .bind(ch.new.current_period_end)
+                .bind(ch.new.pending_plan_id)
+                .bind(ch.new.cancel_at_period_end)
+                .bind(ch.new.updated_at);
+        }
+        q.execute(&mut *c).await.map(|r| r.rows_affected())
+    })
 }

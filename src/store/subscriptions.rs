@@ -188,9 +188,21 @@ pub struct StateChange {
 
 /// Writes many lifecycle changes in one statement, each conditional like [`update_state`].
 /// Returns how many rows were updated; fewer than given means some row had moved on.
-pub async fn update_states(c: Conn<'_>, changes: &[StateChange]) -> sqlx::Result<u64> {
+pub async fn update_states(mut c: Conn<'_>, changes: &[StateChange]) -> sqlx::Result<u64> {
     if changes.is_empty() {
         return Ok(0);
+    }
+    // SQLite: one prepared single-row update per change, inside the caller's transaction. Its
+    // planner runs `UPDATE … FROM (VALUES …)` in time that grows with the table (measured: 7k
+    // rows/s at 100k subscriptions, 12.5k/s row by row).
+    if matches!(c, Conn::Sqlite(_)) {
+        let mut n = 0;
+        for ch in changes {
+            if update_state(c.reborrow(), &ch.expected, &ch.new).await? {
+                n += 1;
+            }
+        }
+        return Ok(n);
     }
     const CASTS: [&str; 10] = [
         "uuid",

@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use lettre::message::{Mailbox, MultiPart};
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Body, Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::AsyncSmtpTransport;
 use lettre::{AsyncTransport as _, Tokio1Executor};
 use uuid::Uuid;
@@ -78,10 +79,19 @@ impl Mailer {
             .to(to)
             .subject(&m.subject)
             .message_id(Some(m.message_id.clone()))
-            .multipart(MultiPart::alternative_plain_html(
-                m.body_text.clone(),
-                m.body_html.clone(),
-            ))
+            .multipart(
+                MultiPart::alternative()
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_PLAIN)
+                            .body(readable_body(&m.body_text)),
+                    )
+                    .singlepart(
+                        SinglePart::builder()
+                            .header(ContentType::TEXT_HTML)
+                            .body(readable_body(&m.body_html)),
+                    ),
+            )
             .context("building the message")?;
         match &self.transport {
             Transport::Files(dir) => {
@@ -104,6 +114,24 @@ impl Mailer {
         }
         Ok(())
     }
+}
+
+/// A body sent as it reads (7bit, or 8bit when it is not ASCII) rather than quoted-printable, so
+/// links stay intact in the `.eml` and in any mail client's source view: lettre would otherwise
+/// quote any line over 76 characters, and every link with a key is one. RFC 5322 allows lines up
+/// to 998 octets; a body with a longer line (or a NUL) keeps lettre's own choice.
+fn readable_body(text: &str) -> Body {
+    let crlf = text.replace("\r\n", "\n").replace('\n', "\r\n");
+    let fits = !crlf.contains('\0') && crlf.split("\r\n").all(|line| line.len() <= 998);
+    if !fits {
+        return Body::new(text.to_owned());
+    }
+    let encoding = if crlf.is_ascii() {
+        ContentTransferEncoding::SevenBit
+    } else {
+        ContentTransferEncoding::EightBit
+    };
+    Body::dangerous_pre_encoded(crlf.into_bytes(), encoding)
 }
 
 /// Builds the SMTP transport from `SAASKIT_SMTP_URL`: `smtp://` means STARTTLS (required) on port

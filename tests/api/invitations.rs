@@ -39,6 +39,7 @@ db_test! {
 
         let mail = app.only_mail_to("grace@example.com").await;
         assert!(mail.contains("Ada Lovelace invited you to join"), "{mail}");
+        assert!(mail.contains(inv["link"].as_str().unwrap_or("?")), "the link as it reads: {mail}");
         assert_eq!(key_in(&mail), key);
 
         let (status, seen) = app.get(&format!("/api/v1/invitations/{key}"), None).await;

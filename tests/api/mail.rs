@@ -7,7 +7,7 @@ use serde_json::json;
 
 use crate::db_test;
 use crate::helpers::*;
-use crate::smtp_sink::{SmtpSink, decode_qp, key_in};
+use crate::smtp_sink::{SmtpSink, key_in};
 
 async fn smtp_app(app: TestApp, sink: &SmtpSink) -> TestApp {
     let (test_db, clock) = (app.test_db.clone(), app.clock.clone());
@@ -38,7 +38,7 @@ db_test! {
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].to, vec!["ada@example.com".to_owned()]);
         assert!(got[0].from.contains("no-reply@saaskit.localhost"));
-        let data = decode_qp(&got[0].data);
+        let data = &got[0].data;
         assert!(data.contains("Subject: Reset your password"), "{data}");
         assert!(data.contains("Message-ID: <"), "{data}");
         assert!(data.contains("Content-Type: text/html"), "{data}");
@@ -111,5 +111,27 @@ db_test! {
         }
         .expect("read keys");
         assert_eq!(hashes, vec![saaskit::secret::digest(&key)]);
+    }
+}
+
+db_test! {
+    async fn non_ascii_mail_goes_out_as_8bit_over_smtp(app) {
+        let sink = SmtpSink::start().await;
+        let app = smtp_app(app, &sink).await;
+        let (status, _) = app
+            .post(
+                "/api/v1/signup",
+                None,
+                json!({"business": {"name": "Café"}, "email": "zoe@example.com", "first_name": "Zoë", "last_name": "SS", "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        app.post("/api/v1/password/reset", None, json!({"email": "zoe@example.com"})).await;
+        assert_eq!(app.deliver_mail().await.sent, 1);
+        let data = &sink.messages()[0].data;
+        assert!(data.contains("Content-Transfer-Encoding: 8bit"), "{data}");
+        assert!(data.contains("Hello Zoë,"), "{data}");
+        let key = key_in(data);
+        assert!(data.contains(&format!("/reset-password?key={key}")));
     }
 }

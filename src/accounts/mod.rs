@@ -309,11 +309,7 @@ impl CurrentSubscription {
     /// Whether the subscription gives access now: a trial or an active period that has not
     /// ended, or a payment that is late but still in its grace period (`past_due`).
     pub fn is_live(&self, now: Timestamp) -> bool {
-        match self.status.as_str() {
-            "trialing" | "active" => now < self.current_period_end,
-            "past_due" => true,
-            _ => false,
-        }
+        crate::billing::lifecycle::is_live(&self.status, self.current_period_end, now)
     }
 }
 

@@ -105,11 +105,7 @@ async fn load(tx: &mut Tx, principal: &Principal, plan_code: &str) -> Result<Loa
 }
 
 fn is_live(sub: &Subscription, now: Timestamp) -> bool {
-    match sub.status.as_str() {
-        "trialing" | "active" => now < sub.current_period_end,
-        "past_due" => true,
-        _ => false,
-    }
+    super::lifecycle::is_live(&sub.status, sub.current_period_end, now)
 }
 
 async fn preview_of(

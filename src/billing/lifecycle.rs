@@ -53,11 +53,16 @@ impl Status {
             _ => return None,
         })
     }
+}
 
-    /// Whether a subscription in this state grants access (for trialing and active, until the
-    /// period ends; past_due through the grace period).
-    pub fn is_live(self) -> bool {
-        matches!(self, Status::Trialing | Status::Active | Status::PastDue)
+/// Whether a subscription with this stored status and period end gives access at `now`: a
+/// trial or an active period until it ends, a late payment (`past_due`) through its grace period
+/// (which the sweep ends). The one definition of "live" every caller uses.
+pub fn is_live(status: &str, period_end: Timestamp, now: Timestamp) -> bool {
+    match Status::parse(status) {
+        Some(Status::Trialing | Status::Active) => now < period_end,
+        Some(Status::PastDue) => true,
+        _ => false,
     }
 }
 

@@ -242,20 +242,8 @@ pub async fn create_account(
         Json(SignupResponse {
             token: done.session.token,
             token_expires_at: done.session.expires_at,
-            user: UserView {
-                id: done.user.id,
-                email: done.user.email,
-                first_name: done.user.first_name,
-                last_name: done.user.last_name,
-                is_staff: done.user.is_staff,
-                email_verified: done.user.email_verified_at.is_some(),
-                created_at: done.user.created_at,
-            },
-            business: BusinessView {
-                id: done.business.id,
-                name: done.business.name,
-                created_at: done.business.created_at,
-            },
+            user: UserView::from(&done.user),
+            business: BusinessView::from(&done.business),
             subscription: SubscriptionView {
                 id: done.subscription.id,
                 status: done.subscription.status,
@@ -320,20 +308,8 @@ pub async fn login_user(
     Ok(Json(LoginResponse {
         token: done.session.token,
         token_expires_at: done.session.expires_at,
-        user: UserView {
-            id: done.user.id,
-            email: done.user.email,
-            first_name: done.user.first_name,
-            last_name: done.user.last_name,
-            is_staff: done.user.is_staff,
-            email_verified: done.user.email_verified_at.is_some(),
-            created_at: done.user.created_at,
-        },
-        business: BusinessView {
-            id: done.business.id,
-            name: done.business.name,
-            created_at: done.business.created_at,
-        },
+        user: UserView::from(&done.user),
+        business: BusinessView::from(&done.business),
     }))
 }
 

@@ -89,14 +89,8 @@ pub async fn subscription_view(
         None => None,
     };
     let balance = ledger::balance(tx.conn(), business_id).await?;
-    let live = crate::accounts::CurrentSubscription {
-        id: sub.id,
-        status: sub.status.clone(),
-        current_period_start: sub.current_period_start,
-        current_period_end: sub.current_period_end,
-        plan_id: sub.plan_id,
-    }
-    .is_live(app.clock.now());
+    let live =
+        crate::billing::lifecycle::is_live(&sub.status, sub.current_period_end, app.clock.now());
     Ok(Some(SubscriptionResponse {
         id: sub.id,
         status: sub.status,

@@ -17,7 +17,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::accounts::{Fields, PlanView};
 use crate::http::extract::{ApiJson, Authenticated, Client};
 use crate::http::invitations::{accept_error, parse_acceptance};
-use crate::http::passwords::{RESET_ACCEPTED, reset_error};
+use crate::http::passwords::reset_error;
 use crate::teams::invitations::{self, NewInvitation};
 
 pub fn routes() -> axum::Router<AppState> {
@@ -173,33 +173,12 @@ pub async fn compat_login(
     Ok(Json(TokenOnly { token: done.token }))
 }
 
-#[derive(Debug, Deserialize)]
-pub struct CompatResetRequest {
-    pub email: Option<String>,
-}
-
-#[derive(Debug, Serialize)]
-pub struct Detail {
-    pub detail: &'static str,
-}
-
 /// `POST /saas/passwd/reset`: 202 whatever the email; the key goes only to the mailbox.
 pub async fn compat_request_reset(
-    State(app): State<AppState>,
-    ApiJson(body): ApiJson<CompatResetRequest>,
-) -> ApiResult<(StatusCode, Json<Detail>)> {
-    let mut f = Fields::default();
-    let email = f.required("email", &body.email);
-    f.finish()?;
-    if let Some(email) = email {
-        reset::request_reset(&app, email).await?;
-    }
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(Detail {
-            detail: RESET_ACCEPTED,
-        }),
-    ))
+    state: State<AppState>,
+    body: ApiJson<crate::http::passwords::ResetRequest>,
+) -> ApiResult<(StatusCode, Json<crate::http::passwords::Accepted>)> {
+    crate::http::passwords::request_password_reset(state, body).await
 }
 
 #[derive(Debug, Deserialize)]

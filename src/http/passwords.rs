@@ -67,7 +67,7 @@ pub struct Accepted {
     pub detail: &'static str,
 }
 
-pub(crate) const RESET_ACCEPTED: &str =
+const RESET_ACCEPTED: &str =
     "If this email belongs to an account, a link to choose a new password is on its way.";
 
 /// `POST /api/v1/password/reset`: 202 whatever the email, so the answer tells nothing.

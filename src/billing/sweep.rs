@@ -202,23 +202,6 @@ async fn sweep_page(
         }
         let mut before = start;
         for (step, after) in &steps {
-            let snapshot = |state: &State| {
-                events::snapshot(&with_state(sub, state, now), &code_of(plans, state.plan_id))
-            };
-            let event = |kind: &str,
-                         before: Option<serde_json::Value>,
-                         after: Option<serde_json::Value>,
-                         at: Timestamp| Event {
-                id: Uuid::now_v7(),
-                business_id: sub.business_id,
-                subscription_id: Some(sub.id),
-                kind: kind.to_owned(),
-                actor_kind: Actor::System.kind().to_owned(),
-                actor_id: None,
-                before: before.map(|v| v.to_string()),
-                after: after.map(|v| v.to_string()),
-                created_at: at,
-            };
             match *step {
                 Step::Renewed {
                     plan_id,
@@ -238,47 +221,13 @@ async fn sweep_page(
                             charge,
                             charged_at,
                         ));
-                        log.push(event(
-                            "charged",
-                            None,
-                            Some(
-                                serde_json::json!({"amount": charge, "period_start": period_start}),
-                            ),
-                            charged_at,
-                        ));
                     }
-                    let kind = if plan_id == before.plan_id {
-                        "renewed"
-                    } else {
-                        "plan_changed"
-                    };
-                    log.push(event(
-                        kind,
-                        Some(snapshot(&before)),
-                        Some(snapshot(after)),
-                        period_start,
-                    ));
                 }
-                Step::PastDue { since } => {
-                    totals.past_due += 1;
-                    log.push(event(
-                        "past_due",
-                        Some(snapshot(&before)),
-                        Some(snapshot(after)),
-                        since,
-                    ));
-                }
-                Step::Stopped { at, status } => {
-                    totals.stopped += 1;
-                    log.push(event(
-                        status.as_str(),
-                        Some(snapshot(&before)),
-                        Some(snapshot(after)),
-                        at,
-                    ));
-                }
+                Step::PastDue { .. } => totals.past_due += 1,
+                Step::Stopped { .. } => totals.stopped += 1,
                 Step::FellBack { .. } => {}
             }
+            log.extend(step_events(sub, step, &before, after, plans, now));
             before = *after;
         }
         changes.push(StateChange {
@@ -312,6 +261,60 @@ async fn sweep_page(
     totals.changed = false;
     result.outcome = totals;
     Ok(result)
+}
+
+/// The events one step records on the subscription row `sub`: `charged` (with the amount) and
+/// `renewed` or `plan_changed` for a renewal, `past_due`, `canceled` or `expired`. A fallback's
+/// event names the new row and is written where that row is made.
+fn step_events(
+    sub: &Subscription,
+    step: &Step,
+    before: &State,
+    after: &State,
+    plans: &HashMap<Uuid, Plan>,
+    now: Timestamp,
+) -> Vec<Event> {
+    let snapshot = |state: &State| {
+        events::snapshot(&with_state(sub, state, now), &code_of(plans, state.plan_id)).to_string()
+    };
+    let event = |kind: &str, before: Option<String>, after: Option<String>, at: Timestamp| Event {
+        id: Uuid::now_v7(),
+        business_id: sub.business_id,
+        subscription_id: Some(sub.id),
+        kind: kind.to_owned(),
+        actor_kind: Actor::System.kind().to_owned(),
+        actor_id: None,
+        before,
+        after,
+        created_at: at,
+    };
+    let transition =
+        |kind: &str, at: Timestamp| event(kind, Some(snapshot(before)), Some(snapshot(after)), at);
+    match *step {
+        Step::Renewed {
+            plan_id,
+            period_start,
+            charge,
+            charged_at,
+            ..
+        } => {
+            let mut out = Vec::with_capacity(2);
+            if charge > 0 {
+                let amount = serde_json::json!({"amount": charge, "period_start": period_start});
+                out.push(event("charged", None, Some(amount.to_string()), charged_at));
+            }
+            let kind = if plan_id == before.plan_id {
+                "renewed"
+            } else {
+                "plan_changed"
+            };
+            out.push(transition(kind, period_start));
+            out
+        }
+        Step::PastDue { since } => vec![transition("past_due", since)],
+        Step::Stopped { at, status } => vec![transition(status.as_str(), at)],
+        Step::FellBack { .. } => Vec::new(),
+    }
 }
 
 fn charge_entry(
@@ -406,12 +409,6 @@ async fn advance_one(
     let mut stored = original.clone();
     let mut before = start;
     for (i, (step, after)) in steps.iter().enumerate() {
-        let before_json = events::snapshot(
-            &with_state(&stored, &before, now),
-            &code_of(plans, before.plan_id),
-        );
-        let after_row = with_state(&stored, after, now);
-        let after_json = events::snapshot(&after_row, &code_of(plans, after.plan_id));
         match *step {
             Step::Renewed {
                 plan_id,
@@ -436,58 +433,11 @@ async fn advance_one(
                         return Ok(None);
                     }
                     outcome.charged += charge;
-                    events::record(
-                        &mut tx,
-                        &stored,
-                        "charged",
-                        Actor::System,
-                        None,
-                        Some(serde_json::json!({"amount": charge, "period_start": period_start})),
-                        charged_at,
-                    )
-                    .await?;
                 }
-                let kind = if plan_id == before.plan_id {
-                    "renewed"
-                } else {
-                    "plan_changed"
-                };
-                events::record(
-                    &mut tx,
-                    &stored,
-                    kind,
-                    Actor::System,
-                    Some(before_json),
-                    Some(after_json),
-                    period_start,
-                )
-                .await?;
             }
-            Step::PastDue { since } => {
-                outcome.past_due += 1;
-                events::record(
-                    &mut tx,
-                    &stored,
-                    "past_due",
-                    Actor::System,
-                    Some(before_json),
-                    Some(after_json),
-                    since,
-                )
-                .await?;
-            }
-            Step::Stopped { at, status } => {
+            Step::PastDue { .. } => outcome.past_due += 1,
+            Step::Stopped { at, .. } => {
                 outcome.stopped += 1;
-                events::record(
-                    &mut tx,
-                    &stored,
-                    status.as_str(),
-                    Actor::System,
-                    Some(before_json),
-                    Some(after_json),
-                    at,
-                )
-                .await?;
                 if matches!(steps.get(i + 1), Some((Step::FellBack { .. }, _))) {
                     // The stopped subscription becomes history; the fallback starts a new one.
                     let closed = Subscription {
@@ -521,6 +471,10 @@ async fn advance_one(
                     return Ok(None);
                 }
                 outcome.charged += charge;
+                let before_json = events::snapshot(
+                    &with_state(&stored, &before, now),
+                    &code_of(plans, before.plan_id),
+                );
                 events::record(
                     &mut tx,
                     &new,
@@ -534,6 +488,8 @@ async fn advance_one(
                 stored = new;
             }
         }
+        let logged = step_events(&stored, step, &before, after, plans, now);
+        crate::store::events::insert_many(tx.conn(), &logged).await?;
         before = *after;
     }
     let last = with_state(&stored, &end, now);

@@ -108,6 +108,17 @@ pub struct Config {
     )]
     pub session_lifetime_hours: u32,
 
+    /// Seconds an API key's old secret keeps working after the key is rotated (0: it stops at
+    /// once). A rotation request may ask for another overlap, up to 7 days.
+    #[arg(
+        long,
+        env = "SAASKIT_KEY_ROTATION_OVERLAP",
+        default_value_t = 0,
+        value_parser = clap::value_parser!(u32).range(0..=7 * 24 * 3600),
+        global = true
+    )]
+    pub key_rotation_overlap_secs: u32,
+
     /// Password hashes computed at once; each takes 19 MiB and one core for ~20 ms.
     /// Defaults to the number of cores.
     #[arg(long, env = "SAASKIT_HASH_CONCURRENCY", global = true)]
@@ -181,6 +192,7 @@ impl Config {
             grace_period_days: 3,
             renew_every: 60,
             session_lifetime_hours: 24 * 30,
+            key_rotation_overlap_secs: 0,
             hash_concurrency: None,
             log_format: LogFormat::Text,
             shutdown_timeout_secs: 30,

@@ -31,6 +31,9 @@ pub struct ApiError {
     pub detail: String,
     pub errors: Vec<FieldError>,
     pub retry_after: Option<u64>,
+    /// Members added to the problem document beside the standard ones (a quota refusal's
+    /// meter, limit and reset time…).
+    pub extra: serde_json::Map<String, serde_json::Value>,
     /// The cause of an unexpected failure: logged, never sent.
     pub source: Option<anyhow::Error>,
 }
@@ -45,6 +48,8 @@ struct Problem<'a> {
     detail: &'a str,
     #[serde(skip_serializing_if = "<[_]>::is_empty")]
     errors: &'a [FieldError],
+    #[serde(flatten)]
+    extra: &'a serde_json::Map<String, serde_json::Value>,
 }
 
 impl ApiError {
@@ -55,8 +60,17 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: None,
+            extra: serde_json::Map::new(),
             source: None,
         }
+    }
+
+    /// Adds members to the problem document; `value` must serialize to a JSON object.
+    pub fn with_extra(mut self, value: impl Serialize) -> Self {
+        if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(value) {
+            self.extra.extend(map);
+        }
+        self
     }
 
     /// 422: the body was well-formed but some fields are not acceptable.
@@ -167,6 +181,7 @@ impl IntoResponse for ApiError {
             code: self.code,
             detail: &self.detail,
             errors: &self.errors,
+            extra: &self.extra,
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (self.status, bytes).into_response();
@@ -186,3 +201,54 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+impl From<crate::metering::QuotaError> for ApiError {
+    fn from(err: crate::metering::QuotaError) -> Self {
+        use crate::metering::QuotaError;
+        match err {
+            QuotaError::NoActiveSubscription { status } => Self::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "no_active_subscription",
+                match &status {
+                    Some(status) => format!(
+                        "The business's subscription is {status}; choose a plan to go on \
+                         (GET /api/v1/plans, POST /api/v1/subscription/change)."
+                    ),
+                    None => "The business has no subscription; choose a plan to go on.".to_owned(),
+                },
+            )
+            .with_extra(serde_json::json!({ "subscription_status": status })),
+            QuotaError::Exceeded(ex) => {
+                let when = match ex.resets_at {
+                    Some(at) => format!(" It resets at {}.", at.to_rfc3339()),
+                    None => " It frees up when one is deleted.".to_owned(),
+                };
+                let upgrade = if ex.upgrade_plans.is_empty() {
+                    String::new()
+                } else {
+                    format!(" Plans that allow more: {}.", ex.upgrade_plans.join(", "))
+                };
+                Self::new(
+                    StatusCode::PAYMENT_REQUIRED,
+                    "quota_exceeded",
+                    format!(
+                        "The {} plan allows {} {}; {} are used and {} more were asked for.{when}{upgrade}",
+                        ex.plan, ex.limit, ex.meter, ex.used, ex.requested
+                    ),
+                )
+                .with_extra(&*ex)
+            }
+            QuotaError::Unexpected(err) => err.into(),
+        }
+    }
+}
+
+impl From<crate::metering::idempotency::KeyReused> for ApiError {
+    fn from(_: crate::metering::idempotency::KeyReused) -> Self {
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "idempotency_key_reused",
+            "This Idempotency-Key was already used for a different request; use a new key.",
+        )
+    }
+}

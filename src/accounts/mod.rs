@@ -11,11 +11,11 @@ use uuid::Uuid;
 
 use crate::app::App;
 use crate::db::Timestamp;
-use crate::domain::{BusinessName, Email, Password, PersonName, Role};
+use crate::domain::{BusinessName, Email, Password, PersonName, Role, Scope, Scopes};
 use crate::secret;
 use crate::store::businesses::{self, Business};
 use crate::store::members::{self, Member};
-use crate::store::plans::{self, Plan};
+use crate::store::plans::{self, Limits, Plan};
 use crate::store::subscriptions::{self, Subscription};
 use crate::store::tokens::{self, AuthRow, Token};
 use crate::store::users::{self, User};
@@ -149,6 +149,8 @@ pub async fn signup(
         updated_at: now,
     };
     subscriptions::insert(tx.conn(), &subscription).await?;
+    // The owner is the first member, whatever the plan's limit.
+    crate::metering::record_unchecked(&mut tx, business.id, "members", 1).await?;
     crate::billing::events::record(
         &mut tx,
         &subscription,
@@ -253,13 +255,16 @@ pub(crate) async fn open_session(
         name: None,
         user_id: Some(user_id),
         business_id: Some(business_id),
-        scopes: r#"["*"]"#.to_owned(),
+        scopes: Scopes::of([Scope::Dashboard]).to_stored(),
         user_agent: client.user_agent.map(|ua| truncate(&ua, 512)),
         ip: client.ip,
         created_at: now,
         last_used_at: Some(now),
         expires_at: Some(expires_at),
         revoked_at: None,
+        replaced_by: None,
+        created_by: None,
+        revoked_reason: None,
     };
     tokens::insert(tx.conn(), &token).await?;
     Ok(Session {
@@ -280,20 +285,43 @@ fn truncate(s: &str, max_chars: usize) -> String {
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub token_id: Uuid,
+    /// `session`, `api_key` or `bot`.
     pub token_kind: String,
+    pub scopes: Scopes,
+    pub business_id: Uuid,
+    pub business_name: String,
+    pub business_created_at: Timestamp,
+    /// The person or bot behind the token; `None` for an API key, which belongs to the business.
+    pub member: Option<Membership>,
+    pub subscription: Option<CurrentSubscription>,
+}
+
+/// A user's membership of the business a token acts for.
+#[derive(Debug, Clone)]
+pub struct Membership {
+    pub member_id: Uuid,
     pub user_id: Uuid,
+    pub role: Role,
     pub email: String,
     pub first_name: String,
     pub last_name: String,
     pub is_staff: bool,
     pub email_verified_at: Option<Timestamp>,
     pub user_created_at: Timestamp,
-    pub business_id: Uuid,
-    pub business_name: String,
-    pub business_created_at: Timestamp,
-    pub member_id: Uuid,
-    pub role: Role,
-    pub subscription: Option<CurrentSubscription>,
+}
+
+impl Principal {
+    pub fn user_id(&self) -> Option<Uuid> {
+        self.member.as_ref().map(|m| m.user_id)
+    }
+
+    pub fn role(&self) -> Option<Role> {
+        self.member.as_ref().map(|m| m.role)
+    }
+
+    pub fn is_staff(&self) -> bool {
+        self.member.as_ref().is_some_and(|m| m.is_staff)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -303,6 +331,9 @@ pub struct CurrentSubscription {
     pub current_period_start: Timestamp,
     pub current_period_end: Timestamp,
     pub plan_id: Uuid,
+    pub plan_code: String,
+    /// The plan's limits as of this request: a change to the plan applies from the next one.
+    pub limits: Limits,
 }
 
 impl CurrentSubscription {
@@ -336,24 +367,60 @@ pub async fn authenticate(app: &App, presented: &str) -> anyhow::Result<Option<P
 }
 
 fn principal_from(row: AuthRow) -> anyhow::Result<Principal> {
-    let role = row
-        .member_role
-        .parse::<Role>()
-        .map_err(|e| anyhow::anyhow!("member {}: {e}", row.member_id))?;
+    let member = match (
+        row.member_id,
+        row.member_role,
+        row.user_id,
+        row.user_email,
+        row.user_first_name,
+        row.user_last_name,
+        row.user_created_at,
+    ) {
+        (
+            Some(member_id),
+            Some(role),
+            Some(user_id),
+            Some(email),
+            Some(first_name),
+            Some(last_name),
+            Some(user_created_at),
+        ) => Some(Membership {
+            member_id,
+            user_id,
+            role: role
+                .parse::<Role>()
+                .map_err(|e| anyhow::anyhow!("member {member_id}: {e}"))?,
+            email,
+            first_name,
+            last_name,
+            is_staff: row.user_is_staff.unwrap_or(false),
+            email_verified_at: row.user_email_verified_at,
+            user_created_at,
+        }),
+        _ => None,
+    };
     let subscription = match (
         row.subscription_id,
         row.subscription_status,
         row.subscription_period_start,
         row.subscription_period_end,
         row.plan_id,
+        row.plan_code,
     ) {
-        (Some(id), Some(status), Some(start), Some(end), Some(plan_id)) => {
+        (Some(id), Some(status), Some(start), Some(end), Some(plan_id), Some(plan_code)) => {
+            let limits = match row.plan_limits.as_deref() {
+                Some(json) => serde_json::from_str(json)
+                    .map_err(|e| anyhow::anyhow!("plan {plan_code}: unreadable limits: {e}"))?,
+                None => Limits::new(),
+            };
             Some(CurrentSubscription {
                 id,
                 status,
                 current_period_start: start,
                 current_period_end: end,
                 plan_id,
+                plan_code,
+                limits,
             })
         }
         _ => None,
@@ -361,18 +428,11 @@ fn principal_from(row: AuthRow) -> anyhow::Result<Principal> {
     Ok(Principal {
         token_id: row.token_id,
         token_kind: row.token_kind,
-        user_id: row.user_id,
-        email: row.user_email,
-        first_name: row.user_first_name,
-        last_name: row.user_last_name,
-        is_staff: row.user_is_staff,
-        email_verified_at: row.user_email_verified_at,
-        user_created_at: row.user_created_at,
+        scopes: Scopes::from_stored(&row.token_scopes),
         business_id: row.business_id,
         business_name: row.business_name,
         business_created_at: row.business_created_at,
-        member_id: row.member_id,
-        role,
+        member,
         subscription,
     })
 }

@@ -182,15 +182,16 @@ pub async fn change(
     plan_code: &str,
     when: When,
 ) -> Result<Preview, ChangeError> {
-    if !principal.role.can_manage() {
-        return Err(ChangeError::Forbidden);
-    }
+    let user_id = match &principal.member {
+        Some(m) if m.role.can_manage() => m.user_id,
+        _ => return Err(ChangeError::Forbidden),
+    };
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     let l = load(&mut tx, principal, plan_code).await?;
     let live = is_live(&l.current, now);
     let preview = preview_of(&mut tx, &l, when, now).await?;
-    let actor = Actor::User(principal.user_id);
+    let actor = Actor::User(user_id);
     let before = events::snapshot(&l.current, &l.current_plan.code);
     match when {
         When::PeriodEnd => {
@@ -348,9 +349,10 @@ async fn write_entry(
 /// Cancels at the period end (`cancel: true`) or undoes a pending cancellation or downgrade
 /// (`cancel: false`).
 pub async fn set_cancel(app: &App, principal: &Principal, cancel: bool) -> Result<(), ChangeError> {
-    if !principal.role.can_manage() {
-        return Err(ChangeError::Forbidden);
-    }
+    let user_id = match &principal.member {
+        Some(m) if m.role.can_manage() => m.user_id,
+        _ => return Err(ChangeError::Forbidden),
+    };
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     let current = subscriptions::current_of(tx.conn(), principal.business_id)
@@ -385,7 +387,7 @@ pub async fn set_cancel(app: &App, principal: &Principal, cancel: bool) -> Resul
         &mut tx,
         &new,
         kind,
-        Actor::User(principal.user_id),
+        Actor::User(user_id),
         Some(events::snapshot(&current, &plan_code)),
         Some(events::snapshot(&new, &plan_code)),
         now,

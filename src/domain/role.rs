@@ -25,7 +25,22 @@ impl Role {
 
     /// Owners and admins manage the business (invitations, keys, members).
     pub fn can_manage(self) -> bool {
-        matches!(self, Role::Owner | Role::Admin)
+        self.at_least(Role::Admin)
+    }
+
+    /// How much the role may do: owner > admin > member = bot. A bot works on the business's
+    /// resources like a member (within its token's scopes) and manages nothing.
+    fn rank(self) -> u8 {
+        match self {
+            Role::Owner => 3,
+            Role::Admin => 2,
+            Role::Member | Role::Bot => 1,
+        }
+    }
+
+    /// Whether this role may do what `min` may.
+    pub fn at_least(self, min: Role) -> bool {
+        self.rank() >= min.rank()
     }
 }
 

@@ -9,9 +9,9 @@ use uuid::Uuid;
 use crate::accounts::{self, LoginError, NewAccount, Principal, SignupError};
 use crate::app::AppState;
 use crate::db::Timestamp;
-use crate::domain::{BusinessName, Email, Invalid, Password, PersonName};
+use crate::domain::{BusinessName, Email, Invalid, Password, PersonName, Scope};
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::http::extract::{ApiJson, Authenticated, Client};
+use crate::http::extract::{ApiJson, Client, DashboardRead};
 use crate::store::plans::{Limits, Plan};
 
 #[derive(Debug, Deserialize)]
@@ -316,7 +316,7 @@ pub async fn login_user(
 /// `POST /api/v1/logout`: revokes the token that authenticated this request.
 pub async fn logout_user(
     State(app): State<AppState>,
-    Authenticated(principal): Authenticated,
+    DashboardRead(principal): DashboardRead,
 ) -> ApiResult<StatusCode> {
     accounts::logout(&app, &principal).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -327,6 +327,8 @@ pub struct MeResponse {
     pub user: UserView,
     pub business: BusinessView,
     pub role: crate::domain::Role,
+    /// What the presented token may do (see the README's scope table).
+    pub scopes: Vec<&'static str>,
     /// The business's current subscription (live or not), or null if it never had one.
     pub subscription: Option<SubscriptionView>,
 }
@@ -334,13 +336,17 @@ pub struct MeResponse {
 /// `GET /api/v1/me`: who is calling, for which business, with which role and plan.
 pub async fn get_current_user(
     State(app): State<AppState>,
-    Authenticated(principal): Authenticated,
+    DashboardRead(principal): DashboardRead,
 ) -> ApiResult<Json<MeResponse>> {
     let plan = accounts::current_plan(&app, &principal).await?;
-    Ok(Json(me_view(principal, plan)))
+    me_view(principal, plan).map(Json)
 }
 
-fn me_view(p: Principal, plan: Option<Plan>) -> MeResponse {
+fn me_view(p: Principal, plan: Option<Plan>) -> ApiResult<MeResponse> {
+    let scopes = p.scopes.names();
+    let m = p
+        .member
+        .ok_or_else(|| crate::http::extract::insufficient_scope(&[Scope::DashboardRead]))?;
     let subscription = match (p.subscription, plan) {
         (Some(sub), Some(plan)) => Some(SubscriptionView {
             id: sub.id,
@@ -351,22 +357,23 @@ fn me_view(p: Principal, plan: Option<Plan>) -> MeResponse {
         }),
         _ => None,
     };
-    MeResponse {
+    Ok(MeResponse {
         user: UserView {
-            id: p.user_id,
-            email: p.email,
-            first_name: p.first_name,
-            last_name: p.last_name,
-            is_staff: p.is_staff,
-            email_verified: p.email_verified_at.is_some(),
-            created_at: p.user_created_at,
+            id: m.user_id,
+            email: m.email,
+            first_name: m.first_name,
+            last_name: m.last_name,
+            is_staff: m.is_staff,
+            email_verified: m.email_verified_at.is_some(),
+            created_at: m.user_created_at,
         },
         business: BusinessView {
             id: p.business_id,
             name: p.business_name,
             created_at: p.business_created_at,
         },
-        role: p.role,
+        role: m.role,
+        scopes,
         subscription,
-    }
+    })
 }

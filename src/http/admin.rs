@@ -18,7 +18,7 @@ use crate::db::Timestamp;
 use crate::error::{ApiError, ApiResult};
 use crate::http::accounts::{Fields, PlanView};
 use crate::http::billing::{SubscriptionResponse, subscription_view};
-use crate::http::extract::{ApiJson, Authenticated};
+use crate::http::extract::{ApiJson, Dashboard, DashboardRead};
 use crate::store::plans::{self, Plan};
 
 impl From<AdminError> for ApiError {
@@ -49,7 +49,7 @@ impl From<AdminError> for ApiError {
 }
 
 fn staff(p: &Principal) -> ApiResult<()> {
-    if p.is_staff {
+    if p.is_staff() {
         Ok(())
     } else {
         Err(ApiError::forbidden(
@@ -85,7 +85,7 @@ async fn admin_view(app: &AppState, plan: Plan) -> ApiResult<AdminPlan> {
 /// `GET /api/v1/admin/plans`: every plan, hidden and archived ones included.
 pub async fn admin_list_plans(
     State(app): State<AppState>,
-    Authenticated(p): Authenticated,
+    DashboardRead(p): DashboardRead,
 ) -> ApiResult<Json<Vec<AdminPlan>>> {
     staff(&p)?;
     let all = {
@@ -116,7 +116,7 @@ pub struct CreatePlanRequest {
 /// `POST /api/v1/admin/plans`
 pub async fn admin_create_plan(
     State(app): State<AppState>,
-    Authenticated(p): Authenticated,
+    Dashboard(p): Dashboard,
     ApiJson(body): ApiJson<CreatePlanRequest>,
 ) -> ApiResult<(StatusCode, Json<AdminPlan>)> {
     staff(&p)?;
@@ -201,7 +201,7 @@ fn path_text(path: Result<Path<String>, PathRejection>) -> String {
 /// `PATCH /api/v1/admin/plans/{code}`: what is absent stays; new limits apply from the next check.
 pub async fn admin_update_plan(
     State(app): State<AppState>,
-    Authenticated(p): Authenticated,
+    Dashboard(p): Dashboard,
     path: Result<Path<String>, PathRejection>,
     ApiJson(body): ApiJson<UpdatePlanRequest>,
 ) -> ApiResult<Json<AdminPlan>> {
@@ -241,7 +241,7 @@ pub async fn admin_update_plan(
 /// `POST /api/v1/admin/plans/{code}/archive`
 pub async fn admin_archive_plan(
     State(app): State<AppState>,
-    Authenticated(p): Authenticated,
+    Dashboard(p): Dashboard,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<AdminPlan>> {
     staff(&p)?;
@@ -269,7 +269,7 @@ pub struct AdminBusiness {
 /// `GET /api/v1/admin/businesses/{id}`
 pub async fn admin_get_business(
     State(app): State<AppState>,
-    Authenticated(p): Authenticated,
+    DashboardRead(p): DashboardRead,
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<AdminBusiness>> {
     staff(&p)?;
@@ -295,7 +295,7 @@ pub struct SetPlanRequest {
 /// `POST /api/v1/admin/businesses/{id}/plan`: moves the business to a plan now, without charge.
 pub async fn admin_set_business_plan(
     State(app): State<AppState>,
-    Authenticated(p): Authenticated,
+    Dashboard(p): Dashboard,
     path: Result<Path<String>, PathRejection>,
     ApiJson(body): ApiJson<SetPlanRequest>,
 ) -> ApiResult<Json<Option<SubscriptionResponse>>> {
@@ -307,7 +307,7 @@ pub async fn admin_set_business_plan(
     let Some(plan) = plan else {
         return Err(ApiError::validation(Vec::new()));
     };
-    admin::set_plan(&app, id, plan, Actor::Admin(Some(p.user_id))).await?;
+    admin::set_plan(&app, id, plan, Actor::Admin(p.user_id())).await?;
     Ok(Json(subscription_view(&app, id).await?))
 }
 
@@ -326,7 +326,7 @@ pub struct CreditsResponse {
 /// some back); the ledger only grows.
 pub async fn admin_grant_credits(
     State(app): State<AppState>,
-    Authenticated(p): Authenticated,
+    Dashboard(p): Dashboard,
     path: Result<Path<String>, PathRejection>,
     ApiJson(body): ApiJson<CreditsRequest>,
 ) -> ApiResult<(StatusCode, Json<CreditsResponse>)> {
@@ -350,7 +350,7 @@ pub async fn admin_grant_credits(
     f.finish()?;
     let amount = body.amount.unwrap_or_default();
     let balance =
-        admin::grant_credits(&app, id, amount, body.note, Actor::Admin(Some(p.user_id))).await?;
+        admin::grant_credits(&app, id, amount, body.note, Actor::Admin(p.user_id())).await?;
     Ok((
         StatusCode::CREATED,
         Json(CreditsResponse {

@@ -11,7 +11,7 @@ use crate::billing::changes::{self, ChangeError, Preview, When};
 use crate::db::Timestamp;
 use crate::error::{ApiError, ApiResult};
 use crate::http::accounts::{Fields, PlanView};
-use crate::http::extract::{ApiJson, Authenticated};
+use crate::http::extract::{ApiJson, Dashboard, DashboardRead};
 use crate::store::{ledger, plans, subscriptions};
 
 #[derive(Debug, Serialize)]
@@ -108,7 +108,7 @@ pub async fn subscription_view(
 /// expired, so the client can say why there is no access), its plan, and the credit balance.
 pub async fn get_subscription(
     State(app): State<AppState>,
-    Authenticated(p): Authenticated,
+    DashboardRead(p): DashboardRead,
 ) -> ApiResult<Json<Option<SubscriptionResponse>>> {
     Ok(Json(subscription_view(&app, p.business_id).await?))
 }
@@ -175,7 +175,7 @@ pub struct ChangeResponse {
 /// `dry_run: true` only says what it would cost and which current usage the plan would not allow.
 pub async fn change_subscription(
     State(app): State<AppState>,
-    Authenticated(p): Authenticated,
+    Dashboard(p): Dashboard,
     ApiJson(body): ApiJson<ChangeRequest>,
 ) -> ApiResult<Json<ChangeResponse>> {
     let mut f = Fields::default();
@@ -207,7 +207,7 @@ pub async fn change_subscription(
 /// `POST /api/v1/subscription/cancel`: cancel at the end of the current period.
 pub async fn cancel_subscription(
     State(app): State<AppState>,
-    Authenticated(p): Authenticated,
+    Dashboard(p): Dashboard,
 ) -> ApiResult<Json<Option<SubscriptionResponse>>> {
     changes::set_cancel(&app, &p, true).await?;
     Ok(Json(subscription_view(&app, p.business_id).await?))
@@ -216,7 +216,7 @@ pub async fn cancel_subscription(
 /// `POST /api/v1/subscription/resume`: undo a pending cancellation or plan change.
 pub async fn resume_subscription(
     State(app): State<AppState>,
-    Authenticated(p): Authenticated,
+    Dashboard(p): Dashboard,
 ) -> ApiResult<Json<Option<SubscriptionResponse>>> {
     changes::set_cancel(&app, &p, false).await?;
     Ok(Json(subscription_view(&app, p.business_id).await?))

@@ -12,10 +12,10 @@ use uuid::Uuid;
 
 use crate::accounts::{self, NewAccount, reset};
 use crate::app::AppState;
-use crate::domain::{BusinessName, Email, Password, PersonName, Role};
+use crate::domain::{BusinessName, Email, Password, PersonName, Role, Scope};
 use crate::error::{ApiError, ApiResult};
 use crate::http::accounts::{Fields, PlanView};
-use crate::http::extract::{ApiJson, Authenticated, Client};
+use crate::http::extract::{ApiJson, Client, Dashboard, DashboardRead};
 use crate::http::invitations::{accept_error, parse_acceptance};
 use crate::http::passwords::reset_error;
 use crate::teams::invitations::{self, NewInvitation};
@@ -239,7 +239,7 @@ pub struct CompatPlan {
 /// `GET /saas/me`
 pub async fn compat_me(
     State(app): State<AppState>,
-    Authenticated(p): Authenticated,
+    DashboardRead(p): DashboardRead,
 ) -> ApiResult<Json<CompatMe>> {
     let plan = accounts::current_plan(&app, &p).await?;
     let plan = match (&p.subscription, plan) {
@@ -250,15 +250,18 @@ pub async fn compat_me(
         }),
         _ => None,
     };
+    let member = p
+        .member
+        .ok_or_else(|| crate::http::extract::insufficient_scope(&[Scope::Dashboard]))?;
     Ok(Json(CompatMe {
         business: CompatMeBusiness {
             id: p.business_id,
             name: p.business_name,
             api_key: None,
         },
-        email: p.email,
-        first_name: p.first_name,
-        last_name: p.last_name,
+        email: member.email,
+        first_name: member.first_name,
+        last_name: member.last_name,
         plan,
     }))
 }
@@ -277,7 +280,7 @@ pub struct ActivationKey {
 /// `POST /saas/invite`: invites as `member`; `no_email: true` skips the mail.
 pub async fn compat_invite(
     State(app): State<AppState>,
-    Authenticated(p): Authenticated,
+    Dashboard(p): Dashboard,
     ApiJson(body): ApiJson<CompatInvite>,
 ) -> ApiResult<(StatusCode, Json<ActivationKey>)> {
     let mut f = Fields::default();

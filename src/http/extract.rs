@@ -1,17 +1,23 @@
 //! Extractors every route uses: JSON bodies whose every rejection is a problem document, the
-//! authenticated caller, and where the request came from.
+//! authenticated caller with the scope the route needs, guards on role and subscription, the
+//! idempotency key of metered writes, and where the request came from. A product's own routes
+//! compose the same ones (see `src/example`).
 
 use std::net::SocketAddr;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-use crate::accounts::{self, ClientInfo, Principal};
+use crate::accounts::{self, ClientInfo, CurrentSubscription, Membership, Principal};
 use crate::app::AppState;
+use crate::db::Timestamp;
+use crate::domain::{Role, Scope};
 use crate::error::ApiError;
+use crate::metering::idempotency::{IdempotencyKey, Stored};
 
 /// Largest request body accepted, in bytes.
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -82,7 +88,9 @@ fn serde_detail(text: &str) -> String {
         .to_owned()
 }
 
-/// The caller, authenticated by `Authorization: Bearer <token>` or `Authorization: Token <token>`.
+/// The caller, authenticated by `Authorization: Bearer <token>` or `Authorization: Token <token>`,
+/// whatever its scopes. Routes use one of the scoped extractors below instead, which say what
+/// the route needs; this one is for building your own.
 pub struct Authenticated(pub Principal);
 
 impl FromRequestParts<AppState> for Authenticated {
@@ -92,11 +100,165 @@ impl FromRequestParts<AppState> for Authenticated {
         parts: &mut Parts,
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
+        if let Some(Authenticated(p)) = parts.extensions.get::<Authenticated>() {
+            return Ok(Authenticated(p.clone()));
+        }
         let token = presented_token(parts).ok_or_else(ApiError::unauthenticated)?;
         match accounts::authenticate(app, token).await? {
-            Some(principal) => Ok(Authenticated(principal)),
+            Some(principal) => {
+                parts.extensions.insert(Authenticated(principal.clone()));
+                Ok(Authenticated(principal))
+            }
             None => Err(ApiError::unauthenticated()),
         }
+    }
+}
+
+impl Clone for Authenticated {
+    fn clone(&self) -> Self {
+        Authenticated(self.0.clone())
+    }
+}
+
+/// 403 `insufficient_scope`: the token is valid but was not given what this route needs.
+pub fn insufficient_scope(needed: &[Scope]) -> ApiError {
+    let names: Vec<&str> = needed.iter().map(|s| s.as_str()).collect();
+    ApiError::forbidden(
+        "insufficient_scope",
+        format!(
+            "This token's scopes do not allow this; it needs {}.",
+            names.join(" or ")
+        ),
+    )
+    .with_extra(serde_json::json!({ "required_scopes": names }))
+}
+
+macro_rules! scoped_extractor {
+    ($(#[$doc:meta])* $name:ident, [$($scope:expr),+], member: $member:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub Principal);
+
+        impl $name {
+            pub const SCOPES: &'static [Scope] = &[$($scope),+];
+        }
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                app: &AppState,
+            ) -> Result<Self, Self::Rejection> {
+                let Authenticated(p) = Authenticated::from_request_parts(parts, app).await?;
+                if !Self::SCOPES.iter().any(|s| p.scopes.allows(*s)) {
+                    return Err(insufficient_scope(Self::SCOPES));
+                }
+                if $member && p.member.is_none() {
+                    return Err(insufficient_scope(Self::SCOPES));
+                }
+                Ok($name(p))
+            }
+        }
+    };
+}
+
+scoped_extractor!(
+    /// A member (person or bot) whose token has the `dashboard` scope: the dashboard's writes.
+    Dashboard,
+    [Scope::Dashboard],
+    member: true
+);
+scoped_extractor!(
+    /// A member whose token has `dashboard:read` (or `dashboard`): the dashboard's reads.
+    DashboardRead,
+    [Scope::DashboardRead],
+    member: true
+);
+scoped_extractor!(
+    /// A token with the `sdk` scope (an API key, a bot, or a dashboard session): the SDK's calls.
+    Sdk,
+    [Scope::Sdk],
+    member: false
+);
+scoped_extractor!(
+    /// Either an SDK caller or a dashboard reader: endpoints both sides use (entitlements).
+    SdkOrDashboardRead,
+    [Scope::Sdk, Scope::DashboardRead],
+    member: false
+);
+
+/// Guards a handler composes after extracting the caller.
+impl Principal {
+    /// The caller's membership, if its role is at least `min`; 403 `forbidden_role` otherwise.
+    pub fn require_role(&self, min: Role) -> Result<&Membership, ApiError> {
+        match &self.member {
+            Some(m) if m.role.at_least(min) => Ok(m),
+            Some(m) => Err(ApiError::forbidden(
+                "forbidden_role",
+                format!("This needs the {min} role or higher; you are {}.", m.role),
+            )
+            .with_extra(serde_json::json!({ "required_role": min, "role": m.role }))),
+            None => Err(ApiError::forbidden(
+                "forbidden_role",
+                format!("This needs a member with the {min} role or higher."),
+            )),
+        }
+    }
+
+    /// The business's live subscription; 402 `no_active_subscription` otherwise.
+    pub fn require_live_subscription(
+        &self,
+        now: Timestamp,
+    ) -> Result<&CurrentSubscription, ApiError> {
+        Ok(crate::metering::live_subscription(self, now)?)
+    }
+}
+
+/// The `Idempotency-Key` header of a metered POST, if the client sent one; 400
+/// `invalid_idempotency_key` when it is not 1–255 visible ASCII characters.
+pub struct Idempotency(pub Option<IdempotencyKey>);
+
+pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
+
+impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let Some(value) = parts.headers.get(IDEMPOTENCY_KEY) else {
+            return Ok(Idempotency(None));
+        };
+        value
+            .to_str()
+            .ok()
+            .and_then(IdempotencyKey::parse)
+            .map(|k| Idempotency(Some(k)))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_idempotency_key",
+                    "Idempotency-Key must be 1 to 255 visible ASCII characters.",
+                )
+            })
+    }
+}
+
+/// A stored or fresh metered response; replays carry `Idempotent-Replayed: true`.
+impl IntoResponse for Stored {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
+        let mut response = (status, self.body).into_response();
+        let headers = response.headers_mut();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+        if self.replayed {
+            headers.insert(
+                HeaderName::from_static("idempotent-replayed"),
+                HeaderValue::from_static("true"),
+            );
+        }
+        response
     }
 }
 

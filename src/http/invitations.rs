@@ -12,7 +12,7 @@ use crate::db::Timestamp;
 use crate::domain::{Email, PersonName, Role};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::accounts::{BusinessView, Fields, UserView};
-use crate::http::extract::{ApiJson, Authenticated, Client};
+use crate::http::extract::{ApiJson, Client, Dashboard};
 use crate::teams::invitations::{
     self, AcceptError, Acceptance, InvitationDetails, InviteError, LookupError, NewInvitation,
 };
@@ -60,6 +60,7 @@ pub(crate) fn accept_error(err: AcceptError, password_field: &str) -> ApiError {
             "account_exists",
             "An account with this email already exists. Log in with it to join the business.",
         ),
+        AcceptError::Quota(q) => q.into(),
         AcceptError::Unexpected(e) => e.into(),
     }
 }
@@ -109,7 +110,7 @@ pub(crate) fn parse_invited_role(f: &mut Fields, role: Option<&str>) -> Option<R
 /// `POST /api/v1/invitations`
 pub async fn create_invitation(
     State(app): State<AppState>,
-    Authenticated(principal): Authenticated,
+    Dashboard(principal): Dashboard,
     ApiJson(body): ApiJson<InviteRequest>,
 ) -> ApiResult<(StatusCode, Json<InvitationCreated>)> {
     let mut f = Fields::default();

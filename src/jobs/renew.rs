@@ -1,5 +1,6 @@
-//! The renewal loop: one sweep every `SAASKIT_RENEW_EVERY` seconds. Every replica may run it;
-//! the sweep itself makes concurrent runs safe.
+//! The renewal loop: one sweep every `SAASKIT_RENEW_EVERY` seconds, and the forgetting of
+//! expired idempotency keys. Every replica may run it; the sweep itself makes concurrent runs
+//! safe.
 
 use std::time::Duration;
 
@@ -17,6 +18,12 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
         }
         if let Err(err) = sweep::sweep(&app, app.clock.now()).await {
             tracing::error!(error = format!("{err:#}"), "renewal sweep failed");
+        }
+        if let Err(err) = crate::metering::idempotency::purge_expired(&app).await {
+            tracing::error!(
+                error = format!("{err:#}"),
+                "purging idempotency keys failed"
+            );
         }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}

@@ -72,3 +72,26 @@ pub async fn count_active(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<i64> {
     .fetch_one(&mut *c)
     .await)
 }
+
+pub async fn find_by_id(c: Conn<'_>, business_id: Uuid, id: Uuid) -> sqlx::Result<Option<Member>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, business_id, user_id, role, status, created_at, updated_at \
+         FROM members WHERE business_id = $1 AND id = $2",
+    )
+    .bind(business_id)
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await)
+}
+
+/// Ends a membership without deleting its history.
+pub async fn suspend(c: Conn<'_>, id: Uuid, now: Timestamp) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE members SET status = 'suspended', updated_at = $2 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}

@@ -12,4 +12,5 @@ pub mod outbox;
 pub mod plans;
 pub mod subscriptions;
 pub mod tokens;
+pub mod usage;
 pub mod users;

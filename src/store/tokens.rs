@@ -23,13 +23,19 @@ pub struct Token {
     pub last_used_at: Option<Timestamp>,
     pub expires_at: Option<Timestamp>,
     pub revoked_at: Option<Timestamp>,
+    /// During an API key rotation's overlap: the key this old secret was rotated into.
+    pub replaced_by: Option<Uuid>,
+    pub created_by: Option<Uuid>,
+    /// `revoked`, `rotated`, `leaked`, `logout`… for people reading a key's history.
+    pub revoked_reason: Option<String>,
 }
 
 pub async fn insert(c: Conn<'_>, token: &Token) -> sqlx::Result<()> {
     on_conn!(c, c => sqlx::query(
         "INSERT INTO tokens (id, kind, hash, prefix, name, user_id, business_id, scopes, \
-         user_agent, ip, created_at, last_used_at, expires_at, revoked_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
+         user_agent, ip, created_at, last_used_at, expires_at, revoked_at, replaced_by, \
+         created_by, revoked_reason) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
     )
     .bind(token.id)
     .bind(&token.kind)
@@ -45,6 +51,9 @@ pub async fn insert(c: Conn<'_>, token: &Token) -> sqlx::Result<()> {
     .bind(token.last_used_at)
     .bind(token.expires_at)
     .bind(token.revoked_at)
+    .bind(token.replaced_by)
+    .bind(token.created_by)
+    .bind(&token.revoked_reason)
     .execute(&mut *c)
     .await
     .map(|_| ()))
@@ -83,9 +92,10 @@ pub async fn touch(
 }
 
 /// Everything a request needs to know about who is calling, found from the token's digest in
-/// one query: the token, its user and their membership, the business, and the business's
-/// current subscription with its plan. Tokens that are revoked, expired, or whose user,
-/// membership or business is inactive, find nothing.
+/// one query: the token, the business, its current subscription with the plan's limits and,
+/// for a person's or a bot's token, the user and their membership. API keys belong to the
+/// business, not to whoever created them, so they carry no user. Tokens that are revoked,
+/// expired, or whose user, membership or business is inactive, find nothing.
 #[derive(Debug, Clone, FromRow)]
 pub struct AuthRow {
     pub token_id: Uuid,
@@ -93,23 +103,25 @@ pub struct AuthRow {
     pub token_scopes: String,
     pub token_last_used_at: Option<Timestamp>,
     pub token_expires_at: Option<Timestamp>,
-    pub user_id: Uuid,
-    pub user_email: String,
-    pub user_first_name: String,
-    pub user_last_name: String,
-    pub user_is_staff: bool,
+    pub user_id: Option<Uuid>,
+    pub user_email: Option<String>,
+    pub user_first_name: Option<String>,
+    pub user_last_name: Option<String>,
+    pub user_is_staff: Option<bool>,
     pub user_email_verified_at: Option<Timestamp>,
-    pub user_created_at: Timestamp,
+    pub user_created_at: Option<Timestamp>,
     pub business_id: Uuid,
     pub business_name: String,
     pub business_created_at: Timestamp,
-    pub member_id: Uuid,
-    pub member_role: String,
+    pub member_id: Option<Uuid>,
+    pub member_role: Option<String>,
     pub subscription_id: Option<Uuid>,
     pub subscription_status: Option<String>,
     pub subscription_period_start: Option<Timestamp>,
     pub subscription_period_end: Option<Timestamp>,
     pub plan_id: Option<Uuid>,
+    pub plan_code: Option<String>,
+    pub plan_limits: Option<String>,
 }
 
 pub async fn find_auth(c: Conn<'_>, hash: &[u8], now: Timestamp) -> sqlx::Result<Option<AuthRow>> {
@@ -123,15 +135,18 @@ pub async fn find_auth(c: Conn<'_>, hash: &[u8], now: Timestamp) -> sqlx::Result
          m.id AS member_id, m.role AS member_role, \
          s.id AS subscription_id, s.status AS subscription_status, \
          s.current_period_start AS subscription_period_start, \
-         s.current_period_end AS subscription_period_end, s.plan_id AS plan_id \
+         s.current_period_end AS subscription_period_end, s.plan_id AS plan_id, \
+         p.code AS plan_code, CAST(p.limits AS TEXT) AS plan_limits \
          FROM tokens t \
-         JOIN users u ON u.id = t.user_id \
          JOIN businesses b ON b.id = t.business_id \
-         JOIN members m ON m.business_id = t.business_id AND m.user_id = t.user_id \
+         LEFT JOIN users u ON u.id = t.user_id AND t.kind <> 'api_key' \
+         LEFT JOIN members m ON m.business_id = t.business_id AND m.user_id = t.user_id \
+              AND t.kind <> 'api_key' \
          LEFT JOIN subscriptions s ON s.business_id = b.id AND s.is_current \
+         LEFT JOIN plans p ON p.id = s.plan_id \
          WHERE t.hash = $1 AND t.revoked_at IS NULL \
-         AND (t.expires_at IS NULL OR t.expires_at > $2) \
-         AND u.is_active AND b.is_active AND m.status = 'active'",
+         AND (t.expires_at IS NULL OR t.expires_at > $2) AND b.is_active \
+         AND (t.kind = 'api_key' OR (u.is_active AND m.status = 'active'))",
     )
     .bind(hash)
     .bind(now)
@@ -149,4 +164,124 @@ pub async fn revoke_all_of_user(c: Conn<'_>, user_id: Uuid, now: Timestamp) -> s
     .execute(&mut *c)
     .await
     .map(|r| r.rows_affected()))
+}
+
+/// A business's API keys (or bot tokens), newest first; the secrets left alive by a rotation's
+/// overlap are not keys of their own and are not listed.
+pub async fn list_of_business(
+    c: Conn<'_>,
+    business_id: Uuid,
+    kind: &str,
+    include_revoked: bool,
+) -> sqlx::Result<Vec<Token>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, kind, hash, prefix, name, user_id, business_id, scopes, user_agent, \
+         ip, created_at, last_used_at, expires_at, revoked_at, replaced_by, created_by, \
+         revoked_reason FROM tokens \
+         WHERE business_id = $1 AND kind = $2 AND replaced_by IS NULL \
+         AND ($3 OR revoked_at IS NULL) ORDER BY created_at DESC, id DESC",
+    )
+    .bind(business_id)
+    .bind(kind)
+    .bind(include_revoked)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// One live token of a business, by id and kind.
+pub async fn find_live_of_business(
+    c: Conn<'_>,
+    business_id: Uuid,
+    id: Uuid,
+    kind: &str,
+) -> sqlx::Result<Option<Token>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, kind, hash, prefix, name, user_id, business_id, scopes, user_agent, \
+         ip, created_at, last_used_at, expires_at, revoked_at, replaced_by, created_by, \
+         revoked_reason FROM tokens \
+         WHERE id = $1 AND business_id = $2 AND kind = $3 AND replaced_by IS NULL \
+         AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .bind(business_id)
+    .bind(kind)
+    .fetch_optional(&mut *c)
+    .await)
+}
+
+/// Revokes a token and the secrets still alive from its rotations; returns how many died.
+pub async fn revoke_with_overlaps(
+    c: Conn<'_>,
+    id: Uuid,
+    reason: &str,
+    now: Timestamp,
+) -> sqlx::Result<u64> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE tokens SET revoked_at = $2, revoked_reason = $3 \
+         WHERE (id = $1 OR replaced_by = $1) AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(reason)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}
+
+/// Gives a key a new secret, keeping its id. Returns false if the key is no longer live.
+pub async fn replace_secret(
+    c: Conn<'_>,
+    id: Uuid,
+    hash: &[u8],
+    prefix: &str,
+) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE tokens SET hash = $2, prefix = $3, last_used_at = NULL \
+         WHERE id = $1 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .bind(hash)
+    .bind(prefix)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}
+
+/// The live token with this digest, whatever its kind (for reports of leaked secrets).
+pub async fn find_live_by_hash(
+    c: Conn<'_>,
+    hash: &[u8],
+    now: Timestamp,
+) -> sqlx::Result<Option<Token>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, kind, hash, prefix, name, user_id, business_id, scopes, user_agent, \
+         ip, created_at, last_used_at, expires_at, revoked_at, replaced_by, created_by, \
+         revoked_reason FROM tokens \
+         WHERE hash = $1 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $2)",
+    )
+    .bind(hash)
+    .bind(now)
+    .fetch_optional(&mut *c)
+    .await)
+}
+
+/// Revokes one secret reported as leaked, remembering where the report came from.
+pub async fn revoke_leaked(
+    c: Conn<'_>,
+    id: Uuid,
+    now: Timestamp,
+    reporter_ip: Option<&str>,
+    reporter_user_agent: Option<&str>,
+) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE tokens SET revoked_at = $2, revoked_reason = 'leaked', leak_reported_ip = $3, \
+         leak_reported_user_agent = $4 WHERE id = $1 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .bind(now)
+    .bind(reporter_ip)
+    .bind(reporter_user_agent)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() == 1))
 }

@@ -55,7 +55,7 @@ pub async fn find_credentials_by_email_key(
     on_conn!(c, c => sqlx::query_as(
         "SELECT id, email, email_key, first_name, last_name, is_active, is_staff, \
          email_verified_at, created_at, updated_at, password_hash \
-         FROM users WHERE email_key = $1",
+         FROM users WHERE email_key = $1 AND NOT is_bot",
     )
     .bind(email_key)
     .fetch_optional(&mut *c)
@@ -75,7 +75,8 @@ pub async fn find(c: Conn<'_>, id: Uuid) -> sqlx::Result<Option<User>> {
 pub async fn find_by_email_key(c: Conn<'_>, email_key: &str) -> sqlx::Result<Option<User>> {
     on_conn!(c, c => sqlx::query_as(
         "SELECT id, email, email_key, first_name, last_name, is_active, is_staff, \
-         email_verified_at, created_at, updated_at FROM users WHERE email_key = $1",
+         email_verified_at, created_at, updated_at FROM users WHERE email_key = $1 \
+         AND NOT is_bot",
     )
     .bind(email_key)
     .fetch_optional(&mut *c)
@@ -120,7 +121,7 @@ pub async fn set_staff(
     now: Timestamp,
 ) -> sqlx::Result<bool> {
     on_conn!(c, c => sqlx::query(
-        "UPDATE users SET is_staff = $2, updated_at = $3 WHERE email_key = $1",
+        "UPDATE users SET is_staff = $2, updated_at = $3 WHERE email_key = $1 AND NOT is_bot",
     )
     .bind(email_key)
     .bind(staff)
@@ -128,4 +129,25 @@ pub async fn set_staff(
     .execute(&mut *c)
     .await
     .map(|r| r.rows_affected() == 1))
+}
+
+/// Creates the user row behind a bot member. Bots have no password (the stored value is not a
+/// password hash, so nothing verifies against it) and are invisible to every lookup by email.
+pub async fn insert_bot(c: Conn<'_>, user: &User) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "INSERT INTO users (id, email, email_key, password_hash, first_name, last_name, \
+         is_active, is_staff, email_verified_at, created_at, updated_at, is_bot) \
+         VALUES ($1, $2, $3, '!', $4, $5, $6, FALSE, NULL, $7, $8, TRUE)",
+    )
+    .bind(user.id)
+    .bind(&user.email)
+    .bind(&user.email_key)
+    .bind(&user.first_name)
+    .bind(&user.last_name)
+    .bind(user.is_active)
+    .bind(user.created_at)
+    .bind(user.updated_at)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
 }

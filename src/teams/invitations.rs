@@ -12,6 +12,7 @@ use crate::app::App;
 use crate::db::Timestamp;
 use crate::domain::{Email, Invalid, Password, PersonName, Role};
 use crate::mail::{self, Template};
+use crate::metering;
 use crate::secret;
 use crate::store::businesses::{self, Business};
 use crate::store::members::{self, Member};
@@ -67,9 +68,11 @@ pub async fn invite(
     inviter: &Principal,
     new: NewInvitation,
 ) -> Result<CreatedInvitation, InviteError> {
-    if !inviter.role.can_manage() {
-        return Err(InviteError::Forbidden);
-    }
+    let inviter_member = match &inviter.member {
+        Some(m) if m.role.can_manage() => m,
+        _ => return Err(InviteError::Forbidden),
+    };
+    let inviter_user_id = inviter_member.user_id;
     let now = app.clock.now();
     if !inviter
         .subscription
@@ -103,7 +106,7 @@ pub async fn invite(
             business_id: Some(inviter.business_id),
             email: Some(new.email.key().to_owned()),
             role: Some(new.role.as_str().to_owned()),
-            created_by: Some(inviter.user_id),
+            created_by: Some(inviter_user_id),
             failed_attempts: 0,
             created_at: now,
             expires_at,
@@ -118,7 +121,11 @@ pub async fn invite(
         secret.clear
     );
     if new.send_email {
-        let inviter_name = display_name(&inviter.first_name, &inviter.last_name, &inviter.email);
+        let inviter_name = display_name(
+            &inviter_member.first_name,
+            &inviter_member.last_name,
+            &inviter_member.email,
+        );
         let rendered = Template::Invitation.render(&[
             ("inviter_name", &inviter_name),
             ("business_name", &inviter.business_name),
@@ -260,6 +267,8 @@ pub enum AcceptError {
     #[error("an account with this email exists; log in to accept")]
     AccountExists,
     #[error(transparent)]
+    Quota(#[from] metering::QuotaError),
+    #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
@@ -336,6 +345,17 @@ pub async fn accept(
             created_at: now,
             updated_at: now,
         },
+    )
+    .await?;
+    // The plan's `members` limit, checked again now that the member is really added.
+    let sub = metering::current_subscription(tx.conn(), details.business.id).await?;
+    metering::consume_for(
+        &mut tx,
+        details.business.id,
+        sub.as_ref(),
+        "members",
+        1,
+        now,
     )
     .await?;
     let session = open_session(app, &mut tx, user.id, details.business.id, now, client).await?;

@@ -1,0 +1,398 @@
+//! Metering: the plan's limits enforced. Two kinds of meter: per-cycle counters (`recordings`:
+//! start again at zero every billing cycle, the old cycles kept as history) and gauges
+//! (`applications`, `members`: how many exist now, going down when one is deleted). One call
+//! checks and consumes atomically ([`consume`]); a limit is never exceeded, whatever the
+//! concurrency. Metered POSTs are made retry-safe by [`idempotency`].
+
+pub mod idempotency;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::accounts::{CurrentSubscription, Principal};
+use crate::db::{Conn, Timestamp, Tx};
+use crate::store::usage::{self, UNLIMITED};
+use crate::store::{plans, subscriptions};
+
+/// The most one call may consume, so counters can never overflow.
+pub const MAX_QUANTITY: i64 = 1_000_000_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MeterKind {
+    /// Counts use within a billing cycle; a new cycle starts at zero.
+    PerCycle,
+    /// Counts what exists now; goes down when a thing is deleted.
+    Gauge,
+}
+
+/// The gauges this deployment knows; every other meter named in a plan's limits is per-cycle.
+/// Add your own resource's gauge here (see README, "Adding your own metered resource").
+pub const GAUGES: &[&str] = &["members", "applications"];
+
+pub fn kind_of(meter: &str) -> MeterKind {
+    if GAUGES.contains(&meter) {
+        MeterKind::Gauge
+    } else {
+        MeterKind::PerCycle
+    }
+}
+
+/// Meter names are short lowercase identifiers (`recordings`, `api_calls`).
+pub fn is_meter_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.as_bytes()[0].is_ascii_lowercase()
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// What a successful consume left.
+#[derive(Debug, Clone, Serialize)]
+pub struct Consumed {
+    pub meter: String,
+    pub used: i64,
+    /// `None`: the plan does not limit this meter.
+    pub limit: Option<i64>,
+    pub remaining: Option<i64>,
+    /// When a per-cycle meter starts again at zero; `None` for gauges.
+    pub resets_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Error)]
+pub enum QuotaError {
+    #[error("the business has no live subscription")]
+    NoActiveSubscription {
+        /// The current subscription's status, if there is one (`expired`, `canceled`, …).
+        status: Option<String>,
+    },
+    #[error("the {} limit of {} is reached", .0.meter, .0.limit)]
+    Exceeded(Box<Exceeded>),
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for QuotaError {
+    fn from(err: sqlx::Error) -> Self {
+        QuotaError::Unexpected(err.into())
+    }
+}
+
+/// A refusal that explains itself: which limit, how much is used, when it resets, and which
+/// public plans would allow the request.
+#[derive(Debug, Clone, Serialize)]
+pub struct Exceeded {
+    pub meter: String,
+    pub kind: MeterKind,
+    pub limit: i64,
+    pub used: i64,
+    pub requested: i64,
+    pub resets_at: Option<Timestamp>,
+    pub plan: String,
+    pub upgrade_plans: Vec<String>,
+}
+
+/// The live subscription whose limits apply, or why there is none.
+pub fn live_subscription(
+    principal: &Principal,
+    now: Timestamp,
+) -> Result<&CurrentSubscription, QuotaError> {
+    match &principal.subscription {
+        Some(sub) if sub.is_live(now) => Ok(sub),
+        other => Err(QuotaError::NoActiveSubscription {
+            status: other.as_ref().map(|s| s.status.clone()),
+        }),
+    }
+}
+
+/// Checks and consumes `quantity` of `meter` for the caller's business, inside `tx`: commit
+/// `tx` with the thing being metered, or drop it and nothing was consumed. Refuses with
+/// [`QuotaError::Exceeded`] when the plan's limit would be passed, and with
+/// [`QuotaError::NoActiveSubscription`] when the business has no live subscription.
+pub async fn consume(
+    tx: &mut Tx,
+    principal: &Principal,
+    meter: &str,
+    quantity: i64,
+    now: Timestamp,
+) -> Result<Consumed, QuotaError> {
+    consume_for(
+        tx,
+        principal.business_id,
+        principal.subscription.as_ref(),
+        meter,
+        quantity,
+        now,
+    )
+    .await
+}
+
+/// [`consume`] for a business named by id, with its subscription as [`current_subscription`]
+/// found it: for work done on a business's behalf without its token (accepting an invitation).
+pub async fn consume_for(
+    tx: &mut Tx,
+    business: Uuid,
+    subscription: Option<&CurrentSubscription>,
+    meter: &str,
+    quantity: i64,
+    now: Timestamp,
+) -> Result<Consumed, QuotaError> {
+    if !(1..=MAX_QUANTITY).contains(&quantity) {
+        return Err(anyhow::anyhow!("quantity {quantity} out of range").into());
+    }
+    let sub = match subscription {
+        Some(sub) if sub.is_live(now) => sub,
+        other => {
+            return Err(QuotaError::NoActiveSubscription {
+                status: other.map(|s| s.status.clone()),
+            });
+        }
+    };
+    let limit = sub.limits.get(meter).copied();
+    let kind = kind_of(meter);
+    let used = match kind {
+        MeterKind::PerCycle => {
+            usage::add_to_counter(
+                tx.conn(),
+                business,
+                meter,
+                sub.current_period_start,
+                sub.current_period_end,
+                quantity,
+                limit.unwrap_or(UNLIMITED),
+                now,
+            )
+            .await?
+        }
+        MeterKind::Gauge => {
+            usage::add_to_gauge(
+                tx.conn(),
+                business,
+                meter,
+                quantity,
+                limit.unwrap_or(UNLIMITED),
+            )
+            .await?
+        }
+    };
+    let resets_at = (kind == MeterKind::PerCycle).then_some(sub.current_period_end);
+    match (used, limit) {
+        (Some(used), limit) => Ok(Consumed {
+            meter: meter.to_owned(),
+            used,
+            limit,
+            remaining: limit.map(|l| (l - used).max(0)),
+            resets_at,
+        }),
+        (None, Some(limit)) => {
+            let used = current_use(tx.conn(), business, meter, sub).await?;
+            let upgrade_plans = plans_allowing(tx.conn(), meter, used + quantity).await?;
+            Err(QuotaError::Exceeded(Box::new(Exceeded {
+                meter: meter.to_owned(),
+                kind,
+                limit,
+                used,
+                requested: quantity,
+                resets_at,
+                plan: sub.plan_code.clone(),
+                upgrade_plans,
+            })))
+        }
+        (None, None) => Err(anyhow::anyhow!("unlimited meter {meter} refused an increment").into()),
+    }
+}
+
+/// A business's current subscription with its plan's limits, read inside `c`'s transaction.
+pub async fn current_subscription(
+    c: Conn<'_>,
+    business_id: Uuid,
+) -> anyhow::Result<Option<CurrentSubscription>> {
+    let mut c = c;
+    let Some(sub) = subscriptions::current_of(c.reborrow(), business_id).await? else {
+        return Ok(None);
+    };
+    let plan = plans::find(c.reborrow(), sub.plan_id)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("subscription {} has no plan", sub.id))?;
+    Ok(Some(CurrentSubscription {
+        id: sub.id,
+        status: sub.status,
+        current_period_start: sub.current_period_start,
+        current_period_end: sub.current_period_end,
+        plan_id: plan.id,
+        plan_code: plan.code,
+        limits: plan.limits.0,
+    }))
+}
+
+/// Gives back `quantity` of a gauge, in the transaction that deletes what it counted.
+pub async fn release(
+    tx: &mut Tx,
+    business_id: Uuid,
+    meter: &str,
+    quantity: i64,
+) -> Result<(), sqlx::Error> {
+    debug_assert_eq!(kind_of(meter), MeterKind::Gauge, "only gauges are released");
+    usage::subtract_from_gauge(tx.conn(), business_id, meter, quantity).await
+}
+
+/// Adds to a gauge without checking the limit: for what must exist whatever the plan (the
+/// owner who signs up is the business's first member).
+pub async fn record_unchecked(
+    tx: &mut Tx,
+    business_id: Uuid,
+    meter: &str,
+    quantity: i64,
+) -> Result<(), sqlx::Error> {
+    usage::add_to_gauge(tx.conn(), business_id, meter, quantity, UNLIMITED)
+        .await
+        .map(|_| ())
+}
+
+async fn current_use(
+    c: Conn<'_>,
+    business_id: Uuid,
+    meter: &str,
+    sub: &CurrentSubscription,
+) -> sqlx::Result<i64> {
+    match kind_of(meter) {
+        MeterKind::PerCycle => {
+            usage::counter(c, business_id, meter, sub.current_period_start).await
+        }
+        MeterKind::Gauge => usage::gauge(c, business_id, meter).await,
+    }
+}
+
+/// Codes of the public, unarchived plans whose limit for `meter` admits `needed`.
+async fn plans_allowing(c: Conn<'_>, meter: &str, needed: i64) -> sqlx::Result<Vec<String>> {
+    Ok(plans::all(c)
+        .await?
+        .into_iter()
+        .filter(|p| p.is_public && p.archived_at.is_none())
+        .filter(|p| p.limits.get(meter).is_none_or(|&l| l >= needed))
+        .map(|p| p.code)
+        .collect())
+}
+
+/// One meter as the usage and entitlements endpoints show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct MeterStatus {
+    pub kind: MeterKind,
+    pub used: i64,
+    pub limit: Option<i64>,
+    pub remaining: Option<i64>,
+    pub resets_at: Option<Timestamp>,
+}
+
+/// Every meter the plan limits or the business has used, as of now.
+pub async fn meter_statuses(
+    c: Conn<'_>,
+    principal: &Principal,
+) -> sqlx::Result<BTreeMap<String, MeterStatus>> {
+    let mut c = c;
+    let mut out = BTreeMap::new();
+    let Some(sub) = &principal.subscription else {
+        return Ok(out);
+    };
+    let mut used: BTreeMap<String, i64> = BTreeMap::new();
+    for g in usage::gauges_of(c.reborrow(), principal.business_id).await? {
+        used.insert(g.meter, g.used);
+    }
+    for row in usage::counters_of(c.reborrow(), principal.business_id, 1000).await? {
+        if row.period_start == sub.current_period_start {
+            used.insert(row.meter, row.used);
+        }
+    }
+    let meters = sub
+        .limits
+        .keys()
+        .chain(used.keys())
+        .cloned()
+        .collect::<Vec<_>>();
+    for meter in meters {
+        let kind = kind_of(&meter);
+        let used = used.get(&meter).copied().unwrap_or(0);
+        let limit = sub.limits.get(&meter).copied();
+        out.insert(
+            meter,
+            MeterStatus {
+                kind,
+                used,
+                limit,
+                remaining: limit.map(|l| (l - used).max(0)),
+                resets_at: (kind == MeterKind::PerCycle).then_some(sub.current_period_end),
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// A past (or the current) cycle's use of the per-cycle meters.
+#[derive(Debug, Clone, Serialize)]
+pub struct CycleUsage {
+    pub period_start: Timestamp,
+    pub period_end: Timestamp,
+    pub meters: BTreeMap<String, i64>,
+}
+
+/// The business's per-cycle use, newest cycle first, up to `cycles` cycles.
+pub async fn history(
+    c: Conn<'_>,
+    business_id: Uuid,
+    cycles: usize,
+) -> sqlx::Result<Vec<CycleUsage>> {
+    let rows = usage::counters_of(c, business_id, 10_000).await?;
+    let mut out: Vec<CycleUsage> = Vec::new();
+    for row in rows {
+        match out.last_mut() {
+            Some(cycle) if cycle.period_start == row.period_start => {
+                cycle.meters.insert(row.meter, row.used);
+            }
+            _ => {
+                if out.len() == cycles {
+                    break;
+                }
+                out.push(CycleUsage {
+                    period_start: row.period_start,
+                    period_end: row.period_end,
+                    meters: BTreeMap::from([(row.meter, row.used)]),
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn meter_names_are_lowercase_identifiers() {
+        for ok in ["recordings", "api_calls", "a", "v2_events"] {
+            assert!(is_meter_name(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "Recordings",
+            "2x",
+            "api-calls",
+            "a b",
+            "é",
+            &"x".repeat(65),
+        ] {
+            assert!(!is_meter_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn gauges_are_declared_and_everything_else_counts_per_cycle() {
+        assert_eq!(kind_of("members"), MeterKind::Gauge);
+        assert_eq!(kind_of("applications"), MeterKind::Gauge);
+        assert_eq!(kind_of("recordings"), MeterKind::PerCycle);
+        assert_eq!(kind_of("api_calls"), MeterKind::PerCycle);
+    }
+}

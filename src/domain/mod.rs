@@ -30,6 +30,6 @@ impl Invalid {
 
 /// Control characters (NUL included) have no place in names or addresses; PostgreSQL cannot
 /// even store NUL in TEXT.
-pub(crate) fn has_control_chars(s: &str) -> bool {
+pub fn has_control_chars(s: &str) -> bool {
     s.chars().any(char::is_control)
 }

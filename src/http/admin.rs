@@ -18,7 +18,7 @@ use crate::db::Timestamp;
 use crate::error::{ApiError, ApiResult};
 use crate::http::accounts::{Fields, PlanView};
 use crate::http::billing::{SubscriptionResponse, subscription_view};
-use crate::http::extract::{ApiJson, Dashboard, DashboardRead};
+use crate::http::extract::{ApiJson, Dashboard, DashboardRead, PathId};
 use crate::store::plans::{self, Plan};
 
 impl From<AdminError> for ApiError {
@@ -357,4 +357,38 @@ pub async fn admin_grant_credits(
             credit_balance: balance,
         }),
     ))
+}
+
+/// `POST /api/v1/admin/businesses/{id}/deactivate`: every token and key of the business stops
+/// working at once; its data stays.
+pub async fn admin_deactivate_business(
+    State(app): State<AppState>,
+    Dashboard(p): Dashboard,
+    PathId(id): PathId,
+) -> ApiResult<StatusCode> {
+    staff(&p)?;
+    let mut tx = app.db.begin().await?;
+    if !crate::store::businesses::set_active(tx.conn(), id, false, app.clock.now()).await? {
+        return Err(AdminError::BusinessNotFound.into());
+    }
+    tx.commit().await?;
+    tracing::info!(business_id = %id, "business deactivated by staff");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/admin/users/{id}/deactivate`: the user can no longer log in and their
+/// sessions stop working at once.
+pub async fn admin_deactivate_user(
+    State(app): State<AppState>,
+    Dashboard(p): Dashboard,
+    PathId(id): PathId,
+) -> ApiResult<StatusCode> {
+    staff(&p)?;
+    let mut tx = app.db.begin().await?;
+    if !crate::store::users::set_active(tx.conn(), id, false, app.clock.now()).await? {
+        return Err(ApiError::not_found());
+    }
+    tx.commit().await?;
+    tracing::info!(user_id = %id, "user deactivated by staff");
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -20,16 +20,17 @@ use crate::http::invitations::{accept_error, parse_acceptance};
 use crate::http::passwords::reset_error;
 use crate::teams::invitations::{self, NewInvitation};
 
-pub fn routes() -> axum::Router<AppState> {
+pub fn route_table() -> Vec<crate::http::Route> {
     use axum::routing::{get, post};
-    axum::Router::new()
-        .route("/signup", post(compat_signup))
-        .route("/login", post(compat_login))
-        .route("/passwd/reset", post(compat_request_reset))
-        .route("/passwd/reset/cnfrm", post(compat_confirm_reset))
-        .route("/me", get(compat_me))
-        .route("/invite", post(compat_invite))
-        .route("/signup/prefill", get(compat_prefill))
+    vec![
+        ("/signup", post(compat_signup)),
+        ("/login", post(compat_login)),
+        ("/passwd/reset", post(compat_request_reset)),
+        ("/passwd/reset/cnfrm", post(compat_confirm_reset)),
+        ("/me", get(compat_me)),
+        ("/invite", post(compat_invite)),
+        ("/signup/prefill", get(compat_prefill)),
+    ]
 }
 
 #[derive(Debug, Serialize)]

@@ -291,3 +291,20 @@ impl<S: Send + Sync> FromRequestParts<S> for Client {
         Ok(Client(ClientInfo { user_agent, ip }))
     }
 }
+
+/// The `{id}` of a route: a UUID, or 404 (an id that cannot exist is not there).
+pub struct PathId(pub uuid::Uuid);
+
+impl<S: Send + Sync> FromRequestParts<S> for PathId {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        let axum::extract::Path(raw) =
+            axum::extract::Path::<String>::from_request_parts(parts, state)
+                .await
+                .map_err(|_| ApiError::not_found())?;
+        raw.parse::<uuid::Uuid>()
+            .map(PathId)
+            .map_err(|_| ApiError::not_found())
+    }
+}

@@ -8,7 +8,9 @@ pub mod compat;
 pub mod extract;
 pub mod health;
 pub mod invitations;
+pub mod keys;
 pub mod passwords;
+pub mod usage;
 
 use std::time::Duration;
 
@@ -16,7 +18,7 @@ use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
@@ -27,52 +29,88 @@ use crate::error::ApiError;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// A route: its path template and what each method does there.
+pub type Route = (&'static str, MethodRouter<AppState>);
+
+/// saaskit's routes under `/api/v1`, as a table: the router is built from it, and the
+/// authorization matrix test reads its paths, so no route can escape that test.
+pub fn api_route_table() -> Vec<Route> {
+    vec![
+        ("/signup", post(accounts::create_account)),
+        ("/login", post(accounts::login_user)),
+        ("/logout", post(accounts::logout_user)),
+        ("/me", get(accounts::get_current_user)),
+        ("/healthz", get(health::get_health)),
+        ("/plans", get(billing::list_plans)),
+        ("/subscription", get(billing::get_subscription)),
+        ("/subscription/change", post(billing::change_subscription)),
+        ("/subscription/cancel", post(billing::cancel_subscription)),
+        ("/subscription/resume", post(billing::resume_subscription)),
+        (
+            "/admin/plans",
+            get(admin::admin_list_plans).post(admin::admin_create_plan),
+        ),
+        ("/admin/plans/{code}", patch(admin::admin_update_plan)),
+        (
+            "/admin/plans/{code}/archive",
+            post(admin::admin_archive_plan),
+        ),
+        ("/admin/businesses/{id}", get(admin::admin_get_business)),
+        (
+            "/admin/businesses/{id}/plan",
+            post(admin::admin_set_business_plan),
+        ),
+        (
+            "/admin/businesses/{id}/credits",
+            post(admin::admin_grant_credits),
+        ),
+        (
+            "/admin/businesses/{id}/deactivate",
+            post(admin::admin_deactivate_business),
+        ),
+        (
+            "/admin/users/{id}/deactivate",
+            post(admin::admin_deactivate_user),
+        ),
+        ("/password/reset", post(passwords::request_password_reset)),
+        (
+            "/password/reset/confirm",
+            post(passwords::confirm_password_reset),
+        ),
+        ("/invitations", post(invitations::create_invitation)),
+        ("/invitations/{key}", get(invitations::get_invitation)),
+        (
+            "/invitations/{key}/accept",
+            post(invitations::accept_invitation),
+        ),
+        (
+            "/api-keys",
+            get(keys::list_api_keys).post(keys::create_api_key),
+        ),
+        ("/api-keys/revoke-leaked", post(keys::revoke_leaked_key)),
+        ("/api-keys/{id}", delete(keys::revoke_api_key)),
+        ("/api-keys/{id}/rotate", post(keys::rotate_api_key)),
+        ("/bots", get(keys::list_bots).post(keys::create_bot)),
+        ("/bots/{id}", delete(keys::delete_bot)),
+        ("/usage", get(usage::get_usage).post(usage::record_usage)),
+        ("/entitlements", get(usage::get_entitlements)),
+    ]
+}
+
+/// Builds a router from route tables.
+pub fn router_from(tables: impl IntoIterator<Item = Vec<Route>>) -> Router<AppState> {
+    tables
+        .into_iter()
+        .flatten()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route(path, methods)
+        })
+}
+
 /// The routes of the API under `/api/v1`, without the outer layers: merge your own routes into
 /// this, then wrap the result with [`with_layers`].
 pub fn api_routes() -> Router<AppState> {
-    Router::new()
-        .route("/signup", post(accounts::create_account))
-        .route("/login", post(accounts::login_user))
-        .route("/logout", post(accounts::logout_user))
-        .route("/me", get(accounts::get_current_user))
-        .route("/healthz", get(health::get_health))
-        .route("/plans", get(billing::list_plans))
-        .route("/subscription", get(billing::get_subscription))
-        .route("/subscription/change", post(billing::change_subscription))
-        .route("/subscription/cancel", post(billing::cancel_subscription))
-        .route("/subscription/resume", post(billing::resume_subscription))
-        .route(
-            "/admin/plans",
-            get(admin::admin_list_plans).post(admin::admin_create_plan),
-        )
-        .route(
-            "/admin/plans/{code}",
-            axum::routing::patch(admin::admin_update_plan),
-        )
-        .route(
-            "/admin/plans/{code}/archive",
-            post(admin::admin_archive_plan),
-        )
-        .route("/admin/businesses/{id}", get(admin::admin_get_business))
-        .route(
-            "/admin/businesses/{id}/plan",
-            post(admin::admin_set_business_plan),
-        )
-        .route(
-            "/admin/businesses/{id}/credits",
-            post(admin::admin_grant_credits),
-        )
-        .route("/password/reset", post(passwords::request_password_reset))
-        .route(
-            "/password/reset/confirm",
-            post(passwords::confirm_password_reset),
-        )
-        .route("/invitations", post(invitations::create_invitation))
-        .route("/invitations/{key}", get(invitations::get_invitation))
-        .route(
-            "/invitations/{key}/accept",
-            post(invitations::accept_invitation),
-        )
+    router_from([api_route_table()])
 }
 
 /// The whole application: saaskit's routes plus `extra` (a product's own routes, nested under
@@ -81,16 +119,32 @@ pub fn router_with(app: AppState, extra: Router<AppState>) -> Router {
     let routes = Router::new()
         .route("/healthz", get(health::get_health))
         .nest("/api/v1", api_routes().merge(extra))
-        .nest("/saas", compat::routes())
+        .nest("/saas", router_from([compat::route_table()]))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(app);
     with_layers(routes)
 }
 
-/// saaskit's API on its own.
+/// saaskit's API with the example product (`src/example`).
 pub fn router(app: AppState) -> Router {
-    router_with(app, Router::new())
+    router_with(app, router_from([crate::example::route_table()]))
+}
+
+/// Every path the server answers, as templates: `/healthz`, `/api/v1/…` (saaskit's and the
+/// example's) and `/saas/…`. The authorization matrix test checks each against its table.
+pub fn all_paths() -> Vec<String> {
+    let mut paths = vec!["/healthz".to_owned()];
+    for (path, _) in api_route_table()
+        .into_iter()
+        .chain(crate::example::route_table())
+    {
+        paths.push(format!("/api/v1{path}"));
+    }
+    for (path, _) in compat::route_table() {
+        paths.push(format!("/saas{path}"));
+    }
+    paths
 }
 
 /// Request id (taken from `X-Request-Id` or generated, and returned), a tracing span per request,

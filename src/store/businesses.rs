@@ -100,3 +100,16 @@ pub async fn list_summaries(
     .fetch_all(&mut *c)
     .await)
 }
+
+/// Turns a business on or off; returns whether it exists. Its tokens and keys fail while off.
+pub async fn set_active(c: Conn<'_>, id: Uuid, active: bool, now: Timestamp) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE businesses SET is_active = $2, updated_at = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(active)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}

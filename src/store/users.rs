@@ -151,3 +151,16 @@ pub async fn insert_bot(c: Conn<'_>, user: &User) -> sqlx::Result<()> {
     .await
     .map(|_| ()))
 }
+
+/// Turns a user on or off; returns whether they exist. Their sessions fail while off.
+pub async fn set_active(c: Conn<'_>, id: Uuid, active: bool, now: Timestamp) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE users SET is_active = $2, updated_at = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(active)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}

@@ -1,0 +1,201 @@
+//! Applications: what a business records sessions of. Creating one consumes the `applications`
+//! gauge in the same transaction as the insert; deleting one gives it back.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::db::{Conn, Timestamp};
+use crate::domain::{Role, has_control_chars};
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::http::extract::{ApiJson, Dashboard, DashboardRead, Idempotency, PathId};
+use crate::metering::idempotency::Stored;
+use crate::metering::{self, idempotency};
+use crate::on_conn;
+
+/// The meter that counts a business's applications.
+pub const METER: &str = "applications";
+
+#[derive(Debug, Clone, Serialize, FromRow)]
+pub struct Application {
+    pub id: Uuid,
+    pub name: String,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct ApplicationRequest {
+    pub name: Option<String>,
+}
+
+fn parse_name(body: &ApplicationRequest) -> ApiResult<String> {
+    let name = body.name.as_deref().map(str::trim).unwrap_or_default();
+    if name.is_empty() || name.chars().count() > 200 || has_control_chars(name) {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "name",
+            if body.name.is_none() {
+                "required"
+            } else {
+                "invalid_name"
+            },
+            "A name of 1 to 200 characters, without control characters.",
+        )]));
+    }
+    Ok(name.to_owned())
+}
+
+#[derive(Debug, Serialize)]
+pub struct ApplicationList {
+    pub data: Vec<Application>,
+}
+
+/// `GET /api/v1/applications`
+pub async fn list_applications(
+    State(app): State<AppState>,
+    DashboardRead(p): DashboardRead,
+) -> ApiResult<Json<ApplicationList>> {
+    let mut tx = app.db.read().await?;
+    let data = on_conn!(tx.conn(), c => sqlx::query_as(
+        "SELECT id, name, created_at, updated_at FROM applications \
+         WHERE business_id = $1 AND deleted_at IS NULL ORDER BY id",
+    )
+    .bind(p.business_id)
+    .fetch_all(&mut *c)
+    .await)?;
+    Ok(Json(ApplicationList { data }))
+}
+
+/// `POST /api/v1/applications` `{name}`: 201, or 402 when the plan's `applications` limit is
+/// reached. Accepts `Idempotency-Key`.
+pub async fn create_application(
+    State(app): State<AppState>,
+    Dashboard(p): Dashboard,
+    Idempotency(key): Idempotency,
+    ApiJson(body): ApiJson<ApplicationRequest>,
+) -> ApiResult<(StatusCode, Stored)> {
+    p.require_role(Role::Member)?;
+    let name = parse_name(&body)?;
+    let now = app.clock.now();
+    let fingerprint = idempotency::fingerprint("POST /applications", &name);
+    let stored = idempotency::run(
+        &app,
+        p.business_id,
+        key.as_ref(),
+        &fingerprint,
+        201,
+        async |tx| -> ApiResult<Application> {
+            metering::consume(tx, &p, METER, 1, now).await?;
+            let created = Application {
+                id: Uuid::now_v7(),
+                name,
+                created_at: now,
+                updated_at: now,
+            };
+            on_conn!(tx.conn(), c => sqlx::query(
+                "INSERT INTO applications (id, business_id, name, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(created.id)
+            .bind(p.business_id)
+            .bind(&created.name)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
+            Ok(created)
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, stored))
+}
+
+/// One live application of a business.
+pub async fn find(c: Conn<'_>, business_id: Uuid, id: Uuid) -> sqlx::Result<Option<Application>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, name, created_at, updated_at FROM applications \
+         WHERE id = $1 AND business_id = $2 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(business_id)
+    .fetch_optional(&mut *c)
+    .await)
+}
+
+/// `GET /api/v1/applications/{id}`
+pub async fn get_application(
+    State(app): State<AppState>,
+    DashboardRead(p): DashboardRead,
+    PathId(id): PathId,
+) -> ApiResult<Json<Application>> {
+    let mut tx = app.db.read().await?;
+    find(tx.conn(), p.business_id, id)
+        .await?
+        .map(Json)
+        .ok_or_else(ApiError::not_found)
+}
+
+/// `PATCH /api/v1/applications/{id}` `{name}`
+pub async fn update_application(
+    State(app): State<AppState>,
+    Dashboard(p): Dashboard,
+    PathId(id): PathId,
+    ApiJson(body): ApiJson<ApplicationRequest>,
+) -> ApiResult<Json<Application>> {
+    p.require_role(Role::Member)?;
+    let name = parse_name(&body)?;
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    let updated = on_conn!(tx.conn(), c => sqlx::query(
+        "UPDATE applications SET name = $3, updated_at = $4 \
+         WHERE id = $1 AND business_id = $2 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(p.business_id)
+    .bind(&name)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    if updated == 0 {
+        return Err(ApiError::not_found());
+    }
+    let application = find(tx.conn(), p.business_id, id)
+        .await?
+        .ok_or_else(ApiError::not_found)?;
+    tx.commit().await?;
+    Ok(Json(application))
+}
+
+/// `DELETE /api/v1/applications/{id}` (owners and admins): its recordings stay as history,
+/// and the `applications` meter goes down by one.
+pub async fn delete_application(
+    State(app): State<AppState>,
+    Dashboard(p): Dashboard,
+    PathId(id): PathId,
+) -> ApiResult<StatusCode> {
+    p.require_role(Role::Admin)?;
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    let deleted = on_conn!(tx.conn(), c => sqlx::query(
+        "UPDATE applications SET deleted_at = $3, updated_at = $3 \
+         WHERE id = $1 AND business_id = $2 AND deleted_at IS NULL",
+    )
+    .bind(id)
+    .bind(p.business_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))?;
+    if deleted == 0 {
+        return Err(ApiError::not_found());
+    }
+    metering::release(&mut tx, p.business_id, METER, 1).await?;
+    tx.commit().await?;
+    Ok(StatusCode::NO_CONTENT)
+}

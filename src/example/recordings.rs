@@ -1,0 +1,195 @@
+//! Recordings: sent by the SDK with an API key (scope `sdk`), one `recordings` unit each per
+//! billing cycle; the dashboard lists them newest first, a page at a time.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::db::Timestamp;
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::http::extract::{ApiJson, DashboardRead, Idempotency, Sdk};
+use crate::metering::idempotency::{self, Stored};
+use crate::metering::{self, Consumed};
+use crate::on_conn;
+
+use super::applications;
+
+/// The meter that counts recordings in a billing cycle.
+pub const METER: &str = "recordings";
+
+#[derive(Debug, Deserialize, Serialize)]
+pub struct RecordingRequest {
+    pub application_id: Option<serde_json::Value>,
+    /// Everything else the SDK sends is the recording itself, kept as it came.
+    #[serde(flatten)]
+    pub data: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecordingCreated {
+    pub id: Uuid,
+    pub application_id: Uuid,
+    pub created_at: Timestamp,
+    /// The `recordings` meter after this one: what is left and when it resets.
+    pub usage: Consumed,
+}
+
+/// `POST /api/v1/recordings` `{application_id, ...}`: 201, or 402 `quota_exceeded` once the
+/// plan's recordings for this cycle are used up. Accepts `Idempotency-Key`.
+pub async fn create_recording(
+    State(app): State<AppState>,
+    Sdk(p): Sdk,
+    Idempotency(key): Idempotency,
+    ApiJson(body): ApiJson<RecordingRequest>,
+) -> ApiResult<(StatusCode, Stored)> {
+    let application_id = body
+        .application_id
+        .as_ref()
+        .and_then(|v| v.as_str())
+        .and_then(|s| s.parse::<Uuid>().ok())
+        .ok_or_else(|| {
+            ApiError::validation(vec![FieldError::new(
+                "application_id",
+                if body.application_id.is_none() {
+                    "required"
+                } else {
+                    "invalid_id"
+                },
+                "The id of one of the business's applications.",
+            )])
+        })?;
+    let now = app.clock.now();
+    let fingerprint = idempotency::fingerprint("POST /recordings", &body);
+    let data = serde_json::Value::Object(body.data).to_string();
+    let stored = idempotency::run(
+        &app,
+        p.business_id,
+        key.as_ref(),
+        &fingerprint,
+        201,
+        async |tx| -> ApiResult<RecordingCreated> {
+            if applications::find(tx.conn(), p.business_id, application_id)
+                .await?
+                .is_none()
+            {
+                return Err(ApiError::validation(vec![FieldError::new(
+                    "application_id",
+                    "unknown_application",
+                    "The business has no such application.",
+                )]));
+            }
+            let usage = metering::consume(tx, &p, METER, 1, now).await?;
+            let id = Uuid::now_v7();
+            on_conn!(tx.conn(), c => sqlx::query(
+                "INSERT INTO recordings (id, business_id, application_id, data, created_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(id)
+            .bind(p.business_id)
+            .bind(application_id)
+            .bind(&data)
+            .bind(now)
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected()))?;
+            Ok(RecordingCreated {
+                id,
+                application_id,
+                created_at: now,
+                usage,
+            })
+        },
+    )
+    .await?;
+    Ok((StatusCode::CREATED, stored))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListQuery {
+    pub application_id: Option<Uuid>,
+    /// At most this many (1–100, default 50).
+    pub limit: Option<i64>,
+    /// `next_cursor` of the previous page.
+    pub cursor: Option<Uuid>,
+}
+
+#[derive(Debug, Serialize, FromRow)]
+pub struct Recording {
+    pub id: Uuid,
+    pub application_id: Uuid,
+    #[serde(skip)]
+    pub data: String,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecordingView {
+    pub id: Uuid,
+    pub application_id: Uuid,
+    pub data: serde_json::Value,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecordingPage {
+    pub data: Vec<RecordingView>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<Uuid>,
+}
+
+/// `GET /api/v1/recordings[?application_id=&limit=&cursor=]`: newest first.
+pub async fn list_recordings(
+    State(app): State<AppState>,
+    DashboardRead(p): DashboardRead,
+    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<RecordingPage>> {
+    let Query(q) = query.map_err(|e| {
+        ApiError::validation(vec![FieldError::new(
+            "query",
+            "invalid_query",
+            e.body_text(),
+        )])
+    })?;
+    let limit = q.limit.unwrap_or(50);
+    if !(1..=100).contains(&limit) {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "limit",
+            "out_of_range",
+            "From 1 to 100.",
+        )]));
+    }
+    let mut tx = app.db.read().await?;
+    // Ids are UUIDv7, so their order is their creation order.
+    let rows: Vec<Recording> = on_conn!(tx.conn(), c => sqlx::query_as(
+        "SELECT id, application_id, data, created_at FROM recordings \
+         WHERE business_id = $1 AND ($2 IS NULL OR application_id = $2) \
+         AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
+    )
+    .bind(p.business_id)
+    .bind(q.application_id)
+    .bind(q.cursor)
+    .bind(limit + 1)
+    .fetch_all(&mut *c)
+    .await)?;
+    let more = rows.len() as i64 > limit;
+    let data: Vec<RecordingView> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|r| RecordingView {
+            id: r.id,
+            application_id: r.application_id,
+            data: serde_json::from_str(&r.data).unwrap_or(serde_json::Value::Null),
+            created_at: r.created_at,
+        })
+        .collect();
+    let next_cursor = if more {
+        data.last().map(|r| r.id)
+    } else {
+        None
+    };
+    Ok(Json(RecordingPage { data, next_cursor }))
+}

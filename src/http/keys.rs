@@ -1,0 +1,241 @@
+//! API keys (`/api-keys`), bots (`/bots`) and the no-auth report of a leaked secret.
+
+use axum::Json;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::domain::{Scope, Scopes, has_control_chars};
+use crate::error::{ApiError, ApiResult};
+use crate::http::accounts::Fields;
+use crate::http::extract::{ApiJson, Client, Dashboard, DashboardRead, PathId};
+use crate::keys::{self, BotView, KeyError, KeyView, MAX_OVERLAP_SECS, NewBot, NewKey};
+
+impl From<KeyError> for ApiError {
+    fn from(err: KeyError) -> Self {
+        match err {
+            KeyError::Forbidden => ApiError::forbidden(
+                "forbidden_role",
+                "Only the business's owners and admins manage API keys and bots.",
+            ),
+            KeyError::NotFound => ApiError::not_found(),
+            KeyError::ScopesTooBroad => ApiError::forbidden(
+                "insufficient_scope",
+                "A bot cannot be given scopes the caller's own token does not have.",
+            ),
+            KeyError::Quota(q) => q.into(),
+            KeyError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+/// Names of keys and bots: 1 to 100 characters, no control characters.
+fn check_name(f: &mut Fields, name: Option<&str>) -> Option<String> {
+    let Some(name) = name else {
+        f.push("name", "required", "This field is required.");
+        return None;
+    };
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 100 || has_control_chars(name) {
+        f.push(
+            "name",
+            "invalid_name",
+            "A name is 1 to 100 characters, without control characters.",
+        );
+        return None;
+    }
+    Some(name.to_owned())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateKeyRequest {
+    pub name: Option<String>,
+}
+
+/// `POST /api/v1/api-keys`: a new key with the `sdk` scope; its secret is in this answer only.
+pub async fn create_api_key(
+    State(app): State<AppState>,
+    Dashboard(p): Dashboard,
+    ApiJson(body): ApiJson<CreateKeyRequest>,
+) -> ApiResult<(StatusCode, Json<NewKey>)> {
+    let mut f = Fields::default();
+    let name = check_name(&mut f, body.name.as_deref());
+    f.finish()?;
+    let name = name.ok_or_else(|| ApiError::validation(Vec::new()))?;
+    let key = keys::create_api_key(&app, &p, &name).await?;
+    Ok((StatusCode::CREATED, Json(key)))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct ListKeysQuery {
+    #[serde(default)]
+    pub include_revoked: bool,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KeyList {
+    pub data: Vec<KeyView>,
+}
+
+/// `GET /api/v1/api-keys[?include_revoked=true]`: prefixes and dates, never a secret.
+pub async fn list_api_keys(
+    State(app): State<AppState>,
+    DashboardRead(p): DashboardRead,
+    query: Result<Query<ListKeysQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult<Json<KeyList>> {
+    let include_revoked = query.map(|Query(q)| q.include_revoked).map_err(|_| {
+        ApiError::validation(vec![crate::error::FieldError::new(
+            "include_revoked",
+            "invalid",
+            "Must be true or false.",
+        )])
+    })?;
+    let data = keys::list_api_keys(&app, &p, include_revoked).await?;
+    Ok(Json(KeyList { data }))
+}
+
+/// `DELETE /api/v1/api-keys/{id}`: the key stops working on the very next request.
+pub async fn revoke_api_key(
+    State(app): State<AppState>,
+    Dashboard(p): Dashboard,
+    PathId(id): PathId,
+) -> ApiResult<StatusCode> {
+    keys::revoke_api_key(&app, &p, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RotateRequest {
+    /// Seconds the old secret keeps working; the deployment's default when absent.
+    pub overlap_seconds: Option<u32>,
+}
+
+/// `POST /api/v1/api-keys/{id}/rotate`: same key, new secret (shown once). A body is optional.
+pub async fn rotate_api_key(
+    State(app): State<AppState>,
+    Dashboard(p): Dashboard,
+    PathId(id): PathId,
+    body: axum::body::Bytes,
+) -> ApiResult<Json<NewKey>> {
+    let body: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                format!("The body does not have the expected shape: {e}"),
+            )
+        })?
+    };
+    let overlap = body
+        .overlap_seconds
+        .unwrap_or(app.config.key_rotation_overlap_secs);
+    if overlap > MAX_OVERLAP_SECS {
+        return Err(ApiError::validation(vec![crate::error::FieldError::new(
+            "overlap_seconds",
+            "out_of_range",
+            format!("At most {MAX_OVERLAP_SECS} seconds (7 days)."),
+        )]));
+    }
+    Ok(Json(keys::rotate_api_key(&app, &p, id, overlap).await?))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct LeakReport {
+    pub key: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct LeakReportResult {
+    /// Whether the secret was live until this report.
+    pub revoked: bool,
+}
+
+/// `POST /api/v1/api-keys/revoke-leaked` (no authentication): whoever holds a leaked secret
+/// may kill it. Works for any saaskit secret: API keys, bot tokens, sessions.
+pub async fn revoke_leaked_key(
+    State(app): State<AppState>,
+    Client(client): Client,
+    ApiJson(body): ApiJson<LeakReport>,
+) -> ApiResult<Json<LeakReportResult>> {
+    let mut f = Fields::default();
+    let key = f.required("key", &body.key).map(str::trim);
+    if let Some(k) = key
+        && (k.is_empty() || k.len() > 256)
+    {
+        f.push("key", "invalid_key", "This is not a saaskit secret.");
+    }
+    f.finish()?;
+    let key = key.unwrap_or_default();
+    let revoked = keys::revoke_leaked(&app, key, &client).await?;
+    Ok(Json(LeakReportResult { revoked }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct CreateBotRequest {
+    pub name: Option<String>,
+    pub scopes: Option<Vec<String>>,
+}
+
+/// `POST /api/v1/bots`: a bot member with a token (shown once) carrying the given scopes.
+pub async fn create_bot(
+    State(app): State<AppState>,
+    Dashboard(p): Dashboard,
+    ApiJson(body): ApiJson<CreateBotRequest>,
+) -> ApiResult<(StatusCode, Json<NewBot>)> {
+    let mut f = Fields::default();
+    let name = check_name(&mut f, body.name.as_deref());
+    let scopes = match &body.scopes {
+        None => {
+            f.push("scopes", "required", "This field is required.");
+            None
+        }
+        Some(names) => {
+            let parsed: Option<Vec<Scope>> = names.iter().map(|n| Scope::parse(n)).collect();
+            match parsed {
+                Some(list) if !list.is_empty() => Some(Scopes::of(list)),
+                _ => {
+                    f.push(
+                        "scopes",
+                        "invalid_scopes",
+                        "A non-empty list of: dashboard, dashboard:read, sdk.",
+                    );
+                    None
+                }
+            }
+        }
+    };
+    f.finish()?;
+    let (Some(name), Some(scopes)) = (name, scopes) else {
+        return Err(ApiError::validation(Vec::new()));
+    };
+    let bot = keys::create_bot(&app, &p, &name, scopes).await?;
+    Ok((StatusCode::CREATED, Json(bot)))
+}
+
+#[derive(Debug, Serialize)]
+pub struct BotList {
+    pub data: Vec<BotView>,
+}
+
+/// `GET /api/v1/bots`
+pub async fn list_bots(
+    State(app): State<AppState>,
+    DashboardRead(p): DashboardRead,
+) -> ApiResult<Json<BotList>> {
+    Ok(Json(BotList {
+        data: keys::list_bots(&app, &p).await?,
+    }))
+}
+
+/// `DELETE /api/v1/bots/{id}`: the bot leaves the business and its token stops working.
+pub async fn delete_bot(
+    State(app): State<AppState>,
+    Dashboard(p): Dashboard,
+    PathId(id): PathId,
+) -> ApiResult<StatusCode> {
+    keys::delete_bot(&app, &p, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -13,6 +13,7 @@ mod login;
 mod logout;
 mod mail;
 mod me;
+mod metering;
 mod password_reset;
 mod schema;
 mod signup;

@@ -230,8 +230,12 @@ pub async fn revoke_leaked(
 ) -> Result<bool, KeyError> {
     let now = app.clock.now();
     let hash = secret::digest(presented);
-    let mut tx = app.db.begin().await?;
-    let Some(token) = tokens::find_live_by_hash(tx.conn(), &hash, now).await? else {
+    // Look first without the write lock: most reports of random strings find nothing.
+    let found = {
+        let mut tx = app.db.read().await?;
+        tokens::find_live_by_hash(tx.conn(), &hash, now).await?
+    };
+    let Some(token) = found else {
         return Ok(false);
     };
     let user_agent = reporter.user_agent.as_deref().map(|ua| {
@@ -240,14 +244,22 @@ pub async fn revoke_leaked(
             .take(512)
             .collect::<String>()
     });
-    tokens::revoke_leaked(
+    let mut tx = app.db.begin().await?;
+    if !tokens::revoke_leaked(
         tx.conn(),
         token.id,
         now,
         reporter.ip.as_deref(),
         user_agent.as_deref(),
     )
-    .await?;
+    .await?
+    {
+        return Ok(false);
+    }
+    // A key's current secret leaked: the old secrets its rotations left alive die with it.
+    if token.replaced_by.is_none() {
+        tokens::revoke_with_overlaps(tx.conn(), token.id, "leaked", now).await?;
+    }
     tx.commit().await?;
     tracing::warn!(
         token_id = %token.id,
@@ -269,6 +281,8 @@ pub struct BotView {
     pub role: Role,
     pub scopes: Vec<&'static str>,
     pub token_prefix: String,
+    /// Set when the bot's token was revoked (reported leaked); delete the bot and make another.
+    pub token_revoked_at: Option<Timestamp>,
     pub created_at: Timestamp,
     pub last_used_at: Option<Timestamp>,
 }
@@ -351,6 +365,7 @@ pub async fn create_bot(
             role: Role::Bot,
             scopes: scopes.names(),
             token_prefix: secret.prefix,
+            token_revoked_at: None,
             created_at: now,
             last_used_at: None,
         },
@@ -361,7 +376,9 @@ pub async fn create_bot(
 pub async fn list_bots(app: &App, principal: &Principal) -> Result<Vec<BotView>, KeyError> {
     manager(principal)?;
     let mut tx = app.db.read().await?;
-    let tokens = tokens::list_of_business(tx.conn(), principal.business_id, "bot", false).await?;
+    // Every bot token, revoked ones included: a bot whose token was reported leaked is still a
+    // member (and counts against the limit) until it is deleted, so it must stay visible.
+    let tokens = tokens::list_of_business(tx.conn(), principal.business_id, "bot", true).await?;
     let mut out = Vec::with_capacity(tokens.len());
     for t in tokens {
         let Some(user_id) = t.user_id else { continue };
@@ -378,6 +395,7 @@ pub async fn list_bots(app: &App, principal: &Principal) -> Result<Vec<BotView>,
             role: Role::Bot,
             scopes: Scopes::from_stored(&t.scopes).names(),
             token_prefix: t.prefix,
+            token_revoked_at: t.revoked_at,
             created_at: t.created_at,
             last_used_at: t.last_used_at,
         });

@@ -10,6 +10,8 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 use chrono::Duration;
+mod http;
+
 use clap::{Parser, Subcommand};
 use saaskit::app::App;
 use saaskit::clock::ManualClock;
@@ -28,6 +30,23 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Load on the release server over HTTP: /healthz, /me, login and the metered SDK write.
+    Http {
+        /// Run on PostgreSQL: a URL of a database from which a fresh one is created and dropped.
+        #[arg(long)]
+        postgres: Option<String>,
+        #[arg(long, default_value_t = 64)]
+        connections: usize,
+        /// Seconds per target.
+        #[arg(long, default_value_t = 10)]
+        duration: u64,
+        /// Businesses seeded (each with an owner, an API key and an application).
+        #[arg(long, default_value_t = 64)]
+        businesses: usize,
+        /// Comma-separated: healthz, me, login, record.
+        #[arg(long, value_delimiter = ',', default_value = "healthz,me,record,login")]
+        targets: Vec<String>,
+    },
     /// One renewal sweep over N due subscriptions.
     Sweep {
         #[arg(long, default_value_t = 100_000)]
@@ -44,6 +63,22 @@ enum Command {
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
+        Command::Http {
+            postgres,
+            connections,
+            duration,
+            businesses,
+            targets,
+        } => {
+            http::run(http::Options {
+                postgres,
+                connections,
+                duration: std::time::Duration::from_secs(duration),
+                businesses,
+                targets,
+            })
+            .await
+        }
         Command::Sweep {
             n,
             postgres,

@@ -169,6 +169,10 @@ pub async fn preview(
     plan_code: &str,
     when: When,
 ) -> Result<Preview, ChangeError> {
+    // A dry run answers what only managers may do, so only managers may ask.
+    if !principal.role().is_some_and(|r| r.can_manage()) {
+        return Err(ChangeError::Forbidden);
+    }
     let mut tx = app.db.read().await?;
     let loaded = load(&mut tx, principal, plan_code).await?;
     preview_of(&mut tx, &loaded, when, app.clock.now()).await

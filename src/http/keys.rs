@@ -9,7 +9,7 @@ use crate::app::AppState;
 use crate::domain::{Scope, Scopes, has_control_chars};
 use crate::error::{ApiError, ApiResult};
 use crate::http::accounts::Fields;
-use crate::http::extract::{ApiJson, Client, Dashboard, DashboardRead, PathId};
+use crate::http::extract::{ApiJson, Client, Dashboard, DashboardRead, OptionalJson, PathId};
 use crate::keys::{self, BotView, KeyError, KeyView, MAX_OVERLAP_SECS, NewBot, NewKey};
 
 impl From<KeyError> for ApiError {
@@ -116,19 +116,9 @@ pub async fn rotate_api_key(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
     PathId(id): PathId,
-    body: axum::body::Bytes,
+    OptionalJson(body): OptionalJson<RotateRequest>,
 ) -> ApiResult<Json<NewKey>> {
-    let body: RotateRequest = if body.iter().all(u8::is_ascii_whitespace) {
-        RotateRequest::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "invalid_body",
-                format!("The body does not have the expected shape: {e}"),
-            )
-        })?
-    };
+    let body = body.unwrap_or_default();
     let overlap = body
         .overlap_seconds
         .unwrap_or(app.config.key_rotation_overlap_secs);

@@ -400,6 +400,8 @@ db_test! {
         let (_, joined) = app.post(&format!("/api/v1/invitations/{}/accept", inv["key"].as_str().expect("key")), None, json!({"first_name": "M", "last_name": "N", "password": "member passphrase"})).await;
         let member = token_of(&joined);
         assert_problem(change(&app, &member, json!({"plan": "basic", "at": "period_end"})).await, StatusCode::FORBIDDEN, "forbidden").await;
+        // Not even a dry run: it would tell prices and balances only managers may act on.
+        assert_problem(change(&app, &member, json!({"plan": "basic", "dry_run": true})).await, StatusCode::FORBIDDEN, "forbidden").await;
         let res = app.client.post(app.url("/api/v1/subscription/cancel")).bearer_auth(&member).send().await.expect("send");
         assert_problem(res, StatusCode::FORBIDDEN, "forbidden").await;
         let (status, _) = app.get("/api/v1/subscription", Some(&member)).await;

@@ -1,0 +1,364 @@
+//! HTTP benchmarks: the release server as users run it (its own process, default settings),
+//! seeded through its API and its CLI, driven by this harness's own client with a fixed number
+//! of connections for a fixed time. Reports requests per second, latency percentiles, errors,
+//! the server's peak memory, and each endpoint's throughput as a share of `/healthz` measured
+//! in the same run (the figure to track: absolute numbers drift on a shared machine).
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use serde_json::{Value, json};
+
+use crate::Scratch;
+
+pub struct Options {
+    pub postgres: Option<String>,
+    pub connections: usize,
+    pub duration: Duration,
+    pub businesses: usize,
+    pub targets: Vec<String>,
+}
+
+pub const TARGETS: &[&str] = &["healthz", "me", "login", "record"];
+
+const PASSWORD: &str = "correct horse battery";
+
+struct Server {
+    child: Child,
+    base: String,
+    binary: PathBuf,
+    database_url: String,
+}
+
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Runs one of the server binary's CLI commands against the same database.
+    fn cli(&self, args: &[&str]) -> anyhow::Result<()> {
+        let status = Command::new(&self.binary)
+            .args(args)
+            .env("SAASKIT_DATABASE_URL", &self.database_url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("running the saaskit CLI")?;
+        if !status.success() {
+            bail!("saaskit {args:?} failed");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        // SIGTERM, so it drains like in production; then make sure it is gone.
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        std::thread::sleep(Duration::from_millis(300));
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn build_server() -> anyhow::Result<PathBuf> {
+    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .context("workspace root")?
+        .to_path_buf();
+    let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(["build", "--release", "--quiet", "--bin", "saaskit"])
+        .current_dir(&root)
+        .status()
+        .context("building the release server")?;
+    if !status.success() {
+        bail!("cargo build --release --bin saaskit failed");
+    }
+    Ok(root.join("target/release/saaskit"))
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(listener.local_addr()?.port())
+}
+
+async fn start_server(scratch: &Scratch) -> anyhow::Result<Server> {
+    let binary = build_server()?;
+    let port = free_port()?;
+    let mail_dir = std::env::temp_dir().join(format!("saaskit-bench-mail-{port}"));
+    let child = Command::new(&binary)
+        .arg("serve")
+        .env("SAASKIT_DATABASE_URL", &scratch.url)
+        .env("SAASKIT_BIND", format!("127.0.0.1:{port}"))
+        .env("SAASKIT_MAIL_DIR", &mail_dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("starting the server")?;
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        binary,
+        database_url: scratch.url.clone(),
+    };
+    let client = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Ok(res) = client.get(format!("{}/healthz", server.base)).send().await
+            && res.status().is_success()
+        {
+            return Ok(server);
+        }
+        if Instant::now() > deadline {
+            bail!("the server did not answer /healthz within 30 s");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What each simulated client uses: a business's owner session, API key and application.
+struct Tenant {
+    email: String,
+    token: String,
+    sdk_key: String,
+    application: String,
+}
+
+async fn seed(server: &Server, n: usize) -> anyhow::Result<Vec<Tenant>> {
+    let client = reqwest::Client::new();
+    let mut tenants = Vec::with_capacity(n);
+    for i in 0..n {
+        let email = format!("bench{i}@example.com");
+        let signup: Value = client
+            .post(format!("{}/api/v1/signup", server.base))
+            .json(&json!({
+                "email": email, "password": PASSWORD, "first_name": "Bench",
+                "last_name": "User", "business": {"name": format!("Bench {i}")}
+            }))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let token = signup["token"].as_str().context("signup token")?.to_owned();
+        let business = signup["business"]["id"]
+            .as_str()
+            .context("business id")?
+            .to_owned();
+        // Load tests run on the hidden unlimited plan: the limits are not what is measured.
+        server.cli(&["business", "set-plan", &business, "unlimited"])?;
+        let key: Value = client
+            .post(format!("{}/api/v1/api-keys", server.base))
+            .bearer_auth(&token)
+            .json(&json!({"name": "bench"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let application: Value = client
+            .post(format!("{}/api/v1/applications", server.base))
+            .bearer_auth(&token)
+            .json(&json!({"name": "bench"}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        tenants.push(Tenant {
+            email,
+            token,
+            sdk_key: key["key"].as_str().context("key")?.to_owned(),
+            application: application["id"].as_str().context("app id")?.to_owned(),
+        });
+    }
+    Ok(tenants)
+}
+
+fn rss_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+struct Outcome {
+    target: String,
+    requests: u64,
+    errors: u64,
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    peak_rss_mib: f64,
+}
+
+async fn drive(
+    server: &Server,
+    tenants: &Arc<Vec<Tenant>>,
+    target: &str,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<Outcome> {
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(connections)
+        .http1_only()
+        .build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let errors = Arc::new(AtomicU64::new(0));
+    let peak = Arc::new(AtomicU64::new(0));
+    let pid = server.pid();
+    let sampler = {
+        let (stop, peak) = (stop.clone(), peak.clone());
+        tokio::spawn(async move {
+            while !stop.load(Ordering::Relaxed) {
+                if let Some(kib) = rss_kib(pid, "VmRSS:") {
+                    peak.fetch_max(kib, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        })
+    };
+    let started = Instant::now();
+    let mut tasks = Vec::with_capacity(connections);
+    for worker in 0..connections {
+        let (client, stop, errors, tenants) = (
+            client.clone(),
+            stop.clone(),
+            errors.clone(),
+            tenants.clone(),
+        );
+        let base = server.base.clone();
+        let target = target.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut latencies: Vec<u32> = Vec::with_capacity(100_000);
+            let mut i = worker;
+            while !stop.load(Ordering::Relaxed) {
+                let t = &tenants[i % tenants.len()];
+                i += connections;
+                let req = match target.as_str() {
+                    "healthz" => client.get(format!("{base}/healthz")),
+                    "me" => client
+                        .get(format!("{base}/api/v1/me"))
+                        .bearer_auth(&t.token),
+                    "login" => client
+                        .post(format!("{base}/api/v1/login"))
+                        .json(&json!({"email": t.email, "password": PASSWORD})),
+                    _ => client
+                        .post(format!("{base}/api/v1/recordings"))
+                        .bearer_auth(&t.sdk_key)
+                        .json(&json!({"application_id": t.application, "events": 12})),
+                };
+                let sent = Instant::now();
+                let ok = match req.send().await {
+                    Ok(res) => {
+                        let ok = res.status().is_success();
+                        let _ = res.bytes().await;
+                        ok
+                    }
+                    Err(_) => false,
+                };
+                latencies.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                if !ok {
+                    errors.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            latencies
+        }));
+    }
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut all: Vec<u32> = Vec::new();
+    for task in tasks {
+        all.extend(task.await?);
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let _ = sampler.await;
+    all.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let idx = ((all.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(all[idx]) / 1000.0
+    };
+    Ok(Outcome {
+        target: target.to_owned(),
+        requests: all.len() as u64,
+        errors: errors.load(Ordering::Relaxed),
+        rps: all.len() as f64 / elapsed,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        max_ms: all.last().map_or(0.0, |&m| f64::from(m) / 1000.0),
+        peak_rss_mib: peak.load(Ordering::Relaxed) as f64 / 1024.0,
+    })
+}
+
+pub async fn run(opts: Options) -> anyhow::Result<()> {
+    for t in &opts.targets {
+        if !TARGETS.contains(&t.as_str()) {
+            bail!("unknown target {t:?}; known: {}", TARGETS.join(", "));
+        }
+    }
+    let scratch = Scratch::new(opts.postgres.as_deref()).await?;
+    let result = run_on(&scratch, &opts).await;
+    scratch.drop_now().await;
+    result
+}
+
+async fn run_on(scratch: &Scratch, opts: &Options) -> anyhow::Result<()> {
+    let server = start_server(scratch).await?;
+    let seeding = Instant::now();
+    let tenants = Arc::new(seed(&server, opts.businesses).await?);
+    eprintln!(
+        "seeded {} businesses in {:.1} s; {} connections, {} s per target",
+        tenants.len(),
+        seeding.elapsed().as_secs_f64(),
+        opts.connections,
+        opts.duration.as_secs()
+    );
+    let mut outcomes = Vec::new();
+    for target in &opts.targets {
+        let outcome = drive(&server, &tenants, target, opts.connections, opts.duration).await?;
+        outcomes.push(outcome);
+    }
+    let peak_total = rss_kib(server.pid(), "VmHWM:").unwrap_or(0) as f64 / 1024.0;
+    let healthz = outcomes
+        .iter()
+        .find(|o| o.target == "healthz")
+        .map(|o| o.rps);
+    println!(
+        "database: {}",
+        if opts.postgres.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
+    println!(
+        "| target | req/s | vs /healthz | p50 ms | p99 ms | max ms | errors | requests | peak RSS MiB |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+    for o in &outcomes {
+        let ratio = healthz.map_or("-".to_owned(), |h| format!("{:.0}%", 100.0 * o.rps / h));
+        println!(
+            "| {} | {:.0} | {} | {:.2} | {:.2} | {:.1} | {} | {} | {:.1} |",
+            o.target,
+            o.rps,
+            ratio,
+            o.p50_ms,
+            o.p99_ms,
+            o.max_ms,
+            o.errors,
+            o.requests,
+            o.peak_rss_mib
+        );
+    }
+    println!("server peak memory (VmHWM) over the whole run: {peak_total:.1} MiB");
+    Ok(())
+}

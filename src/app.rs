@@ -22,6 +22,9 @@ pub struct App {
     pub mailer: Mailer,
     /// Woken when this replica queues mail, so the worker sends it at once.
     pub mail_queued: tokio::sync::Notify,
+    pub metrics: crate::metrics::Metrics,
+    /// Whether this process's mail worker loop is running (for `/readyz`).
+    pub mail_worker_running: std::sync::atomic::AtomicBool,
 }
 
 pub type AppState = Arc<App>;
@@ -50,6 +53,8 @@ impl App {
             hasher,
             mailer,
             mail_queued: tokio::sync::Notify::new(),
+            metrics: crate::metrics::Metrics::default(),
+            mail_worker_running: std::sync::atomic::AtomicBool::new(false),
         }))
     }
 }
@@ -108,6 +113,24 @@ pub async fn run(
         }
     });
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    if let Some(addr) = app.config.metrics_bind {
+        let metrics_listener = TcpListener::bind(addr).await.with_context(|| {
+            format!("binding the metrics address {addr} (SAASKIT_METRICS_BIND)")
+        })?;
+        tracing::info!(%addr, "metrics served without authentication on a separate address");
+        let metrics_app = crate::http::health::metrics_router(app.clone());
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let served = axum::serve(metrics_listener, metrics_app)
+                .with_graceful_shutdown(async move {
+                    let _ = stop.changed().await;
+                })
+                .await;
+            if let Err(err) = served {
+                tracing::error!(error = %err, "metrics listener failed");
+            }
+        });
+    }
     let mail_worker = tokio::spawn(crate::jobs::mail::run(app.clone(), stop_rx.clone()));
     let renewals = tokio::spawn(crate::jobs::renew::run(app.clone(), stop_rx));
     let served = serve(app.clone(), router, listener, async move {

@@ -124,6 +124,21 @@ pub struct Config {
     #[arg(long, env = "SAASKIT_HASH_CONCURRENCY", global = true)]
     pub hash_concurrency: Option<usize>,
 
+    /// Bearer token that opens `/metrics` on the main address; without it (and without
+    /// `SAASKIT_METRICS_BIND`) metrics are not served at all.
+    #[arg(
+        long,
+        env = "SAASKIT_METRICS_TOKEN",
+        global = true,
+        hide_env_values = true
+    )]
+    pub metrics_token: Option<String>,
+
+    /// A separate address serving `/metrics` without authentication, for a scraper on a
+    /// private network (e.g. `0.0.0.0:9100` inside a container).
+    #[arg(long, env = "SAASKIT_METRICS_BIND", global = true)]
+    pub metrics_bind: Option<SocketAddr>,
+
     /// Log format: human-readable text or one JSON object per line.
     #[arg(
         long,
@@ -167,6 +182,9 @@ impl Config {
         {
             anyhow::bail!("SAASKIT_SMTP_URL must start with smtp:// or smtps://");
         }
+        if self.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
+            anyhow::bail!("SAASKIT_METRICS_TOKEN must be at least 16 characters");
+        }
         if self.default_plan.trim().is_empty() {
             anyhow::bail!("SAASKIT_DEFAULT_PLAN may not be empty");
         }
@@ -193,6 +211,8 @@ impl Config {
             renew_every: 60,
             session_lifetime_hours: 24 * 30,
             key_rotation_overlap_secs: 0,
+            metrics_token: None,
+            metrics_bind: None,
             hash_concurrency: None,
             log_format: LogFormat::Text,
             shutdown_timeout_secs: 30,

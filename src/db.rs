@@ -126,6 +126,22 @@ impl Db {
         .context("applying database migrations")
     }
 
+    /// Whether every migration this binary knows has been applied (one small query; also
+    /// proves the database answers).
+    pub async fn migrations_applied(&self) -> Result<bool, sqlx::Error> {
+        let latest = |m: &sqlx::migrate::Migrator| m.iter().map(|m| m.version).max().unwrap_or(0);
+        let sql = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+        let applied: Option<i64> = match self {
+            Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
+            Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
+        };
+        let expected = match self {
+            Db::Sqlite(_) => latest(&SQLITE_MIGRATOR),
+            Db::Postgres(_) => latest(&POSTGRES_MIGRATOR),
+        };
+        Ok(applied.unwrap_or(0) >= expected)
+    }
+
     /// Starts a transaction that may write. On SQLite it takes the write lock at once
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads and then writes fails with
     /// SQLITE_BUSY instead of waiting when another writer got there first.

@@ -185,6 +185,7 @@ impl IntoResponse for ApiError {
         };
         let bytes = serde_json::to_vec(&body).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (self.status, bytes).into_response();
+        response.extensions_mut().insert(ProblemCode(self.code));
         let headers = response.headers_mut();
         headers.insert(
             header::CONTENT_TYPE,
@@ -201,6 +202,10 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+/// The `code` of a problem response, left in its extensions for the metrics layer.
+#[derive(Debug, Clone, Copy)]
+pub struct ProblemCode(pub &'static str);
 
 impl From<crate::metering::QuotaError> for ApiError {
     fn from(err: crate::metering::QuotaError) -> Self {

@@ -16,6 +16,7 @@ pub mod jobs;
 pub mod keys;
 pub mod mail;
 pub mod metering;
+pub mod metrics;
 pub mod secret;
 pub mod store;
 pub mod teams;

@@ -1,7 +1,13 @@
-//! Liveness.
+//! Liveness (`/healthz`: the process serves) and readiness (`/readyz`: it can do its work).
+
+use std::sync::atomic::Ordering;
 
 use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Serialize;
+
+use crate::app::AppState;
 
 #[derive(Serialize)]
 pub struct Health {
@@ -11,4 +17,114 @@ pub struct Health {
 /// `GET /healthz`: 200 while the process is serving. Touches nothing else, so it stays cheap.
 pub async fn get_health() -> Json<Health> {
     Json(Health { status: "ok" })
+}
+
+#[derive(Serialize)]
+pub struct Readiness {
+    status: &'static str,
+    checks: Checks,
+}
+
+#[derive(Serialize)]
+pub struct Checks {
+    /// `ok`, or why not.
+    database: String,
+    migrations: &'static str,
+    mail_worker: &'static str,
+}
+
+/// `GET /readyz`: 200 when the database answers, every migration this binary knows is applied
+/// and the mail worker runs; 503 otherwise, with what is wrong. One small query.
+pub async fn get_readiness(State(app): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let (database, migrations) = match app.db.migrations_applied().await {
+        Ok(true) => ("ok".to_owned(), "ok"),
+        Ok(false) => ("ok".to_owned(), "pending"),
+        Err(err) => {
+            tracing::warn!(error = %err, "readiness: database check failed");
+            ("unreachable".to_owned(), "unknown")
+        }
+    };
+    let mail_worker = if app.mail_worker_running.load(Ordering::Relaxed) {
+        "ok"
+    } else {
+        "not running"
+    };
+    let ready = database == "ok" && migrations == "ok" && mail_worker == "ok";
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        status,
+        Json(Readiness {
+            status: if ready { "ready" } else { "not_ready" },
+            checks: Checks {
+                database,
+                migrations,
+                mail_worker,
+            },
+        }),
+    )
+}
+
+/// `GET /metrics` on the main address: only with `Authorization: Bearer $SAASKIT_METRICS_TOKEN`;
+/// 404 when no token is configured, so the endpoint does not even appear to exist.
+pub async fn get_metrics(
+    State(app): State<AppState>,
+    headers: axum::http::HeaderMap,
+) -> Result<axum::response::Response, crate::error::ApiError> {
+    let Some(expected) = app.config.metrics_token.as_deref() else {
+        return Err(crate::error::ApiError::not_found());
+    };
+    let presented = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    // Compare digests: equal length, no early exit on the secret's bytes.
+    if crate::secret::digest(presented) != crate::secret::digest(expected) {
+        return Err(crate::error::ApiError::unauthenticated());
+    }
+    Ok(render_metrics(&app).await)
+}
+
+async fn render_metrics(app: &AppState) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (pool_in_use, pool_size) = app.db.pool_usage();
+    let (outbox_backlog, outbox_failed) = match app.db.read().await {
+        Ok(mut tx) => (
+            crate::store::outbox::backlog(tx.conn()).await.unwrap_or(-1),
+            crate::store::outbox::failed_count(tx.conn())
+                .await
+                .unwrap_or(-1),
+        ),
+        Err(_) => (-1, -1),
+    };
+    let body = app.metrics.render(&crate::metrics::Gauges {
+        pool_in_use,
+        pool_size,
+        outbox_backlog,
+        outbox_failed,
+    });
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+/// The separate metrics listener (`SAASKIT_METRICS_BIND`): `/metrics` without authentication.
+pub fn metrics_router(app: AppState) -> axum::Router {
+    axum::Router::new()
+        .route(
+            "/metrics",
+            axum::routing::get(
+                |State(app): State<AppState>| async move { render_metrics(&app).await },
+            ),
+        )
+        .with_state(app)
 }

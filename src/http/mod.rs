@@ -118,10 +118,16 @@ pub fn api_routes() -> Router<AppState> {
 pub fn router_with(app: AppState, extra: Router<AppState>) -> Router {
     let routes = Router::new()
         .route("/healthz", get(health::get_health))
+        .route("/readyz", get(health::get_readiness))
+        .route("/metrics", get(health::get_metrics))
         .nest("/api/v1", api_routes().merge(extra))
         .nest("/saas", router_from([compat::route_table()]))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            record_metrics,
+        ))
         .with_state(app);
     with_layers(routes)
 }
@@ -134,7 +140,11 @@ pub fn router(app: AppState) -> Router {
 /// Every path the server answers, as templates: `/healthz`, `/api/v1/…` (saaskit's and the
 /// example's) and `/saas/…`. The authorization matrix test checks each against its table.
 pub fn all_paths() -> Vec<String> {
-    let mut paths = vec!["/healthz".to_owned()];
+    let mut paths = vec![
+        "/healthz".to_owned(),
+        "/readyz".to_owned(),
+        "/metrics".to_owned(),
+    ];
     for (path, _) in api_route_table()
         .into_iter()
         .chain(crate::example::route_table())
@@ -192,6 +202,32 @@ pub fn with_layers(routes: Router) -> Router {
             ))
             .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES)),
     )
+}
+
+/// Counts every answered request by route template and status, and problems by code.
+async fn record_metrics(
+    axum::extract::State(app): axum::extract::State<AppState>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let method = req.method().as_str().to_owned();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "<unmatched>".to_owned());
+    let started = std::time::Instant::now();
+    let response = next.run(req).await;
+    app.metrics.observe(
+        &method,
+        &route,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
+    if let Some(crate::error::ProblemCode(code)) = response.extensions().get() {
+        app.metrics.error(code);
+    }
+    response
 }
 
 async fn not_found() -> ApiError {

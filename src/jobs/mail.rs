@@ -67,11 +67,13 @@ async fn deliver_until(
                             outbox::schedule_retry(tx.conn(), message.id, now.plus(delay), &error)
                                 .await?;
                             total.retrying += 1;
+                            crate::metrics::Metrics::add(&app.metrics.mail_retries, 1);
                             tracing::warn!(outbox_id = %message.id, attempts = message.attempts, error, "mail not sent; will retry");
                         }
                         None => {
                             outbox::mark_failed(tx.conn(), message.id, now, &error).await?;
                             total.failed += 1;
+                            crate::metrics::Metrics::add(&app.metrics.mail_failures, 1);
                             tracing::error!(outbox_id = %message.id, attempts = message.attempts, error, "mail given up on; kept in the outbox");
                         }
                     }
@@ -86,6 +88,8 @@ async fn deliver_until(
 /// (or within a second of it being queued on another). Stops between messages, never mid-send.
 pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
     tracing::info!(transport = ?app.mailer.transport(), "mail worker started");
+    app.mail_worker_running
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     loop {
         if *stop.borrow() {
             break;
@@ -99,5 +103,7 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
             _ = stop.changed() => {}
         }
     }
+    app.mail_worker_running
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     tracing::info!("mail worker stopped");
 }

@@ -16,8 +16,9 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
         if *stop.borrow() {
             break;
         }
-        if let Err(err) = sweep::sweep(&app, app.clock.now()).await {
-            tracing::error!(error = format!("{err:#}"), "renewal sweep failed");
+        match sweep::sweep(&app, app.clock.now()).await {
+            Ok(report) => crate::metrics::Metrics::add(&app.metrics.renewals, report.renewals),
+            Err(err) => tracing::error!(error = format!("{err:#}"), "renewal sweep failed"),
         }
         if let Err(err) = crate::metering::idempotency::purge_expired(&app).await {
             tracing::error!(

@@ -141,3 +141,12 @@ pub async fn backlog(c: Conn<'_>) -> sqlx::Result<i64> {
     .fetch_one(&mut *c)
     .await)
 }
+
+/// Messages given up on after every retry (kept with their last error).
+pub async fn failed_count(c: Conn<'_>) -> sqlx::Result<i64> {
+    on_conn!(c, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM outbox WHERE failed_at IS NOT NULL",
+    )
+    .fetch_one(&mut *c)
+    .await)
+}

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::helpers::*;
 
@@ -144,6 +144,24 @@ async fn serve_stop_and_restart(test_db: Arc<TestDb>) {
     let client = reqwest::Client::new();
 
     let server = Server::start(&test_db.url, &workdir).await;
+    // Ready once the database answers, the migrations are applied and the mail worker runs.
+    let mut ready = Value::Null;
+    for _ in 0..100 {
+        let res = client
+            .get(format!("{}/readyz", server.base))
+            .send()
+            .await
+            .expect("readyz");
+        ready = res.json().await.expect("readyz body");
+        if ready["status"] == "ready" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        ready,
+        json!({"status": "ready", "checks": {"database": "ok", "migrations": "ok", "mail_worker": "ok"}})
+    );
     let res = client
         .post(format!("{}/api/v1/signup", server.base))
         .json(&json!({"business": {"name": "Acme"}, "email": "ada@example.com", "first_name": "Ada", "last_name": "L", "password": PASSWORD}))

@@ -8,6 +8,7 @@ mod billing;
 mod cli;
 mod compat;
 mod errors;
+mod health;
 mod invitations;
 mod keys;
 mod login;

@@ -1,0 +1,85 @@
+//! Liveness and readiness.
+
+use std::sync::atomic::Ordering;
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::db_test;
+use crate::helpers::*;
+
+db_test!(
+    async fn readiness_reports_each_dependency(app) {
+        // The test server runs no background jobs: not ready, and it says why.
+        let (status, body) = app.get("/readyz", None).await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            json!({"status": "not_ready", "checks": {"database": "ok", "migrations": "ok", "mail_worker": "not running"}})
+        );
+        app.app.mail_worker_running.store(true, Ordering::Relaxed);
+        let (status, body) = app.get("/readyz", None).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["status"], "ready");
+        // Liveness does not depend on any of it.
+        let (status, body) = app.get("/healthz", None).await;
+        assert_eq!((status, body), (StatusCode::OK, json!({"status": "ok"})));
+    }
+);
+
+db_test!(
+    async fn metrics_are_served_only_with_their_token(app) {
+        // Without a configured token the endpoint does not exist.
+        let (status, body) = app.get("/metrics", None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{body}");
+
+        let token = "metrics-token-0123456789";
+        let app = TestApp::spawn_configured(app.test_db.clone(), app.clock.clone(), |c| {
+            c.metrics_token = Some(token.to_owned());
+        })
+        .await;
+        let owner = app.signup_token("metrics@example.com").await;
+        let (status, _) = app.get("/api/v1/me", Some(&owner)).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, _) = app
+            .post(
+                "/api/v1/login",
+                None,
+                json!({"email": "metrics@example.com", "password": "wrong password"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // A user's session is not the metrics token.
+        let (status, _) = app.get("/metrics", Some(&owner)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+        let res = app
+            .client
+            .get(app.url("/metrics"))
+            .bearer_auth(token)
+            .send()
+            .await
+            .expect("scrape");
+        assert_eq!(res.status(), StatusCode::OK);
+        assert!(
+            res.headers()["content-type"]
+                .to_str()
+                .unwrap_or("")
+                .starts_with("text/plain; version=0.0.4")
+        );
+        let text = res.text().await.expect("body");
+        for expected in [
+            "saaskit_http_requests_total{method=\"GET\",route=\"/api/v1/me\",status=\"200\"} 1",
+            "saaskit_http_requests_total{method=\"POST\",route=\"/api/v1/signup\",status=\"201\"} 1",
+            "saaskit_http_request_duration_seconds_count{method=\"GET\",route=\"/api/v1/me\"} 1",
+            "saaskit_logins_failed_total 1",
+            "saaskit_errors_total{code=\"invalid_credentials\"} 1",
+            "saaskit_outbox_backlog 0",
+            "saaskit_db_pool_connections ",
+        ] {
+            assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+        }
+        // Route templates only: no token, key or id from a path ever becomes a label.
+        assert!(!text.contains(&owner));
+    }
+);

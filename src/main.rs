@@ -24,6 +24,9 @@ enum Command {
     Serve,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Ask the server at SAASKIT_BIND for `/readyz`; exit 0 when it is ready. For container
+    /// health checks (the image has no curl).
+    CheckReady,
     /// Run one renewal sweep and exit: renew, charge, expire or fall back every subscription
     /// whose period has ended. For cron jobs, and with --at for simulating time.
     Renew {
@@ -190,6 +193,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = cli.config;
     config.validate()?;
     match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckReady => ops::check_ready(config.bind).await,
         Command::Migrate => {
             let db = Db::connect(&config.database_url, 1).await?;
             db.migrate().await?;

@@ -233,3 +233,37 @@ pub async fn user(app: &App, cmd: UserCommand) -> anyhow::Result<()> {
     );
     Ok(())
 }
+
+/// `saaskit check-ready`: one plain HTTP/1.1 request to `/readyz` on the server's own address.
+pub async fn check_ready(bind: std::net::SocketAddr) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    // A server bound to every interface is reached on loopback.
+    let addr = if bind.ip().is_unspecified() {
+        std::net::SocketAddr::from(([127, 0, 0, 1], bind.port()))
+    } else {
+        bind
+    };
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(addr).await?;
+        stream
+            .write_all(
+                format!("GET /readyz HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                    .as_bytes(),
+            )
+            .await?;
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await?;
+        anyhow::Ok(String::from_utf8_lossy(&answer).into_owned())
+    };
+    let answer = tokio::time::timeout(std::time::Duration::from_secs(5), exchange)
+        .await
+        .map_err(|_| anyhow::anyhow!("{addr} did not answer within 5 s"))??;
+    let status_line = answer.lines().next().unwrap_or_default().to_owned();
+    if status_line.split_whitespace().nth(1) == Some("200") {
+        println!("ready");
+        Ok(())
+    } else {
+        let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
+        anyhow::bail!("not ready: {status_line} {body}")
+    }
+}

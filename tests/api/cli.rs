@@ -162,6 +162,14 @@ async fn serve_stop_and_restart(test_db: Arc<TestDb>) {
         ready,
         json!({"status": "ready", "checks": {"database": "ok", "migrations": "ok", "mail_worker": "ok"}})
     );
+    // The container health check asks the same thing through the binary.
+    let address = server.base.trim_start_matches("http://").to_owned();
+    let check = saaskit()
+        .arg("check-ready")
+        .env("SAASKIT_BIND", &address)
+        .output()
+        .expect("check-ready");
+    assert!(check.status.success(), "{check:?}");
     let res = client
         .post(format!("{}/api/v1/signup", server.base))
         .json(&json!({"business": {"name": "Acme"}, "email": "ada@example.com", "first_name": "Ada", "last_name": "L", "password": PASSWORD}))
@@ -213,6 +221,13 @@ async fn serve_stop_and_restart(test_db: Arc<TestDb>) {
         "the account survived the restart"
     );
     assert_eq!(server.terminate().await, Some(0));
+    // Nothing listens any more: not ready, and a non-zero exit.
+    let check = saaskit()
+        .arg("check-ready")
+        .env("SAASKIT_BIND", &address)
+        .output()
+        .expect("check-ready");
+    assert!(!check.status.success());
     let _ = std::fs::remove_dir_all(&workdir);
 }
 

@@ -188,74 +188,114 @@ pub struct StateChange {
 
 /// Writes many lifecycle changes in one statement, each conditional like [`update_state`].
 /// Returns how many rows were updated; fewer than given means some row had moved on.
-pub async fn update_states(mut c: Conn<'_>, changes: &[StateChange]) -> sqlx::Result<u64> {
+pub async fn update_states(c: Conn<'_>, changes: &[StateChange]) -> sqlx::Result<u64> {
     if changes.is_empty() {
         return Ok(0);
     }
-    // SQLite: one prepared single-row update per change, inside the caller's transaction. Its
-    // planner runs `UPDATE … FROM (VALUES …)` in time that grows with the table (measured: 7k
-    // rows/s at 100k subscriptions, 12.5k/s row by row).
-    if matches!(c, Conn::Sqlite(_)) {
-        let mut n = 0;
-        for ch in changes {
-            if update_state(c.reborrow(), &ch.expected, &ch.new).await? {
-                n += 1;
-            }
-        }
-        return Ok(n);
+    // SQLite: its planner runs `UPDATE … FROM (VALUES …)` in time that grows with the table
+    // (measured: 7k rows/s at 100k subscriptions), and one bound statement per row costs two
+    // thread hops to sqlx's SQLite worker each (most of the sweep's time). So the page's
+    // single-row updates go as one script in one hop, with literals rendered here from values
+    // that cannot carry SQL: UUIDs as blobs, integers, and statuses from the fixed set.
+    // SQLite: its planner runs `UPDATE … FROM (VALUES …)` in time that grows with the table
+    // (measured: 7k rows/s at 100k subscriptions), and one sqlx statement per row spends most
+    // of its time hopping to sqlx's SQLite thread. So: one prepared single-row update run for
+    // every change on the connection's own handle (measured: 5x faster; see db::direct).
+    if let Conn::Sqlite(c) = c {
+        use crate::db::direct::{self, Param};
+        let blobs: Vec<[[u8; 16]; 3]> = changes
+            .iter()
+            .map(|ch| {
+                [
+                    *ch.new.plan_id.as_bytes(),
+                    *ch.new.pending_plan_id.unwrap_or_default().as_bytes(),
+                    *ch.expected.id.as_bytes(),
+                ]
+            })
+            .collect();
+        let rows = changes.iter().zip(&blobs).map(|(ch, b)| {
+            vec![
+                Param::Blob(&b[0]),
+                Param::Text(&ch.new.status),
+                Param::Int(ch.new.current_period_start.micros()),
+                Param::Int(ch.new.current_period_end.micros()),
+                Param::Int(i64::from(ch.new.is_current)),
+                match ch.new.pending_plan_id {
+                    Some(_) => Param::Blob(&b[1]),
+                    None => Param::Null,
+                },
+                Param::Int(i64::from(ch.new.cancel_at_period_end)),
+                ch.new
+                    .ended_at
+                    .map_or(Param::Null, |t| Param::Int(t.micros())),
+                Param::Int(ch.new.updated_at.micros()),
+                Param::Blob(&b[2]),
+                Param::Text(&ch.expected.status),
+                Param::Int(ch.expected.current_period_end.micros()),
+            ]
+        });
+        return direct::execute_many(
+            c,
+            "UPDATE subscriptions SET plan_id = ?, status = ?, current_period_start = ?, \
+             current_period_end = ?, is_current = ?, pending_plan_id = ?, \
+             cancel_at_period_end = ?, ended_at = ?, updated_at = ? \
+             WHERE id = ? AND status = ? AND current_period_end = ? AND is_current",
+            rows,
+        )
+        .await;
     }
-    const CASTS: [&str; 10] = [
-        "uuid",
-        "text",
-        "timestamptz",
-        "uuid",
-        "text",
-        "timestamptz",
-        "timestamptz",
-        "uuid",
-        "boolean",
-        "timestamptz",
-    ];
-    let rows = crate::db::values_list(c.backend(), changes.len(), CASTS.len(), &CASTS);
-    let (set, key) = match c {
-        Conn::Postgres(_) => (
-            "plan_id = v.plan_id, status = v.status, current_period_start = v.ps, \
-             current_period_end = v.pe, pending_plan_id = v.pending, \
-             cancel_at_period_end = v.cancel, updated_at = v.upd",
-            "subscriptions.id = v.id AND subscriptions.status = v.old_status \
-             AND subscriptions.current_period_end = v.old_end AND subscriptions.is_current",
-        ),
-        Conn::Sqlite(_) => (
-            "plan_id = v.column4, status = v.column5, current_period_start = v.column6, \
-             current_period_end = v.column7, pending_plan_id = v.column8, \
-             cancel_at_period_end = v.column9, updated_at = v.column10",
-            "subscriptions.id = v.column1 AND subscriptions.status = v.column2 \
-             AND subscriptions.current_period_end = v.column3 AND subscriptions.is_current",
-        ),
+    // PostgreSQL: one statement over arrays (`unnest`): ten parameters whatever the page size,
+    // and a row estimate small enough that the planner looks rows up by id instead of
+    // hash-joining the whole table (which `UPDATE … FROM (VALUES …)` did, in time growing with
+    // the table).
+    let Conn::Postgres(c) = c else {
+        unreachable!("SQLite handled above")
     };
-    let alias = match c {
-        Conn::Postgres(_) => {
-            "v(id, old_status, old_end, plan_id, status, ps, pe, pending, cancel, upd)"
-        }
-        Conn::Sqlite(_) => "v",
+    let col = |f: fn(&StateChange) -> Uuid| changes.iter().map(f).collect::<Vec<Uuid>>();
+    let time = |f: fn(&StateChange) -> Timestamp| {
+        changes
+            .iter()
+            .map(|ch| f(ch).as_datetime())
+            .collect::<Vec<_>>()
     };
-    // Only placeholders are spliced in; every value is bound.
-    let sql = format!("UPDATE subscriptions SET {set} FROM (VALUES {rows}) AS {alias} WHERE {key}");
-    on_conn!(c, c => {
-        let mut q = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for ch in changes {
-            q = q
-                .bind(ch.expected.id)
-                .bind(&ch.expected.status)
-                .bind(ch.expected.current_period_end)
-                .bind(ch.new.plan_id)
-                .bind(&ch.new.status)
-                .bind(ch.new.current_period_start)
-                .bind(ch.new.current_period_end)
-                .bind(ch.new.pending_plan_id)
-                .bind(ch.new.cancel_at_period_end)
-                .bind(ch.new.updated_at);
-        }
-        q.execute(&mut *c).await.map(|r| r.rows_affected())
-    })
+    let text = |f: fn(&StateChange) -> &str| {
+        changes
+            .iter()
+            .map(|ch| f(ch).to_owned())
+            .collect::<Vec<String>>()
+    };
+    sqlx::query(
+        "UPDATE subscriptions AS s SET plan_id = v.plan_id, status = v.status, \
+         current_period_start = v.ps, current_period_end = v.pe, pending_plan_id = v.pending, \
+         cancel_at_period_end = v.cancel, updated_at = v.upd \
+         FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::uuid[], $5::text[], \
+                     $6::timestamptz[], $7::timestamptz[], $8::uuid[], $9::bool[], \
+                     $10::timestamptz[]) \
+              AS v(id, old_status, old_end, plan_id, status, ps, pe, pending, cancel, upd) \
+         WHERE s.id = v.id AND s.status = v.old_status AND s.current_period_end = v.old_end \
+         AND s.is_current",
+    )
+    .bind(col(|ch| ch.expected.id))
+    .bind(text(|ch| &ch.expected.status))
+    .bind(time(|ch| ch.expected.current_period_end))
+    .bind(col(|ch| ch.new.plan_id))
+    .bind(text(|ch| &ch.new.status))
+    .bind(time(|ch| ch.new.current_period_start))
+    .bind(time(|ch| ch.new.current_period_end))
+    .bind(
+        changes
+            .iter()
+            .map(|ch| ch.new.pending_plan_id)
+            .collect::<Vec<Option<Uuid>>>(),
+    )
+    .bind(
+        changes
+            .iter()
+            .map(|ch| ch.new.cancel_at_period_end)
+            .collect::<Vec<bool>>(),
+    )
+    .bind(time(|ch| ch.new.updated_at))
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected())
 }

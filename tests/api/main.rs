@@ -7,6 +7,7 @@ mod admin;
 mod billing;
 mod cli;
 mod compat;
+mod direct;
 mod errors;
 mod health;
 mod invitations;

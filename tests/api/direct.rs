@@ -53,8 +53,16 @@ async fn execute_many_runs_one_statement_per_row_inside_the_transaction() {
     )
     .await;
     assert!(duplicate.is_err());
-    assert!(execute_many(&mut *inner, "NOT SQL", [vec![]]).await.is_err());
-    assert!(execute_many(&mut *inner, "SELECT \0", [vec![]]).await.is_err());
+    assert!(
+        execute_many(&mut *inner, "NOT SQL", [vec![]])
+            .await
+            .is_err()
+    );
+    assert!(
+        execute_many(&mut *inner, "SELECT \0", [vec![]])
+            .await
+            .is_err()
+    );
     drop(tx); // rolled back
 
     let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")

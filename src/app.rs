@@ -23,6 +23,7 @@ pub struct App {
     /// Woken when this replica queues mail, so the worker sends it at once.
     pub mail_queued: tokio::sync::Notify,
     pub metrics: crate::metrics::Metrics,
+    pub auth_cache: crate::accounts::cache::AuthCache,
     /// Whether this process's mail worker loop is running (for `/readyz`).
     pub mail_worker_running: std::sync::atomic::AtomicBool,
 }
@@ -46,6 +47,7 @@ impl App {
             .unwrap_or(2);
         let hasher = PasswordHasher::new(config.hash_concurrency.unwrap_or(cores));
         let mailer = Mailer::from_config(&config)?;
+        let auth_cache = crate::accounts::cache::AuthCache::new(config.auth_cache_ttl_ms);
         Ok(Arc::new(App {
             config,
             db,
@@ -54,6 +56,7 @@ impl App {
             mailer,
             mail_queued: tokio::sync::Notify::new(),
             metrics: crate::metrics::Metrics::default(),
+            auth_cache,
             mail_worker_running: std::sync::atomic::AtomicBool::new(false),
         }))
     }

@@ -108,6 +108,18 @@ pub struct Config {
     )]
     pub session_lifetime_hours: u32,
 
+    /// How long this replica may answer from its auth-context cache before re-reading a
+    /// token's context, in milliseconds: the most a change made by another replica (or the
+    /// CLI) takes to be seen here. Changes made on this replica are seen at once. 0 disables.
+    #[arg(
+        long,
+        env = "SAASKIT_AUTH_CACHE_TTL_MS",
+        default_value_t = 1000,
+        value_parser = clap::value_parser!(u64).range(0..=60_000),
+        global = true
+    )]
+    pub auth_cache_ttl_ms: u64,
+
     /// Seconds an API key's old secret keeps working after the key is rotated (0: it stops at
     /// once). A rotation request may ask for another overlap, up to 7 days.
     #[arg(
@@ -210,6 +222,7 @@ impl Config {
             grace_period_days: 3,
             renew_every: 60,
             session_lifetime_hours: 24 * 30,
+            auth_cache_ttl_ms: 1000,
             key_rotation_overlap_secs: 0,
             metrics_token: None,
             metrics_bind: None,

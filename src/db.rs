@@ -236,12 +236,37 @@ impl Tx {
         }
     }
 
+    /// Commits, then tells this process's caches that anything may have changed (see
+    /// [`write_generation`]). The safe default for every write.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.commit_quietly().await?;
+        note_write();
+        Ok(())
+    }
+
+    /// Commits without invalidating caches: only for writes that change nothing a cache holds
+    /// (new rows nobody has looked up yet, usage counters, the outbox, `last_used_at`).
+    pub async fn commit_quietly(self) -> Result<(), sqlx::Error> {
         match self {
             Tx::Sqlite(tx) => tx.commit().await,
             Tx::Postgres(tx) => tx.commit().await,
         }
     }
+}
+
+static WRITE_GENERATION: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// Tells this process's caches that the database changed: [`Tx::commit`] does it; call it
+/// after any write made some other way.
+pub fn note_write() {
+    WRITE_GENERATION.fetch_add(1, std::sync::atomic::Ordering::Release);
+}
+
+/// A number that grows after every [`Tx::commit`] in this process. A cache that read the
+/// database while this number was `g` may trust what it read only while it is still `g`
+/// (read it *before* the query: a commit landing during the query then invalidates the result).
+pub fn write_generation() -> u64 {
+    WRITE_GENERATION.load(std::sync::atomic::Ordering::Acquire)
 }
 
 /// Hides the password of a database URL before it is shown anywhere.

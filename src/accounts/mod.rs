@@ -1,6 +1,7 @@
 //! Accounts: signing up (a user, their business, its owner membership and first subscription),
 //! logging in and out, and turning a presented token into the caller's identity.
 
+pub mod cache;
 pub mod hashing;
 pub mod keys;
 pub mod reset;
@@ -163,7 +164,8 @@ pub async fn signup(
     .await?;
 
     let session = open_session(app, &mut tx, user.id, business.id, now, client).await?;
-    tx.commit().await?;
+    // Only new rows: nothing any cached auth context depends on.
+    tx.commit_quietly().await?;
     tracing::info!(user_id = %user.id, business_id = %business.id, "signed up");
     Ok(SignedUp {
         session,
@@ -227,7 +229,8 @@ pub async fn login(
         .await?
         .ok_or_else(|| anyhow::anyhow!("business {business_id} vanished during login"))?;
     let session = open_session(app, &mut tx, user.id, business.id, now, client).await?;
-    tx.commit().await?;
+    // A new session changes no other token's auth context.
+    tx.commit_quietly().await?;
     Ok(LoggedIn {
         session,
         user,
@@ -294,6 +297,8 @@ pub struct Principal {
     /// The person or bot behind the token; `None` for an API key, which belongs to the business.
     pub member: Option<Membership>,
     pub subscription: Option<CurrentSubscription>,
+    /// The current subscription's plan, whole (for views that show it).
+    pub plan: Option<Plan>,
 }
 
 /// A user's membership of the business a token acts for.
@@ -349,21 +354,73 @@ const TOUCH_INTERVAL_SECS: i64 = 60;
 
 /// Resolves a presented token. `None` for anything that is not a live credential.
 pub async fn authenticate(app: &App, presented: &str) -> anyhow::Result<Option<Principal>> {
+    Ok(authenticate_with_plan(app, presented)
+        .await?
+        .map(|(principal, _)| principal))
+}
+
+/// [`authenticate`], with the plan of the business's current subscription. Served from the
+/// auth-context cache when it is exact (see [`cache`]), otherwise read and cached.
+pub async fn authenticate_with_plan(
+    app: &App,
+    presented: &str,
+) -> anyhow::Result<Option<(Principal, Option<Plan>)>> {
     let now = app.clock.now();
     let hash = secret::digest(presented);
-    let row = {
-        let mut tx = app.db.read().await?;
-        tokens::find_auth(tx.conn(), &hash, now).await?
-    };
-    let Some(row) = row else { return Ok(None) };
-    let principal = principal_from(row.clone())?;
     let stale_before = now.plus(Duration::seconds(-TOUCH_INTERVAL_SECS));
-    if row.token_last_used_at.is_none_or(|t| t < stale_before) {
-        let mut tx = app.db.begin().await?;
-        tokens::touch(tx.conn(), row.token_id, now, stale_before).await?;
-        tx.commit().await?;
+    if let Some(entry) = app.auth_cache.get(&hash, now) {
+        if entry.token_last_used_at.is_none_or(|t| t < stale_before) {
+            touch(app, entry.principal.token_id, now, stale_before).await?;
+            app.auth_cache.touched(&hash, now);
+        }
+        return Ok(Some((entry.principal, entry.plan)));
     }
-    Ok(Some(principal))
+    // Taken before reading: a commit that lands while we read makes this entry stale at once.
+    let generation = crate::db::write_generation();
+    let (row, plan) = {
+        let mut tx = app.db.read().await?;
+        match tokens::find_auth(tx.conn(), &hash, now).await? {
+            None => return Ok(None),
+            Some(row) => {
+                let plan = match row.plan_id {
+                    Some(id) => plans::find(tx.conn(), id).await?,
+                    None => None,
+                };
+                (row, plan)
+            }
+        }
+    };
+    let mut principal = principal_from(row.clone())?;
+    principal.plan = plan.clone();
+    let mut last_used = row.token_last_used_at;
+    if last_used.is_none_or(|t| t < stale_before) {
+        touch(app, row.token_id, now, stale_before).await?;
+        last_used = Some(now);
+    }
+    app.auth_cache.put(
+        &hash,
+        principal.clone(),
+        plan.clone(),
+        last_used,
+        row.token_expires_at,
+        generation,
+        now,
+    );
+    Ok(Some((principal, plan)))
+}
+
+/// Writes `last_used_at` (at most once a minute per token). A quiet commit: when a token was
+/// last used is not part of anyone's auth context.
+async fn touch(
+    app: &App,
+    token_id: Uuid,
+    now: Timestamp,
+    stale_before: Timestamp,
+) -> anyhow::Result<()> {
+    let mut tx = app.db.begin().await?;
+    tokens::touch(tx.conn(), token_id, now, stale_before).await?;
+    tx.commit_quietly().await?;
+    Ok(())
 }
 
 fn principal_from(row: AuthRow) -> anyhow::Result<Principal> {
@@ -434,6 +491,7 @@ fn principal_from(row: AuthRow) -> anyhow::Result<Principal> {
         business_created_at: row.business_created_at,
         member,
         subscription,
+        plan: None,
     })
 }
 
@@ -446,10 +504,6 @@ pub async fn logout(app: &App, principal: &Principal) -> anyhow::Result<()> {
 }
 
 /// The plan of the caller's current subscription, if they have one.
-pub async fn current_plan(app: &App, principal: &Principal) -> anyhow::Result<Option<Plan>> {
-    let Some(sub) = &principal.subscription else {
-        return Ok(None);
-    };
-    let mut tx = app.db.read().await?;
-    Ok(plans::find(tx.conn(), sub.plan_id).await?)
+pub async fn current_plan(_app: &App, principal: &Principal) -> anyhow::Result<Option<Plan>> {
+    Ok(principal.plan.clone())
 }

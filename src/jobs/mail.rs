@@ -44,7 +44,7 @@ async fn deliver_until(
         let batch = {
             let mut tx = app.db.begin().await?;
             let batch = outbox::claim_due(tx.conn(), now, now.plus(LEASE), BATCH).await?;
-            tx.commit().await?;
+            tx.commit_quietly().await?;
             batch
         };
         if batch.is_empty() {
@@ -79,7 +79,7 @@ async fn deliver_until(
                     }
                 }
             }
-            tx.commit().await?;
+            tx.commit_quietly().await?;
         }
     }
 }

@@ -112,7 +112,10 @@ where
         )
         .await?;
     }
-    tx.commit().await?;
+    // Metered work writes counters, idempotency keys and the product's own rows, none of
+    // which is part of an auth context; committing quietly keeps the auth cache warm. Work
+    // that changes tokens, members, subscriptions or plans does not belong in here.
+    tx.commit_quietly().await?;
     Ok(Stored {
         status,
         body,
@@ -125,7 +128,7 @@ pub async fn purge_expired(app: &App) -> anyhow::Result<u64> {
     let before = app.clock.now().plus(Duration::hours(-KEY_LIFETIME_HOURS));
     let mut tx = app.db.begin().await?;
     let n = usage::expire_idempotency_keys(tx.conn(), None, None, before).await?;
-    tx.commit().await?;
+    tx.commit_quietly().await?;
     Ok(n)
 }
 

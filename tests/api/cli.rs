@@ -177,6 +177,46 @@ async fn serve_stop_and_restart(test_db: Arc<TestDb>) {
         .await
         .expect("signup");
     assert_eq!(res.status(), StatusCode::CREATED);
+    let signup: Value = res.json().await.expect("signup body");
+    let token = signup["token"].as_str().expect("token").to_owned();
+    let business = signup["business"]["id"].as_str().expect("id").to_owned();
+    let plan_of = |client: reqwest::Client, base: String, token: String| async move {
+        let me: Value = client
+            .get(format!("{base}/api/v1/me"))
+            .bearer_auth(&token)
+            .send()
+            .await
+            .expect("me")
+            .json()
+            .await
+            .expect("me body");
+        me["subscription"]["plan"]["code"].clone()
+    };
+    assert_eq!(
+        plan_of(client.clone(), server.base.clone(), token.clone()).await,
+        "free-trial"
+    );
+    // Another process (the CLI) changes the plan: the server's auth-context cache may answer
+    // from memory for up to a second (SAASKIT_AUTH_CACHE_TTL_MS), never longer.
+    let out = saaskit()
+        .current_dir(&workdir)
+        .env("SAASKIT_DATABASE_URL", &test_db.url)
+        .args(["business", "set-plan", &business, "unlimited"])
+        .output()
+        .expect("set-plan");
+    assert!(out.status.success(), "{out:?}");
+    let changed = std::time::Instant::now();
+    loop {
+        let plan = plan_of(client.clone(), server.base.clone(), token.clone()).await;
+        if plan == "unlimited" {
+            break;
+        }
+        assert!(
+            changed.elapsed() < Duration::from_secs(3),
+            "the change made by another process was not seen within the cache's lifetime"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // The mail worker runs inside `serve`: a reset mail lands in ./mail by itself.
     let res = client
         .post(format!("{}/api/v1/password/reset", server.base))

@@ -23,7 +23,9 @@ pub struct Options {
     pub targets: Vec<String>,
 }
 
-pub const TARGETS: &[&str] = &["healthz", "me", "login", "record"];
+/// `flood` runs `login` and `me` at once, half the connections each: `/me`'s latency while
+/// logins saturate the hashing threads.
+pub const TARGETS: &[&str] = &["healthz", "me", "login", "record", "flood"];
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -324,6 +326,19 @@ async fn run_on(scratch: &Scratch, opts: &Options) -> anyhow::Result<()> {
     );
     let mut outcomes = Vec::new();
     for target in &opts.targets {
+        if target == "flood" {
+            let half = (opts.connections / 2).max(1);
+            let (login, me) = tokio::join!(
+                drive(&server, &tenants, "login", half, opts.duration),
+                drive(&server, &tenants, "me", half, opts.duration),
+            );
+            let (mut login, mut me) = (login?, me?);
+            login.target = "flood: login".to_owned();
+            me.target = "flood: me".to_owned();
+            outcomes.push(login);
+            outcomes.push(me);
+            continue;
+        }
         let outcome = drive(&server, &tenants, target, opts.connections, opts.duration).await?;
         outcomes.push(outcome);
     }

@@ -43,8 +43,12 @@ enum Command {
         /// Businesses seeded (each with an owner, an API key and an application).
         #[arg(long, default_value_t = 64)]
         businesses: usize,
-        /// Comma-separated: healthz, me, login, record.
-        #[arg(long, value_delimiter = ',', default_value = "healthz,me,record,login")]
+        /// Comma-separated: healthz, me, login, record, flood (login and me at once).
+        #[arg(
+            long,
+            value_delimiter = ',',
+            default_value = "healthz,me,record,login,flood"
+        )]
         targets: Vec<String>,
     },
     /// One renewal sweep over N due subscriptions.

@@ -239,9 +239,16 @@ impl Tx {
     /// Commits, then tells this process's caches that anything may have changed (see
     /// [`write_generation`]). The safe default for every write.
     pub async fn commit(self) -> Result<(), sqlx::Error> {
-        self.commit_quietly().await?;
-        note_write();
-        Ok(())
+        // Noted however the commit ends (success, error, or the request being dropped while it
+        // runs): a COMMIT that reached the server may have taken effect even if we never hear.
+        struct NoteOnDrop;
+        impl Drop for NoteOnDrop {
+            fn drop(&mut self) {
+                note_write();
+            }
+        }
+        let _noted = NoteOnDrop;
+        self.commit_quietly().await
     }
 
     /// Commits without invalidating caches: only for writes that change nothing a cache holds

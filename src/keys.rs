@@ -182,9 +182,13 @@ pub async fn rotate_api_key(
     let overlap_secs = overlap_secs.min(MAX_OVERLAP_SECS);
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
+    // Two rotations of one key at once would otherwise both replace the secret (PostgreSQL).
+    crate::store::businesses::lock(tx.conn(), principal.business_id).await?;
     let old = tokens::find_live_of_business(tx.conn(), principal.business_id, id, "api_key")
         .await?
         .ok_or(KeyError::NotFound)?;
+    // Only the secret being replaced now may live on: older ones from earlier rotations die.
+    tokens::revoke_overlaps(tx.conn(), id, now).await?;
     let secret = secret::generate(API_KEY_MARKER);
     if !tokens::replace_secret(tx.conn(), id, &secret.hash, &secret.prefix).await? {
         return Err(KeyError::NotFound);
@@ -413,7 +417,10 @@ pub async fn delete_bot(app: &App, principal: &Principal, member_id: Uuid) -> Re
         .await?
         .filter(|m| m.role == Role::Bot.as_str() && m.status == "active")
         .ok_or(KeyError::NotFound)?;
-    members::suspend(tx.conn(), member.id, now).await?;
+    if !members::suspend(tx.conn(), member.id, now).await? {
+        // Removed by a concurrent request since we read it.
+        return Err(KeyError::NotFound);
+    }
     tokens::revoke_all_of_user(tx.conn(), member.user_id, now).await?;
     metering::release(&mut tx, principal.business_id, "members", 1).await?;
     tx.commit().await?;

@@ -327,6 +327,8 @@ pub struct MeResponse {
     pub user: UserView,
     pub business: BusinessView,
     pub role: crate::domain::Role,
+    /// The caller's membership id in this business (`DELETE /members/{id}` with it leaves).
+    pub member_id: uuid::Uuid,
     /// What the presented token may do (see the README's scope table).
     pub scopes: Vec<&'static str>,
     /// The business's current subscription (live or not), or null if it never had one.
@@ -373,6 +375,7 @@ fn me_view(p: Principal, plan: Option<Plan>) -> ApiResult<MeResponse> {
             created_at: p.business_created_at,
         },
         role: m.role,
+        member_id: m.member_id,
         scopes,
         subscription,
     })

@@ -9,6 +9,7 @@ pub mod extract;
 pub mod health;
 pub mod invitations;
 pub mod keys;
+pub mod members;
 pub mod passwords;
 pub mod usage;
 
@@ -92,6 +93,11 @@ pub fn api_route_table() -> Vec<Route> {
         ("/api-keys/{id}/rotate", post(keys::rotate_api_key)),
         ("/bots", get(keys::list_bots).post(keys::create_bot)),
         ("/bots/{id}", delete(keys::delete_bot)),
+        ("/members", get(members::list_members)),
+        (
+            "/members/{id}",
+            patch(members::update_member).delete(members::delete_member),
+        ),
         ("/usage", get(usage::get_usage).post(usage::record_usage)),
         ("/entitlements", get(usage::get_entitlements)),
     ]

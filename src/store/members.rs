@@ -84,12 +84,62 @@ pub async fn find_by_id(c: Conn<'_>, business_id: Uuid, id: Uuid) -> sqlx::Resul
     .await)
 }
 
-/// Ends a membership without deleting its history.
-pub async fn suspend(c: Conn<'_>, id: Uuid, now: Timestamp) -> sqlx::Result<()> {
+/// Ends an active membership without deleting its history; returns whether it was active
+/// (so two concurrent removals give the seat back once).
+pub async fn suspend(c: Conn<'_>, id: Uuid, now: Timestamp) -> sqlx::Result<bool> {
     on_conn!(c, c => sqlx::query(
-        "UPDATE members SET status = 'suspended', updated_at = $2 WHERE id = $1",
+        "UPDATE members SET status = 'suspended', updated_at = $2 \
+         WHERE id = $1 AND status = 'active'",
     )
     .bind(id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}
+
+/// An active member of a business with what people see of their user.
+#[derive(Debug, Clone, FromRow)]
+pub struct MemberListing {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub role: String,
+    pub is_bot: bool,
+    pub created_at: Timestamp,
+}
+
+/// The active members of a business, oldest first.
+pub async fn list_active(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<Vec<MemberListing>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT m.id, m.user_id, u.email, u.first_name, u.last_name, m.role, u.is_bot, \
+         m.created_at FROM members m JOIN users u ON u.id = m.user_id \
+         WHERE m.business_id = $1 AND m.status = 'active' ORDER BY m.created_at, m.id",
+    )
+    .bind(business_id)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// Active owners of a business.
+pub async fn count_owners(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<i64> {
+    on_conn!(c, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM members WHERE business_id = $1 AND status = 'active' \
+         AND role = 'owner'",
+    )
+    .bind(business_id)
+    .fetch_one(&mut *c)
+    .await)
+}
+
+pub async fn set_role(c: Conn<'_>, id: Uuid, role: &str, now: Timestamp) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE members SET role = $2, updated_at = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(role)
     .bind(now)
     .execute(&mut *c)
     .await

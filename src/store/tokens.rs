@@ -285,3 +285,35 @@ pub async fn revoke_leaked(
     .await
     .map(|r| r.rows_affected() == 1))
 }
+
+/// Revokes every live token a user holds for one business (they left it or were removed).
+pub async fn revoke_all_of_member(
+    c: Conn<'_>,
+    business_id: Uuid,
+    user_id: Uuid,
+    now: Timestamp,
+) -> sqlx::Result<u64> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE tokens SET revoked_at = $3, revoked_reason = 'member_removed' \
+         WHERE business_id = $1 AND user_id = $2 AND revoked_at IS NULL",
+    )
+    .bind(business_id)
+    .bind(user_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}
+
+/// Revokes the old secrets a key's earlier rotations left alive (not the key itself).
+pub async fn revoke_overlaps(c: Conn<'_>, id: Uuid, now: Timestamp) -> sqlx::Result<u64> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE tokens SET revoked_at = $2, revoked_reason = 'rotated' \
+         WHERE replaced_by = $1 AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}

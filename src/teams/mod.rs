@@ -1,3 +1,4 @@
 //! Teams: who belongs to a business, and how people join one.
 
 pub mod invitations;
+pub mod members;

@@ -852,3 +852,50 @@ db_test! {
         assert_dead(&app, str_of(&key, "key")).await;
     }
 }
+
+db_test! {
+    async fn a_rotation_ends_the_secrets_left_alive_by_earlier_rotations(app) {
+        let owner = app.signup_token("rotate-twice@example.com").await;
+        let key = create_key(&app, &owner, "ci").await;
+        let path = format!("/api/v1/api-keys/{}/rotate", str_of(&key, "id"));
+        let first = str_of(&key, "key").to_owned();
+        let (status, second) = app
+            .post(&path, Some(&owner), json!({ "overlap_seconds": 86400 }))
+            .await;
+        assert_eq!(status, StatusCode::OK, "{second}");
+        assert_eq!(sdk_status(&app, &first).await, StatusCode::OK);
+        // The first secret leaked: rotate again with no overlap, and it must die with it.
+        let (status, third) = app.post(&path, Some(&owner), json!({ "overlap_seconds": 0 })).await;
+        assert_eq!(status, StatusCode::OK, "{third}");
+        assert_dead(&app, &first).await;
+        assert_dead(&app, str_of(&second, "key")).await;
+        assert_eq!(sdk_status(&app, str_of(&third, "key")).await, StatusCode::OK);
+    }
+}
+
+db_test! {
+    async fn deleting_a_bot_many_times_at_once_gives_its_place_back_once(app) {
+        let owner = app.signup_token("bot-race@example.com").await;
+        let bot = create_bot(&app, &owner, "racer", json!(["sdk"])).await;
+        let path = format!("/api/v1/bots/{}", str_of(&bot, "id"));
+        let app = std::sync::Arc::new(app);
+        let mut tasks = Vec::new();
+        for _ in 0..6 {
+            let (app, owner, path) = (app.clone(), owner.clone(), path.clone());
+            tasks.push(tokio::spawn(async move {
+                app.call(Method::DELETE, &path, Some(&owner), None).await.0
+            }));
+        }
+        let mut deleted = 0;
+        for task in tasks {
+            match task.await.expect("task") {
+                StatusCode::NO_CONTENT => deleted += 1,
+                StatusCode::NOT_FOUND => {}
+                other => panic!("unexpected {other}"),
+            }
+        }
+        assert_eq!(deleted, 1);
+        let (_, ent) = app.get("/api/v1/entitlements", Some(&owner)).await;
+        assert_eq!(ent["meters"]["members"]["used"], 1, "{ent}");
+    }
+}

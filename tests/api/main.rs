@@ -17,6 +17,7 @@ mod logout;
 mod mail;
 mod matrix;
 mod me;
+mod members;
 mod metering;
 mod password_reset;
 mod schema;

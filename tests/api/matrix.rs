@@ -114,6 +114,10 @@ fn table() -> Vec<Row> {
         row!("GET",    "/api/v1/bots",                        [401, 200, 200, 403, 403, 403, 401, 401, 200, 401, 401]),
         row!("POST",   "/api/v1/bots",                        [401, 201, 201, 403, 403, 403, 401, 401, 201, 401, 401]),
         row!("DELETE", "/api/v1/bots/{id}",                   [401, 204, 204, 403, 403, 403, 401, 401, 404, 401, 401]),
+        // Members: anyone reads the list; owners and admins change roles and remove.
+        row!("GET",    "/api/v1/members",                     [401, 200, 200, 200, 200, 403, 401, 401, 200, 401, 401]),
+        row!("PATCH",  "/api/v1/members/{id}",                [401, 200, 200, 403, 403, 403, 401, 401, 404, 401, 401]),
+        row!("DELETE", "/api/v1/members/{id}",                [401, 204, 204, 403, 403, 403, 401, 401, 404, 401, 401]),
 
         // SDK: `sdk` (API keys; sessions and bots through `dashboard`).
         //                                                    anon  own   adm   mem   bot   sdk   rvk   exp   oth   dusr  dbiz
@@ -322,6 +326,39 @@ async fn bot(app: &TestApp, setup: &str) -> (String, String) {
     (text(&bot, "/id"), text(&bot, "/token"))
 }
 
+/// A new human member (role `member`) of the main business: their member id.
+async fn human_member(app: &TestApp, w: &World) -> String {
+    let email = w.email("member-fixture");
+    let body = json!({"email": email, "role": "member", "send_email": false});
+    let invitation = must(
+        app,
+        "POST",
+        "/api/v1/invitations",
+        Some(&w.setup),
+        Some(body),
+        StatusCode::CREATED,
+    )
+    .await;
+    let accept = format!("/api/v1/invitations/{}/accept", text(&invitation, "/key"));
+    let body = json!({"first_name": "Fix", "last_name": "Ture", "password": PASSWORD});
+    must(app, "POST", &accept, None, Some(body), StatusCode::CREATED).await;
+    let list = must(
+        app,
+        "GET",
+        "/api/v1/members",
+        Some(&w.setup),
+        None,
+        StatusCode::OK,
+    )
+    .await;
+    list["data"]
+        .as_array()
+        .and_then(|members| members.iter().find(|m| m["email"] == email.as_str()))
+        .and_then(|m| m["id"].as_str())
+        .expect("the new member is listed")
+        .to_owned()
+}
+
 /// Moves a business to the hidden `unlimited` plan (a new period starts now), so no quota
 /// gets in the way of the many fixtures.
 async fn make_unlimited(app: &TestApp, staff: &str, business: &str) {
@@ -411,6 +448,14 @@ async fn prepare(app: &TestApp, w: &World, verb: &str, template: &str) -> (Strin
         ("POST", "/api/v1/bots") => with(json!({"name": "Matrix bot", "scopes": ["dashboard"]})),
         ("DELETE", "/api/v1/bots/{id}") => {
             let (id, _) = bot(app, &w.setup).await;
+            (at(&id), None)
+        }
+        ("PATCH", "/api/v1/members/{id}") => {
+            let id = human_member(app, w).await;
+            (at(&id), Some(json!({"role": "admin"})))
+        }
+        ("DELETE", "/api/v1/members/{id}") => {
+            let id = human_member(app, w).await;
             (at(&id), None)
         }
         ("POST", "/api/v1/admin/plans") => with(json!({

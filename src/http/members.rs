@@ -1,0 +1,118 @@
+//! Members of the caller's business: `GET /members`, `PATCH /members/{id}` `{role}`,
+//! `DELETE /members/{id}` (removing someone, or leaving when it is the caller's own id).
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::db::Timestamp;
+use crate::domain::Role;
+use crate::error::{ApiError, ApiResult, FieldError};
+use crate::http::extract::{ApiJson, Dashboard, DashboardRead, PathId};
+use crate::store::members::MemberListing;
+use crate::teams::members::{self, MemberError};
+
+impl From<MemberError> for ApiError {
+    fn from(err: MemberError) -> Self {
+        match err {
+            MemberError::Forbidden(why) => ApiError::forbidden("forbidden_role", why),
+            MemberError::NotFound => ApiError::not_found(),
+            MemberError::LastOwner => ApiError::conflict(
+                "last_owner",
+                "A business keeps at least one owner: make someone else owner first.",
+            ),
+            MemberError::BotRole => ApiError::validation(vec![FieldError::new(
+                "role",
+                "invalid_role",
+                "Bots keep the bot role, and nobody else can be given it.",
+            )]),
+            MemberError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub email: String,
+    pub first_name: String,
+    pub last_name: String,
+    pub role: String,
+    pub is_bot: bool,
+    pub joined_at: Timestamp,
+}
+
+impl From<MemberListing> for MemberView {
+    fn from(m: MemberListing) -> Self {
+        MemberView {
+            id: m.id,
+            user_id: m.user_id,
+            email: m.email,
+            first_name: m.first_name,
+            last_name: m.last_name,
+            role: m.role,
+            is_bot: m.is_bot,
+            joined_at: m.created_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct MemberList {
+    pub data: Vec<MemberView>,
+}
+
+/// `GET /api/v1/members`: everyone in the business, bots included, oldest first.
+pub async fn list_members(
+    State(app): State<AppState>,
+    DashboardRead(p): DashboardRead,
+) -> ApiResult<Json<MemberList>> {
+    let data = members::list(&app, &p).await?;
+    Ok(Json(MemberList {
+        data: data.into_iter().map(MemberView::from).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+pub struct RoleChange {
+    pub role: Option<String>,
+}
+
+/// `PATCH /api/v1/members/{id}` `{role}`: `owner`, `admin` or `member`.
+pub async fn update_member(
+    State(app): State<AppState>,
+    Dashboard(p): Dashboard,
+    PathId(id): PathId,
+    ApiJson(body): ApiJson<RoleChange>,
+) -> ApiResult<Json<MemberView>> {
+    let role = match body.role.as_deref().map(str::parse::<Role>) {
+        Some(Ok(role)) => role,
+        _ => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "role",
+                if body.role.is_none() {
+                    "required"
+                } else {
+                    "invalid_role"
+                },
+                "One of owner, admin, member.",
+            )]));
+        }
+    };
+    Ok(Json(members::change_role(&app, &p, id, role).await?.into()))
+}
+
+/// `DELETE /api/v1/members/{id}`: removes the member (owners and admins), or leaves the
+/// business (anyone, with their own member id). Their tokens for it stop working at once.
+pub async fn delete_member(
+    State(app): State<AppState>,
+    Dashboard(p): Dashboard,
+    PathId(id): PathId,
+) -> ApiResult<StatusCode> {
+    members::remove(&app, &p, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,153 @@
+//! Managing the members of a business: listing them, changing roles, removing them (or
+//! leaving). A business always keeps at least one owner; admins manage members and admins but
+//! never owners; only owners make owners (which is how ownership is transferred: make the new
+//! owner, then step down).
+
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::accounts::Principal;
+use crate::app::App;
+use crate::domain::Role;
+use crate::metering;
+use crate::store::members::{self, MemberListing};
+use crate::store::{businesses, tokens};
+
+#[derive(Debug, Error)]
+pub enum MemberError {
+    #[error("not allowed for this role")]
+    Forbidden(&'static str),
+    #[error("no such member")]
+    NotFound,
+    #[error("the business must keep at least one owner")]
+    LastOwner,
+    #[error("a bot's role cannot be changed, nor can anyone be made a bot")]
+    BotRole,
+    #[error(transparent)]
+    Unexpected(#[from] anyhow::Error),
+}
+
+impl From<sqlx::Error> for MemberError {
+    fn from(err: sqlx::Error) -> Self {
+        MemberError::Unexpected(err.into())
+    }
+}
+
+pub async fn list(app: &App, principal: &Principal) -> Result<Vec<MemberListing>, MemberError> {
+    let mut tx = app.db.read().await?;
+    Ok(members::list_active(tx.conn(), principal.business_id).await?)
+}
+
+/// Gives member `id` the role `role` (`owner`, `admin` or `member`).
+pub async fn change_role(
+    app: &App,
+    principal: &Principal,
+    id: Uuid,
+    role: Role,
+) -> Result<MemberListing, MemberError> {
+    let Some(member) = &principal.member else {
+        return Err(MemberError::Forbidden(
+            "Only owners and admins change roles.",
+        ));
+    };
+    if role == Role::Bot {
+        return Err(MemberError::BotRole);
+    }
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    // Serializes role changes in a business, so two owners cannot demote each other at once.
+    businesses::lock(tx.conn(), principal.business_id).await?;
+    // The caller's role as it is now, not as it was when the request was authenticated: a
+    // concurrent change may just have demoted them.
+    let caller = current_role(&mut tx, principal.business_id, member.member_id).await?;
+    if !caller.can_manage() {
+        return Err(MemberError::Forbidden(
+            "Only owners and admins change roles.",
+        ));
+    }
+    let target = members::find_by_id(tx.conn(), principal.business_id, id)
+        .await?
+        .filter(|m| m.status == "active")
+        .ok_or(MemberError::NotFound)?;
+    let current: Role = target
+        .role
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("member {id}: {e}"))?;
+    if current == Role::Bot {
+        return Err(MemberError::BotRole);
+    }
+    if caller != Role::Owner && (current == Role::Owner || role == Role::Owner) {
+        return Err(MemberError::Forbidden("Only owners make or unmake owners."));
+    }
+    if current == Role::Owner
+        && role != Role::Owner
+        && members::count_owners(tx.conn(), principal.business_id).await? <= 1
+    {
+        return Err(MemberError::LastOwner);
+    }
+    members::set_role(tx.conn(), id, role.as_str(), now).await?;
+    let listing = members::list_active(tx.conn(), principal.business_id)
+        .await?
+        .into_iter()
+        .find(|m| m.id == id)
+        .ok_or_else(|| anyhow::anyhow!("member {id} vanished while changing role"))?;
+    tx.commit().await?;
+    tracing::info!(member_id = %id, role = %role, "member role changed");
+    Ok(listing)
+}
+
+/// Removes member `id` from the business, or lets callers remove themselves (leaving). Their
+/// tokens for this business stop working at once; they no longer count against `members`.
+pub async fn remove(app: &App, principal: &Principal, id: Uuid) -> Result<(), MemberError> {
+    let Some(caller) = &principal.member else {
+        return Err(MemberError::Forbidden("Only members manage members."));
+    };
+    let leaving = caller.member_id == id;
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    businesses::lock(tx.conn(), principal.business_id).await?;
+    // The caller's role as it is now (see `change_role`).
+    let caller_role = current_role(&mut tx, principal.business_id, caller.member_id).await?;
+    if !leaving && !caller_role.can_manage() {
+        return Err(MemberError::Forbidden(
+            "Only owners and admins remove members.",
+        ));
+    }
+    let target = members::find_by_id(tx.conn(), principal.business_id, id)
+        .await?
+        .filter(|m| m.status == "active")
+        .ok_or(MemberError::NotFound)?;
+    if target.role == Role::Owner.as_str() {
+        if !leaving && caller_role != Role::Owner {
+            return Err(MemberError::Forbidden("Only owners remove owners."));
+        }
+        if members::count_owners(tx.conn(), principal.business_id).await? <= 1 {
+            return Err(MemberError::LastOwner);
+        }
+    }
+    if !members::suspend(tx.conn(), target.id, now).await? {
+        return Err(MemberError::NotFound);
+    }
+    tokens::revoke_all_of_member(tx.conn(), principal.business_id, target.user_id, now).await?;
+    metering::release(&mut tx, principal.business_id, "members", 1).await?;
+    tx.commit().await?;
+    tracing::info!(member_id = %id, leaving, "member removed");
+    Ok(())
+}
+
+async fn current_role(
+    tx: &mut crate::db::Tx,
+    business_id: Uuid,
+    member_id: Uuid,
+) -> Result<Role, MemberError> {
+    let member = members::find_by_id(tx.conn(), business_id, member_id)
+        .await?
+        .filter(|m| m.status == "active")
+        .ok_or(MemberError::Forbidden(
+            "You are no longer a member of this business.",
+        ))?;
+    member
+        .role
+        .parse()
+        .map_err(|e: String| MemberError::Unexpected(anyhow::anyhow!("member {member_id}: {e}")))
+}

@@ -21,6 +21,7 @@ use crate::secret;
 use crate::store::members::{self, Member};
 use crate::store::tokens::{self, Token};
 use crate::store::users::{self, User};
+use crate::teams::members::MemberError;
 
 /// The marker of API key secrets: `sk_live_…`.
 pub const API_KEY_MARKER: &str = "sk_live";
@@ -411,19 +412,21 @@ pub async fn list_bots(app: &App, principal: &Principal) -> Result<Vec<BotView>,
 /// against the `members` limit.
 pub async fn delete_bot(app: &App, principal: &Principal, member_id: Uuid) -> Result<(), KeyError> {
     manager(principal)?;
-    let now = app.clock.now();
-    let mut tx = app.db.begin().await?;
-    let member = members::find_by_id(tx.conn(), principal.business_id, member_id)
-        .await?
-        .filter(|m| m.role == Role::Bot.as_str() && m.status == "active")
-        .ok_or(KeyError::NotFound)?;
-    if !members::suspend(tx.conn(), member.id, now).await? {
-        // Removed by a concurrent request since we read it.
+    let is_bot = {
+        let mut tx = app.db.read().await?;
+        members::find_by_id(tx.conn(), principal.business_id, member_id)
+            .await?
+            .is_some_and(|m| m.role == Role::Bot.as_str() && m.status == "active")
+    };
+    if !is_bot {
         return Err(KeyError::NotFound);
     }
-    tokens::revoke_all_of_user(tx.conn(), member.user_id, now).await?;
-    metering::release(&mut tx, principal.business_id, "members", 1).await?;
-    tx.commit().await?;
-    tracing::info!(member_id = %member.id, "bot removed");
-    Ok(())
+    // Removing a bot is removing a member: one mechanism, one set of rules.
+    crate::teams::members::remove(app, principal, member_id)
+        .await
+        .map_err(|err| match err {
+            MemberError::NotFound => KeyError::NotFound,
+            MemberError::Forbidden(_) => KeyError::Forbidden,
+            other => KeyError::Unexpected(anyhow::anyhow!("removing bot {member_id}: {other}")),
+        })
 }

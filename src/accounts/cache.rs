@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use crate::db::Timestamp;
-use crate::store::plans::Plan;
 
 use super::Principal;
 
@@ -22,8 +21,8 @@ const MAX_ENTRIES: usize = 100_000;
 
 #[derive(Clone)]
 pub struct Entry {
+    /// With its current plan (`Principal::plan`).
     pub principal: Principal,
-    pub plan: Option<Plan>,
     pub token_last_used_at: Option<Timestamp>,
     pub token_expires_at: Option<Timestamp>,
     generation: u64,
@@ -74,7 +73,6 @@ impl AuthCache {
         &self,
         hash: &[u8],
         principal: Principal,
-        plan: Option<Plan>,
         token_last_used_at: Option<Timestamp>,
         token_expires_at: Option<Timestamp>,
         generation: u64,
@@ -91,7 +89,6 @@ impl AuthCache {
             hash.to_vec(),
             Entry {
                 principal,
-                plan,
                 token_last_used_at,
                 token_expires_at,
                 generation,
@@ -135,20 +132,10 @@ mod tests {
     fn an_entry_is_served_only_while_exact_and_young() {
         let cache = AuthCache::new(1000);
         let p = principal();
-        let generation = crate::db::write_generation();
-        cache.put(
-            b"h",
-            p.clone(),
-            None,
-            None,
-            Some(at(10_000)),
-            generation,
-            at(0),
-        );
         // Other tests in this process may commit at any moment; retry until a quiet window.
         let served = (0..100).any(|_| {
             let g = crate::db::write_generation();
-            cache.put(b"h", p.clone(), None, None, Some(at(10_000)), g, at(0));
+            cache.put(b"h", p.clone(), None, Some(at(10_000)), g, at(0));
             cache.get(b"h", at(999)).is_some()
         });
         assert!(served, "a fresh entry is served");
@@ -156,7 +143,7 @@ mod tests {
         assert!(cache.get(b"other", at(1)).is_none());
 
         let g = crate::db::write_generation();
-        cache.put(b"h", p.clone(), None, None, Some(at(10_000)), g, at(0));
+        cache.put(b"h", p.clone(), None, Some(at(10_000)), g, at(0));
         crate::db::note_write();
         assert!(
             cache.get(b"h", at(1)).is_none(),
@@ -164,22 +151,14 @@ mod tests {
         );
 
         let g = crate::db::write_generation();
-        cache.put(b"e", p.clone(), None, None, Some(at(500)), g, at(0));
+        cache.put(b"e", p.clone(), None, Some(at(500)), g, at(0));
         assert!(
             cache.get(b"e", at(500)).is_none(),
             "the token itself expired"
         );
 
         let off = AuthCache::new(0);
-        off.put(
-            b"h",
-            p,
-            None,
-            None,
-            None,
-            crate::db::write_generation(),
-            at(0),
-        );
+        off.put(b"h", p, None, None, crate::db::write_generation(), at(0));
         assert!(
             off.get(b"h", at(0)).is_none(),
             "a TTL of 0 turns the cache off"

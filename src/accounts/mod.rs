@@ -352,19 +352,10 @@ impl CurrentSubscription {
 /// How often `last_used_at` is written for a token that is in constant use.
 const TOUCH_INTERVAL_SECS: i64 = 60;
 
-/// Resolves a presented token. `None` for anything that is not a live credential.
+/// Resolves a presented token (with the current plan, in `Principal::plan`). `None` for
+/// anything that is not a live credential. Served from the auth-context cache when it is exact
+/// (see [`cache`]), otherwise read and cached.
 pub async fn authenticate(app: &App, presented: &str) -> anyhow::Result<Option<Principal>> {
-    Ok(authenticate_with_plan(app, presented)
-        .await?
-        .map(|(principal, _)| principal))
-}
-
-/// [`authenticate`], with the plan of the business's current subscription. Served from the
-/// auth-context cache when it is exact (see [`cache`]), otherwise read and cached.
-pub async fn authenticate_with_plan(
-    app: &App,
-    presented: &str,
-) -> anyhow::Result<Option<(Principal, Option<Plan>)>> {
     let now = app.clock.now();
     let hash = secret::digest(presented);
     let stale_before = now.plus(Duration::seconds(-TOUCH_INTERVAL_SECS));
@@ -373,7 +364,7 @@ pub async fn authenticate_with_plan(
             touch(app, entry.principal.token_id, now, stale_before).await?;
             app.auth_cache.touched(&hash, now);
         }
-        return Ok(Some((entry.principal, entry.plan)));
+        return Ok(Some(entry.principal));
     }
     // Taken before reading: a commit that lands while we read makes this entry stale at once.
     let generation = crate::db::write_generation();
@@ -391,7 +382,7 @@ pub async fn authenticate_with_plan(
         }
     };
     let mut principal = principal_from(row.clone())?;
-    principal.plan = plan.clone();
+    principal.plan = plan;
     let mut last_used = row.token_last_used_at;
     if last_used.is_none_or(|t| t < stale_before) {
         touch(app, row.token_id, now, stale_before).await?;
@@ -400,13 +391,12 @@ pub async fn authenticate_with_plan(
     app.auth_cache.put(
         &hash,
         principal.clone(),
-        plan.clone(),
         last_used,
         row.token_expires_at,
         generation,
         now,
     );
-    Ok(Some((principal, plan)))
+    Ok(Some(principal))
 }
 
 /// Writes `last_used_at` (at most once a minute per token). A quiet commit: when a token was
@@ -501,9 +491,4 @@ pub async fn logout(app: &App, principal: &Principal) -> anyhow::Result<()> {
     tokens::revoke(tx.conn(), principal.token_id, app.clock.now()).await?;
     tx.commit().await?;
     Ok(())
-}
-
-/// The plan of the caller's current subscription, if they have one.
-pub async fn current_plan(_app: &App, principal: &Principal) -> anyhow::Result<Option<Plan>> {
-    Ok(principal.plan.clone())
 }

@@ -337,14 +337,13 @@ pub struct MeResponse {
 
 /// `GET /api/v1/me`: who is calling, for which business, with which role and plan.
 pub async fn get_current_user(
-    State(app): State<AppState>,
     DashboardRead(principal): DashboardRead,
 ) -> ApiResult<Json<MeResponse>> {
-    let plan = accounts::current_plan(&app, &principal).await?;
-    me_view(principal, plan).map(Json)
+    me_view(principal).map(Json)
 }
 
-fn me_view(p: Principal, plan: Option<Plan>) -> ApiResult<MeResponse> {
+fn me_view(mut p: Principal) -> ApiResult<MeResponse> {
+    let plan = p.plan.take();
     let scopes = p.scopes.names();
     let m = p
         .member

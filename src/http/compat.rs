@@ -238,12 +238,8 @@ pub struct CompatPlan {
 }
 
 /// `GET /saas/me`
-pub async fn compat_me(
-    State(app): State<AppState>,
-    DashboardRead(p): DashboardRead,
-) -> ApiResult<Json<CompatMe>> {
-    let plan = accounts::current_plan(&app, &p).await?;
-    let plan = match (&p.subscription, plan) {
+pub async fn compat_me(DashboardRead(mut p): DashboardRead) -> ApiResult<Json<CompatMe>> {
+    let plan = match (&p.subscription, p.plan.take()) {
         (Some(sub), Some(plan)) => Some(CompatPlan {
             plan: plan.into(),
             status: sub.status.clone(),

@@ -301,10 +301,14 @@ pub async fn meter_statuses(
     for g in usage::gauges_of(c.reborrow(), principal.business_id).await? {
         used.insert(g.meter, g.used);
     }
-    for row in usage::counters_of(c.reborrow(), principal.business_id, 1000).await? {
-        if row.period_start == sub.current_period_start {
-            used.insert(row.meter, row.used);
-        }
+    for row in usage::counters_for_period(
+        c.reborrow(),
+        principal.business_id,
+        sub.current_period_start,
+    )
+    .await?
+    {
+        used.insert(row.meter, row.used);
     }
     let meters = sub
         .limits

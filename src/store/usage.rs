@@ -70,6 +70,22 @@ pub struct CounterRow {
     pub used: i64,
 }
 
+/// A business's per-cycle counters for the cycle starting at `period_start`.
+pub async fn counters_for_period(
+    c: Conn<'_>,
+    business_id: Uuid,
+    period_start: Timestamp,
+) -> sqlx::Result<Vec<CounterRow>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT meter, period_start, period_end, used FROM usage_counters \
+         WHERE business_id = $1 AND period_start = $2 ORDER BY meter",
+    )
+    .bind(business_id)
+    .bind(period_start)
+    .fetch_all(&mut *c)
+    .await)
+}
+
 /// A business's per-cycle counters, newest cycle first, at most `limit` rows.
 pub async fn counters_of(
     c: Conn<'_>,

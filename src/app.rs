@@ -26,6 +26,8 @@ pub struct App {
     pub auth_cache: crate::accounts::cache::AuthCache,
     /// Whether this process's mail worker loop is running (for `/readyz`).
     pub mail_worker_running: std::sync::atomic::AtomicBool,
+    /// The batching writer for metered rows on SQLite, started on first use.
+    pub sqlite_writer: crate::db::writer::WriterSlot,
 }
 
 pub type AppState = Arc<App>;
@@ -58,6 +60,7 @@ impl App {
             metrics: crate::metrics::Metrics::default(),
             auth_cache,
             mail_worker_running: std::sync::atomic::AtomicBool::new(false),
+            sqlite_writer: crate::db::writer::WriterSlot::default(),
         }))
     }
 }

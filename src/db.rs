@@ -5,6 +5,7 @@
 //! database by [`on_conn!`]; the store modules are the only users of it.
 
 pub mod direct;
+pub mod writer;
 
 use std::str::FromStr;
 use std::time::Duration;

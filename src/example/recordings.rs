@@ -12,11 +12,9 @@ use crate::app::AppState;
 use crate::db::Timestamp;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::extract::{ApiJson, DashboardRead, Idempotency, Sdk};
-use crate::metering::idempotency::{self, Stored};
-use crate::metering::{self, Consumed};
+use crate::metering::idempotency::{self, KeyReused, Stored};
+use crate::metering::{self, Consumed, MeteredError, MeteredInsert, Value};
 use crate::on_conn;
-
-use super::applications;
 
 /// The meter that counts recordings in a billing cycle.
 pub const METER: &str = "recordings";
@@ -64,47 +62,43 @@ pub async fn create_recording(
         })?;
     let now = app.clock.now();
     let fingerprint = idempotency::fingerprint("POST /recordings", &body);
-    let data = serde_json::Value::Object(body.data).to_string();
-    let stored = idempotency::run(
-        &app,
-        p.business_id,
-        key.as_ref(),
-        &fingerprint,
-        201,
-        async |tx| -> ApiResult<RecordingCreated> {
-            if applications::find(tx.conn(), p.business_id, application_id)
-                .await?
-                .is_none()
-            {
-                return Err(ApiError::validation(vec![FieldError::new(
-                    "application_id",
-                    "unknown_application",
-                    "The business has no such application.",
-                )]));
-            }
-            let usage = metering::consume(tx, &p, METER, 1, now).await?;
-            let id = Uuid::now_v7();
-            on_conn!(tx.conn(), c => sqlx::query(
-                "INSERT INTO recordings (id, business_id, application_id, data, created_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
-            )
-            .bind(id)
-            .bind(p.business_id)
-            .bind(application_id)
-            .bind(&data)
-            .bind(now)
-            .execute(&mut *c)
-            .await
-            .map(|r| r.rows_affected()))?;
-            Ok(RecordingCreated {
-                id,
-                application_id,
-                created_at: now,
-                usage,
-            })
-        },
-    )
-    .await?;
+    let id = Uuid::now_v7();
+    let row = MeteredInsert {
+        meter: METER,
+        quantity: 1,
+        requires: Some((
+            "SELECT 1 FROM applications \
+             WHERE id = $1 AND business_id = $2 AND deleted_at IS NULL",
+            vec![Value::Uuid(application_id), Value::Uuid(p.business_id)],
+        )),
+        table: "recordings",
+        columns: &["id", "business_id", "application_id", "data", "created_at"],
+        values: vec![
+            Value::Uuid(id),
+            Value::Uuid(p.business_id),
+            Value::Uuid(application_id),
+            Value::Text(serde_json::Value::Object(body.data).to_string()),
+            Value::Time(now),
+        ],
+    };
+    let created = move |usage| RecordingCreated {
+        id,
+        application_id,
+        created_at: now,
+        usage,
+    };
+    let stored = metering::insert_metered(&app, &p, row, key.as_ref(), &fingerprint, 201, created)
+        .await
+        .map_err(|e| match e {
+            MeteredError::Missing => ApiError::validation(vec![FieldError::new(
+                "application_id",
+                "unknown_application",
+                "The business has no such application.",
+            )]),
+            MeteredError::Quota(e) => e.into(),
+            MeteredError::KeyReused => KeyReused.into(),
+            MeteredError::Unexpected(e) => e.into(),
+        })?;
     Ok((StatusCode::CREATED, stored))
 }
 

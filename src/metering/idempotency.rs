@@ -85,18 +85,7 @@ where
             let stored = usage::find_idempotency_key(tx.conn(), business_id, key.as_str())
                 .await?
                 .ok_or_else(|| anyhow::anyhow!("idempotency key vanished while claimed"))?;
-            if stored.fingerprint != fingerprint {
-                return Err(KeyReused.into());
-            }
-            let status = u16::try_from(stored.status)
-                .ok()
-                .filter(|s| (200..300).contains(s))
-                .ok_or_else(|| anyhow::anyhow!("idempotency key stored without a response"))?;
-            return Ok(Stored {
-                status,
-                body: stored.body,
-                replayed: true,
-            });
+            return replay(fingerprint, &stored.fingerprint, stored.status, stored.body);
         }
     }
     let value = work(&mut tx).await?;
@@ -120,6 +109,31 @@ where
         status,
         body,
         replayed: false,
+    })
+}
+
+/// The answer to a request whose key was already used: the stored response if the request is
+/// the same one, [`KeyReused`] if not.
+pub fn replay<E>(
+    fingerprint: &[u8],
+    stored_fingerprint: &[u8],
+    stored_status: i64,
+    stored_body: String,
+) -> Result<Stored, E>
+where
+    E: From<KeyReused> + From<anyhow::Error>,
+{
+    if stored_fingerprint != fingerprint {
+        return Err(KeyReused.into());
+    }
+    let status = u16::try_from(stored_status)
+        .ok()
+        .filter(|s| (200..300).contains(s))
+        .ok_or_else(|| anyhow::anyhow!("idempotency key stored without a response"))?;
+    Ok(Stored {
+        status,
+        body: stored_body,
+        replayed: true,
     })
 }
 

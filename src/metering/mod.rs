@@ -5,6 +5,9 @@
 //! concurrency. Metered POSTs are made retry-safe by [`idempotency`].
 
 pub mod idempotency;
+mod insert;
+
+pub use insert::{MeteredError, MeteredInsert, Value, insert_metered};
 
 use std::collections::BTreeMap;
 
@@ -188,18 +191,7 @@ pub async fn consume_for(
             resets_at,
         }),
         (None, Some(limit)) => {
-            let used = current_use(tx.conn(), business, meter, sub).await?;
-            let upgrade_plans = plans_allowing(tx.conn(), meter, used + quantity).await?;
-            Err(QuotaError::Exceeded(Box::new(Exceeded {
-                meter: meter.to_owned(),
-                kind,
-                limit,
-                used,
-                requested: quantity,
-                resets_at,
-                plan: sub.plan_code.clone(),
-                upgrade_plans,
-            })))
+            Err(refusal(tx.conn(), business, sub, meter, limit, quantity).await?)
         }
         (None, None) => Err(anyhow::anyhow!("unlimited meter {meter} refused an increment").into()),
     }
@@ -250,6 +242,30 @@ pub async fn record_unchecked(
     usage::add_to_gauge(tx.conn(), business_id, meter, quantity, UNLIMITED)
         .await
         .map(|_| ())
+}
+
+/// The refusal of `quantity` of `meter`, with what is used now and which plans would allow it.
+async fn refusal(
+    mut c: Conn<'_>,
+    business: Uuid,
+    sub: &CurrentSubscription,
+    meter: &str,
+    limit: i64,
+    quantity: i64,
+) -> sqlx::Result<QuotaError> {
+    let kind = kind_of(meter);
+    let used = current_use(c.reborrow(), business, meter, sub).await?;
+    let upgrade_plans = plans_allowing(c, meter, used + quantity).await?;
+    Ok(QuotaError::Exceeded(Box::new(Exceeded {
+        meter: meter.to_owned(),
+        kind,
+        limit,
+        used,
+        requested: quantity,
+        resets_at: (kind == MeterKind::PerCycle).then_some(sub.current_period_end),
+        plan: sub.plan_code.clone(),
+        upgrade_plans,
+    })))
 }
 
 async fn current_use(

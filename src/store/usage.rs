@@ -9,6 +9,14 @@ use crate::on_conn;
 /// The `limit` given to the conditional writes for a meter the plan does not limit.
 pub const UNLIMITED: i64 = i64::MAX / 2;
 
+/// Parameters: business, meter, period start, period end, n, limit, now; returns `used`.
+pub const ADD_TO_COUNTER: &str = "INSERT INTO usage_counters (business_id, meter, period_start, period_end, used, updated_at) \
+         SELECT $1, $2, $3, $4, $5, $7 WHERE $5 <= $6 \
+         ON CONFLICT (business_id, meter, period_start) DO UPDATE \
+         SET used = usage_counters.used + excluded.used, updated_at = excluded.updated_at \
+         WHERE usage_counters.used + excluded.used <= $6 \
+         RETURNING used";
+
 /// Adds `n` to a per-cycle counter if the result stays within `limit`, creating the cycle's
 /// row at zero on first use. One statement: the row's lock (PostgreSQL) or the write lock
 /// (SQLite) makes the check and the increment one step, so concurrent callers never overshoot.
@@ -25,12 +33,7 @@ pub async fn add_to_counter(
     now: Timestamp,
 ) -> sqlx::Result<Option<i64>> {
     on_conn!(c, c => sqlx::query_scalar(
-        "INSERT INTO usage_counters (business_id, meter, period_start, period_end, used, updated_at) \
-         SELECT $1, $2, $3, $4, $5, $7 WHERE $5 <= $6 \
-         ON CONFLICT (business_id, meter, period_start) DO UPDATE \
-         SET used = usage_counters.used + excluded.used, updated_at = excluded.updated_at \
-         WHERE usage_counters.used + excluded.used <= $6 \
-         RETURNING used",
+        ADD_TO_COUNTER,
     )
     .bind(business_id)
     .bind(meter)
@@ -178,6 +181,10 @@ pub struct IdempotencyRow {
     pub body: String,
 }
 
+/// Parameters: business, key, fingerprint, now.
+pub const CLAIM_IDEMPOTENCY_KEY: &str = "INSERT INTO idempotency_keys (business_id, key, fingerprint, status, body, created_at) \
+         VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (business_id, key) DO NOTHING";
+
 /// Claims a key for a request; `false` when the key is already taken. On PostgreSQL a claim
 /// racing another transaction's uncommitted claim waits for it to end.
 pub async fn claim_idempotency_key(
@@ -188,8 +195,7 @@ pub async fn claim_idempotency_key(
     now: Timestamp,
 ) -> sqlx::Result<bool> {
     on_conn!(c, c => sqlx::query(
-        "INSERT INTO idempotency_keys (business_id, key, fingerprint, status, body, created_at) \
-         VALUES ($1, $2, $3, 0, '', $4) ON CONFLICT (business_id, key) DO NOTHING",
+        CLAIM_IDEMPOTENCY_KEY,
     )
     .bind(business_id)
     .bind(key)
@@ -200,20 +206,27 @@ pub async fn claim_idempotency_key(
     .map(|r| r.rows_affected() == 1))
 }
 
+/// Parameters: business, key; returns fingerprint, status, body.
+pub const FIND_IDEMPOTENCY_KEY: &str = "SELECT fingerprint, status, body FROM idempotency_keys \
+         WHERE business_id = $1 AND key = $2";
+
 pub async fn find_idempotency_key(
     c: Conn<'_>,
     business_id: Uuid,
     key: &str,
 ) -> sqlx::Result<Option<IdempotencyRow>> {
     on_conn!(c, c => sqlx::query_as(
-        "SELECT fingerprint, status, body FROM idempotency_keys \
-         WHERE business_id = $1 AND key = $2",
+        FIND_IDEMPOTENCY_KEY,
     )
     .bind(business_id)
     .bind(key)
     .fetch_optional(&mut *c)
     .await)
 }
+
+/// Parameters: business, key, status, body.
+pub const COMPLETE_IDEMPOTENCY_KEY: &str =
+    "UPDATE idempotency_keys SET status = $3, body = $4 WHERE business_id = $1 AND key = $2";
 
 pub async fn complete_idempotency_key(
     c: Conn<'_>,
@@ -223,7 +236,7 @@ pub async fn complete_idempotency_key(
     body: &str,
 ) -> sqlx::Result<()> {
     on_conn!(c, c => sqlx::query(
-        "UPDATE idempotency_keys SET status = $3, body = $4 WHERE business_id = $1 AND key = $2",
+        COMPLETE_IDEMPOTENCY_KEY,
     )
     .bind(business_id)
     .bind(key)
@@ -234,6 +247,10 @@ pub async fn complete_idempotency_key(
     .map(|_| ()))
 }
 
+/// Parameters: business or NULL, key or NULL, created before.
+pub const EXPIRE_IDEMPOTENCY_KEYS: &str = "DELETE FROM idempotency_keys WHERE created_at <= $3 \
+         AND ($1 IS NULL OR business_id = $1) AND ($2 IS NULL OR key = $2)";
+
 /// Forgets keys created before `before` (one key, or all of them when `key` is `None`).
 pub async fn expire_idempotency_keys(
     c: Conn<'_>,
@@ -242,8 +259,7 @@ pub async fn expire_idempotency_keys(
     before: Timestamp,
 ) -> sqlx::Result<u64> {
     on_conn!(c, c => sqlx::query(
-        "DELETE FROM idempotency_keys WHERE created_at <= $3 \
-         AND ($1 IS NULL OR business_id = $1) AND ($2 IS NULL OR key = $2)",
+        EXPIRE_IDEMPOTENCY_KEYS,
     )
     .bind(business_id)
     .bind(key)

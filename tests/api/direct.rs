@@ -89,3 +89,82 @@ async fn execute_many_runs_one_statement_per_row_inside_the_transaction() {
         .expect("read");
     assert_eq!(name, "kept");
 }
+
+#[tokio::test]
+async fn the_writer_commits_a_batch_and_rolls_back_only_the_writes_that_fail() {
+    use saaskit::db::writer::Writer;
+
+    let test_db = TestDb::create(Backend::Sqlite).await;
+    let db = test_db.connect().await;
+    let Db::Sqlite(pool) = &db else {
+        panic!("a SQLite database")
+    };
+    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, n INTEGER)")
+        .execute(pool)
+        .await
+        .expect("create");
+    let writer = Writer::start(pool).await.expect("writer");
+
+    // Many writes at once share batches; every fifth writes a row and then fails.
+    let writes = (0..100i64).map(|i| {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            writer
+                .run(move |b| -> Result<i64, sqlx::Error> {
+                    // Parameters out of order: `$2` binds the second argument wherever it is.
+                    b.execute(
+                        "INSERT INTO t (n, id, name) VALUES ($2 * 10, $2, $1)",
+                        &[Param::Text("row"), Param::Int(i)],
+                    )?;
+                    if i % 5 == 0 {
+                        return Err(sqlx::Error::Protocol("refused".into()));
+                    }
+                    let n = b
+                        .query_row("SELECT n FROM t WHERE id = $1", &[Param::Int(i)], |r| {
+                            r.int(0)
+                        })?
+                        .expect("the row just written");
+                    Ok(n)
+                })
+                .await
+        })
+    });
+    let results: Vec<_> = futures_join(writes).await;
+    for (i, result) in results.into_iter().enumerate() {
+        let i = i as i64;
+        match result {
+            Ok(n) => assert_eq!(n, i * 10),
+            Err(e) => {
+                assert_eq!(i % 5, 0, "write {i} failed: {e}");
+            }
+        }
+    }
+    let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM t")
+        .fetch_one(pool)
+        .await
+        .expect("count");
+    assert_eq!(
+        count, 80,
+        "the failed writes left nothing, the others all stand"
+    );
+
+    // A statement that cannot run fails its write only.
+    let broken = writer.run(|b| b.execute("NOT SQL", &[]).map(|_| ())).await;
+    assert!(broken.is_err());
+    let after = writer
+        .run(|b| b.execute("DELETE FROM t WHERE id = $1", &[Param::Int(1)]))
+        .await
+        .expect("the writer goes on");
+    assert_eq!(after, 1);
+}
+
+async fn futures_join<T: Send + 'static>(
+    handles: impl Iterator<Item = tokio::task::JoinHandle<T>>,
+) -> Vec<T> {
+    let handles: Vec<_> = handles.collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for handle in handles {
+        out.push(handle.await.expect("the task ran"));
+    }
+    out
+}

@@ -566,3 +566,57 @@ db_test!(
         assert_eq!(app.used(&p, "members").await, 2);
     }
 );
+
+db_test!(
+    async fn a_refused_recording_does_not_use_up_its_idempotency_key(app) {
+        let p = product(&app, "refused@example.com").await;
+        put_on_plan(&app, p.business, "one", &[("recordings", 1)]).await;
+        let (status, body) = app.record(&p).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+
+        // Refused twice with the same key: for an unknown application, then for the limit.
+        let unknown = json!({"application_id": uuid::Uuid::new_v4().to_string()});
+        let res = app.record_with_key(&p, "k-1", unknown).await;
+        let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        assert_eq!(problem["errors"][0]["code"], "unknown_application");
+        let body = json!({"application_id": p.application});
+        let res = app.record_with_key(&p, "k-1", body.clone()).await;
+        assert_problem(res, StatusCode::PAYMENT_REQUIRED, "quota_exceeded").await;
+        assert_eq!(app.count("recordings").await, 1);
+
+        // Once the limit allows it, the same key is judged afresh, and then replayed.
+        put_on_plan(&app, p.business, "two", &[("recordings", 2)]).await;
+        let res = app.record_with_key(&p, "k-1", body.clone()).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        assert!(res.headers().get("idempotent-replayed").is_none());
+        let res = app.record_with_key(&p, "k-1", body).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+        assert!(res.headers().get("idempotent-replayed").is_some());
+        assert_eq!(app.count("recordings").await, 2);
+        assert_eq!(app.used(&p, "recordings").await, 2);
+    }
+);
+
+db_test!(
+    async fn concurrent_recordings_with_one_idempotency_key_make_one_recording(app) {
+        let p = std::sync::Arc::new(product(&app, "keyburst@example.com").await);
+        let app = std::sync::Arc::new(app);
+        let body = json!({"application_id": p.application, "page": "/"});
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (app, p, body) = (app.clone(), p.clone(), body.clone());
+            tasks.push(tokio::spawn(async move {
+                read(app.record_with_key(&p, "same", body).await).await
+            }));
+        }
+        let mut bodies = Vec::new();
+        for task in tasks {
+            let (status, body) = task.await.expect("task");
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+            bodies.push(body);
+        }
+        assert!(bodies.iter().all(|b| b == &bodies[0]), "{bodies:?}");
+        assert_eq!(app.count("recordings").await, 1);
+        assert_eq!(app.used(&p, "recordings").await, 1);
+    }
+);

@@ -108,6 +108,16 @@ pub struct Config {
     )]
     pub session_lifetime_hours: u32,
 
+    /// How long a login session survives without being used, in hours.
+    #[arg(
+        long,
+        env = "SAASKIT_SESSION_IDLE_HOURS",
+        default_value_t = 24 * 7,
+        value_parser = clap::value_parser!(u32).range(1..=24 * 366),
+        global = true
+    )]
+    pub session_idle_hours: u32,
+
     /// How long this replica may answer from its auth-context cache before re-reading a
     /// token's context, in milliseconds: the most a change made by another replica (or the
     /// CLI) takes to be seen here. Changes made on this replica are seen at once. 0 disables.
@@ -222,6 +232,7 @@ impl Config {
             grace_period_days: 3,
             renew_every: 60,
             session_lifetime_hours: 24 * 30,
+            session_idle_hours: 24 * 7,
             auth_cache_ttl_ms: 1000,
             key_rotation_overlap_secs: 0,
             metrics_token: None,

@@ -5,6 +5,7 @@ pub mod cache;
 pub mod hashing;
 pub mod keys;
 pub mod reset;
+pub mod sessions;
 
 use chrono::Duration;
 use thiserror::Error;
@@ -359,7 +360,13 @@ pub async fn authenticate(app: &App, presented: &str) -> anyhow::Result<Option<P
     let now = app.clock.now();
     let hash = secret::digest(presented);
     let stale_before = now.plus(Duration::seconds(-TOUCH_INTERVAL_SECS));
+    let idle_before = idle_before(app, now);
     if let Some(entry) = app.auth_cache.get(&hash, now) {
+        if entry.principal.token_kind == "session"
+            && entry.token_last_used_at.is_some_and(|t| t < idle_before)
+        {
+            return Ok(None);
+        }
         if entry.token_last_used_at.is_none_or(|t| t < stale_before) {
             touch(app, entry.principal.token_id, now, stale_before).await?;
             app.auth_cache.touched(&hash, now);
@@ -370,7 +377,7 @@ pub async fn authenticate(app: &App, presented: &str) -> anyhow::Result<Option<P
     let generation = crate::db::write_generation();
     let (row, plan) = {
         let mut tx = app.db.read().await?;
-        match tokens::find_auth(tx.conn(), &hash, now).await? {
+        match tokens::find_auth(tx.conn(), &hash, now, idle_before).await? {
             None => return Ok(None),
             Some(row) => {
                 let plan = match row.plan_id {
@@ -397,6 +404,12 @@ pub async fn authenticate(app: &App, presented: &str) -> anyhow::Result<Option<P
         now,
     );
     Ok(Some(principal))
+}
+
+/// Sessions last used before this have lapsed (`SAASKIT_SESSION_IDLE_HOURS`). `last_used_at` is
+/// written at most once a minute, so idleness is measured to the minute.
+pub fn idle_before(app: &App, now: Timestamp) -> Timestamp {
+    now.plus(Duration::hours(-i64::from(app.config.session_idle_hours)))
 }
 
 /// Writes `last_used_at` (at most once a minute per token). A quiet commit: when a token was

@@ -11,6 +11,7 @@ pub mod invitations;
 pub mod keys;
 pub mod members;
 pub mod passwords;
+pub mod sessions;
 pub mod usage;
 
 use std::time::Duration;
@@ -74,6 +75,12 @@ pub fn api_route_table() -> Vec<Route> {
             post(admin::admin_deactivate_user),
         ),
         ("/password/reset", post(passwords::request_password_reset)),
+        ("/password/change", post(sessions::change_password)),
+        (
+            "/sessions",
+            get(sessions::list_sessions).delete(sessions::delete_other_sessions),
+        ),
+        ("/sessions/{id}", delete(sessions::delete_session)),
         (
             "/password/reset/confirm",
             post(passwords::confirm_password_reset),

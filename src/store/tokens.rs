@@ -124,7 +124,13 @@ pub struct AuthRow {
     pub plan_limits: Option<String>,
 }
 
-pub async fn find_auth(c: Conn<'_>, hash: &[u8], now: Timestamp) -> sqlx::Result<Option<AuthRow>> {
+/// `idle_before`: a session last used before this has lapsed.
+pub async fn find_auth(
+    c: Conn<'_>,
+    hash: &[u8],
+    now: Timestamp,
+    idle_before: Timestamp,
+) -> sqlx::Result<Option<AuthRow>> {
     on_conn!(c, c => sqlx::query_as(
         "SELECT t.id AS token_id, t.kind AS token_kind, t.scopes AS token_scopes, \
          t.last_used_at AS token_last_used_at, t.expires_at AS token_expires_at, \
@@ -146,10 +152,12 @@ pub async fn find_auth(c: Conn<'_>, hash: &[u8], now: Timestamp) -> sqlx::Result
          LEFT JOIN plans p ON p.id = s.plan_id \
          WHERE t.hash = $1 AND t.revoked_at IS NULL \
          AND (t.expires_at IS NULL OR t.expires_at > $2) AND b.is_active \
+         AND (t.kind <> 'session' OR t.last_used_at IS NULL OR t.last_used_at >= $3) \
          AND (t.kind = 'api_key' OR (u.is_active AND m.status = 'active'))",
     )
     .bind(hash)
     .bind(now)
+    .bind(idle_before)
     .fetch_optional(&mut *c)
     .await)
 }
@@ -313,6 +321,83 @@ pub async fn revoke_overlaps(c: Conn<'_>, id: Uuid, now: Timestamp) -> sqlx::Res
     )
     .bind(id)
     .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}
+
+/// A person's (or a bot's) token as the sessions API lists it.
+#[derive(Debug, Clone, FromRow)]
+pub struct SessionRow {
+    pub id: Uuid,
+    pub kind: String,
+    pub business_id: Option<Uuid>,
+    pub user_agent: Option<String>,
+    pub ip: Option<String>,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
+}
+
+/// A user's live tokens (not revoked, not expired, not idle since before `idle_before`),
+/// most recently used first.
+pub async fn live_of_user(
+    c: Conn<'_>,
+    user_id: Uuid,
+    now: Timestamp,
+    idle_before: Timestamp,
+) -> sqlx::Result<Vec<SessionRow>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, kind, business_id, user_agent, ip, created_at, last_used_at, expires_at \
+         FROM tokens WHERE user_id = $1 AND kind <> 'api_key' AND revoked_at IS NULL \
+         AND (expires_at IS NULL OR expires_at > $2) \
+         AND (kind <> 'session' OR last_used_at IS NULL OR last_used_at >= $3) \
+         ORDER BY last_used_at DESC, id DESC",
+    )
+    .bind(user_id)
+    .bind(now)
+    .bind(idle_before)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// Revokes one of a user's tokens; `false` when it is not theirs or not live.
+pub async fn revoke_of_user(
+    c: Conn<'_>,
+    user_id: Uuid,
+    id: Uuid,
+    now: Timestamp,
+    reason: &str,
+) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE tokens SET revoked_at = $3, revoked_reason = $4 \
+         WHERE id = $2 AND user_id = $1 AND kind <> 'api_key' AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(id)
+    .bind(now)
+    .bind(reason)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}
+
+/// Revokes every live token of a user except `keep`.
+pub async fn revoke_others_of_user(
+    c: Conn<'_>,
+    user_id: Uuid,
+    keep: Uuid,
+    now: Timestamp,
+    reason: &str,
+) -> sqlx::Result<u64> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE tokens SET revoked_at = $3, revoked_reason = $4 \
+         WHERE user_id = $1 AND id <> $2 AND kind <> 'api_key' AND revoked_at IS NULL",
+    )
+    .bind(user_id)
+    .bind(keep)
+    .bind(now)
+    .bind(reason)
     .execute(&mut *c)
     .await
     .map(|r| r.rows_affected()))

@@ -21,5 +21,6 @@ mod members;
 mod metering;
 mod password_reset;
 mod schema;
+mod sessions;
 mod signup;
 mod storage;

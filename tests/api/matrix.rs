@@ -94,6 +94,14 @@ fn table() -> Vec<Row> {
         row!("GET",    "/api/v1/applications/{id}",           [401, 200, 200, 200, 200, 403, 401, 401, 404, 401, 401]),
         row!("GET",    "/api/v1/recordings",                  [401, 200, 200, 200, 200, 403, 401, 401, 200, 401, 401]),
         row!("GET",    "/saas/me",                            [401, 200, 200, 200, 200, 403, 401, 401, 200, 401, 401]),
+        row!("GET",    "/api/v1/sessions",                    [401, 200, 200, 200, 200, 403, 401, 401, 200, 401, 401]),
+        // The id is a session of the owner: only the owner may end it.
+        row!("DELETE", "/api/v1/sessions/{id}",               [401, 204, 404, 404, 404, 403, 401, 401, 404, 401, 401]),
+        // End the caller's other sessions: run last for each caller (the password is changed
+        // to itself, so logging in with it still works).
+        row!("DELETE", "/api/v1/sessions",                    [401, 200, 200, 200, 200, 403, 401, 401, 200, 401, 401]),
+        // Bots have no password.
+        row!("POST",   "/api/v1/password/change",             [401, 200, 200, 200, 403, 403, 401, 401, 200, 401, 401]),
         // Revokes the caller's own token: run last for each caller.
         row!("POST",   "/api/v1/logout",                      [401, 204, 204, 204, 204, 403, 401, 401, 204, 401, 401]),
 
@@ -454,6 +462,30 @@ async fn prepare(app: &TestApp, w: &World, verb: &str, template: &str) -> (Strin
             let id = human_member(app, w).await;
             (at(&id), Some(json!({"role": "admin"})))
         }
+        ("DELETE", "/api/v1/sessions/{id}") => {
+            let session = login(app, &w.owner_email).await;
+            let list = must(
+                app,
+                "GET",
+                "/api/v1/sessions",
+                Some(&session),
+                None,
+                StatusCode::OK,
+            )
+            .await;
+            let id = list["data"]
+                .as_array()
+                .and_then(|all| all.iter().find(|s| s["current"] == true))
+                .and_then(|s| s["id"].as_str())
+                .expect("the current session is listed")
+                .to_owned();
+            (at(&id), None)
+        }
+        ("DELETE", "/api/v1/sessions") => plain(),
+        ("POST", "/api/v1/password/change") => with(json!({
+            "current_password": PASSWORD,
+            "new_password": PASSWORD,
+        })),
         ("DELETE", "/api/v1/members/{id}") => {
             let id = human_member(app, w).await;
             (at(&id), None)
@@ -502,6 +534,7 @@ fn expected_code(caller: usize, row: &Row, status: u16) -> Option<&'static str> 
         401 => Some("unauthenticated"),
         403 if caller == SDK_KEY => Some("insufficient_scope"),
         403 if row.path.starts_with("/api/v1/admin/") => Some("staff_only"),
+        403 if row.path == "/api/v1/password/change" => Some("not_a_person"),
         403 if row.path.starts_with("/api/v1/subscription/")
             || row.path == "/api/v1/invitations"
             || row.path == "/saas/invite" =>
@@ -522,11 +555,16 @@ async fn run_column(
     token: Option<&str>,
     failures: &mut Vec<String>,
 ) {
-    // Logout revokes the caller's own token: it goes last.
+    // What ends the caller's other sessions goes last, and logout (which ends the caller's own
+    // token) after it.
+    let ends_others = |r: &&Row| {
+        (r.method, r.path) == ("DELETE", "/api/v1/sessions") || r.path == "/api/v1/password/change"
+    };
     let is_logout = |r: &&Row| r.path == "/api/v1/logout";
     let ordered = rows
         .iter()
-        .filter(|r| !is_logout(r))
+        .filter(|r| !is_logout(r) && !ends_others(r))
+        .chain(rows.iter().filter(ends_others))
         .chain(rows.iter().filter(is_logout));
     for row in ordered {
         let (path, body) = prepare(app, w, row.method, row.path).await;
@@ -666,11 +704,15 @@ db_test! {
         let rows = table();
         assert_the_table_lists_every_route(&app, &rows).await;
 
-        let (world, tokens, staff_email) = build(&app).await;
+        let (mut world, tokens, staff_email) = build(&app).await;
         let mut failures = Vec::new();
         for (caller, token) in tokens.iter().enumerate() {
             if caller != EXPIRED_TOKEN {
                 run_column(&app, &world, &rows, caller, token.as_deref(), &mut failures).await;
+            }
+            if caller == OWNER {
+                // The owner ended their other sessions, the fixtures' one among them.
+                world.setup = login(&app, &world.owner_email).await;
             }
         }
 

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 
 use clap::{Args, ValueEnum};
 
+use crate::ratelimit::{Rule, Switch, TrustedProxies};
+
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct Config {
     /// Database to use: `sqlite://<file>` (created if missing) or `postgres://user:pass@host/db`.
@@ -179,6 +181,91 @@ pub struct Config {
         global = true
     )]
     pub shutdown_timeout_secs: u64,
+
+    /// `off` turns every rate limit off (load tests, benchmarks).
+    #[arg(
+        long,
+        env = "SAASKIT_RATE_LIMIT",
+        value_enum,
+        default_value = "on",
+        global = true
+    )]
+    pub rate_limit: Switch,
+
+    /// Failed logins from one client address, whatever the account.
+    #[arg(
+        long,
+        env = "SAASKIT_RATE_LIMIT_LOGIN_IP",
+        default_value = "30/1m",
+        global = true
+    )]
+    pub rate_limit_login_ip: Rule,
+
+    /// Failed logins to one account from one client address.
+    #[arg(
+        long,
+        env = "SAASKIT_RATE_LIMIT_LOGIN_ACCOUNT",
+        default_value = "5/15m",
+        global = true
+    )]
+    pub rate_limit_login_account: Rule,
+
+    /// Failed logins to one account from addresses it has never logged in from: slows a
+    /// distributed attack, while the owner's own addresses stay open to them.
+    #[arg(
+        long,
+        env = "SAASKIT_RATE_LIMIT_LOGIN_ACCOUNT_ALL",
+        default_value = "20/1h",
+        global = true
+    )]
+    pub rate_limit_login_account_all: Rule,
+
+    /// Signups from one client address.
+    #[arg(
+        long,
+        env = "SAASKIT_RATE_LIMIT_SIGNUP_IP",
+        default_value = "50/1h",
+        global = true
+    )]
+    pub rate_limit_signup_ip: Rule,
+
+    /// Password reset requests from one client address.
+    #[arg(
+        long,
+        env = "SAASKIT_RATE_LIMIT_RESET_IP",
+        default_value = "20/1h",
+        global = true
+    )]
+    pub rate_limit_reset_ip: Rule,
+
+    /// Password reset requests for one email address.
+    #[arg(
+        long,
+        env = "SAASKIT_RATE_LIMIT_RESET_ACCOUNT",
+        default_value = "5/1h",
+        global = true
+    )]
+    pub rate_limit_reset_account: Rule,
+
+    /// Failed uses of mailed keys (reset confirmations, invitation lookups and acceptances)
+    /// from one client address.
+    #[arg(
+        long,
+        env = "SAASKIT_RATE_LIMIT_KEYS_IP",
+        default_value = "30/10m",
+        global = true
+    )]
+    pub rate_limit_keys_ip: Rule,
+
+    /// Proxies whose `X-Forwarded-For` names the client (comma-separated addresses or
+    /// networks, e.g. `10.0.0.0/8,::1`). Empty: the peer address is the client.
+    #[arg(
+        long,
+        env = "SAASKIT_TRUSTED_PROXIES",
+        default_value = "",
+        global = true
+    )]
+    pub trusted_proxies: TrustedProxies,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -240,6 +327,15 @@ impl Config {
             hash_concurrency: None,
             log_format: LogFormat::Text,
             shutdown_timeout_secs: 30,
+            rate_limit: Switch::On,
+            rate_limit_login_ip: Rule::per(30, 60),
+            rate_limit_login_account: Rule::per(5, 15 * 60),
+            rate_limit_login_account_all: Rule::per(20, 3600),
+            rate_limit_signup_ip: Rule::per(50, 3600),
+            rate_limit_reset_ip: Rule::per(20, 3600),
+            rate_limit_reset_account: Rule::per(5, 3600),
+            rate_limit_keys_ip: Rule::per(30, 600),
+            trusted_proxies: TrustedProxies::default(),
         }
     }
 }

@@ -257,3 +257,28 @@ impl From<crate::metering::idempotency::KeyReused> for ApiError {
         )
     }
 }
+
+impl From<crate::ratelimit::Limited> for ApiError {
+    fn from(limited: crate::ratelimit::Limited) -> Self {
+        let mut err = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!(
+                "Too many attempts; try again in {} seconds.",
+                limited.retry_after
+            ),
+        )
+        .with_extra(serde_json::json!({ "retry_after": limited.retry_after }));
+        err.retry_after = Some(limited.retry_after);
+        err
+    }
+}
+
+impl From<crate::ratelimit::HitError> for ApiError {
+    fn from(err: crate::ratelimit::HitError) -> Self {
+        match err {
+            crate::ratelimit::HitError::Limited(limited) => limited.into(),
+            crate::ratelimit::HitError::Unexpected(e) => e.into(),
+        }
+    }
+}

@@ -17,6 +17,7 @@ pub mod keys;
 pub mod mail;
 pub mod metering;
 pub mod metrics;
+pub mod ratelimit;
 pub mod secret;
 pub mod store;
 pub mod teams;

@@ -14,13 +14,13 @@ use uuid::Uuid;
 use crate::app::App;
 use crate::db::Timestamp;
 use crate::domain::{BusinessName, Email, Password, PersonName, Role, Scope, Scopes};
-use crate::secret;
 use crate::store::businesses::{self, Business};
 use crate::store::members::{self, Member};
 use crate::store::plans::{self, Limits, Plan};
 use crate::store::subscriptions::{self, Subscription};
 use crate::store::tokens::{self, AuthRow, Token};
 use crate::store::users::{self, User};
+use crate::{ratelimit, secret};
 
 /// The marker at the start of every session token.
 pub const SESSION_MARKER: &str = "sks";
@@ -64,7 +64,18 @@ pub enum SignupError {
     #[error("an account with this email already exists")]
     EmailTaken,
     #[error(transparent)]
+    Limited(ratelimit::Limited),
+    #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
+}
+
+impl From<ratelimit::HitError> for SignupError {
+    fn from(err: ratelimit::HitError) -> Self {
+        match err {
+            ratelimit::HitError::Limited(limited) => SignupError::Limited(limited),
+            ratelimit::HitError::Unexpected(e) => SignupError::Unexpected(e),
+        }
+    }
 }
 
 impl From<sqlx::Error> for SignupError {
@@ -80,6 +91,13 @@ pub async fn signup(
     new: NewAccount,
     client: ClientInfo,
 ) -> Result<SignedUp, SignupError> {
+    let ip = client.ip.as_deref().unwrap_or("-");
+    ratelimit::hit(
+        app,
+        app.config.rate_limit_signup_ip,
+        ratelimit::bucket("signup-ip", ip),
+    )
+    .await?;
     // Hash before taking the write lock: it is the slow part and needs no database.
     let password_hash = app.hasher.hash(new.password.expose()).await?;
     let now = app.clock.now();
@@ -191,7 +209,18 @@ pub enum LoginError {
     #[error("invalid email or password")]
     InvalidCredentials,
     #[error(transparent)]
+    Limited(ratelimit::Limited),
+    #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
+}
+
+impl From<ratelimit::HitError> for LoginError {
+    fn from(err: ratelimit::HitError) -> Self {
+        match err {
+            ratelimit::HitError::Limited(limited) => LoginError::Limited(limited),
+            ratelimit::HitError::Unexpected(e) => LoginError::Unexpected(e),
+        }
+    }
 }
 
 impl From<sqlx::Error> for LoginError {
@@ -201,6 +230,13 @@ impl From<sqlx::Error> for LoginError {
 }
 
 /// Checks an email and password and opens a session for the user's default business.
+///
+/// Guessing is limited three ways (see [`crate::ratelimit`]): failures from the client's
+/// address, failures against the account from that address, and failures against the account
+/// from addresses it has never logged in from. Each attempt takes its slots before the
+/// password is checked (so parallel guesses cannot slip past a limit) and a successful login
+/// gives them back. Everything here happens alike for a known and an unknown email: the same
+/// buckets, the same Argon2 work, the same answers.
 pub async fn login(
     app: &App,
     email: &str,
@@ -208,9 +244,46 @@ pub async fn login(
     client: ClientInfo,
 ) -> Result<LoggedIn, LoginError> {
     let key = Email::key_of(email);
+    let ip = client.ip.as_deref();
+    let c = &app.config;
+    let by_ip = ratelimit::hit(
+        app,
+        c.rate_limit_login_ip,
+        ratelimit::bucket("login-ip", ip.unwrap_or("-")),
+    )
+    .await?;
+    let by_account = ratelimit::hit(
+        app,
+        c.rate_limit_login_account,
+        ratelimit::bucket_from("login", &key, ip),
+    )
+    .await?;
     let found = {
         let mut tx = app.db.read().await?;
         users::find_credentials_by_email_key(tx.conn(), &key).await?
+    };
+    let everywhere = match ratelimit::hit(
+        app,
+        c.rate_limit_login_account_all,
+        ratelimit::bucket("login-any", &key),
+    )
+    .await
+    {
+        Ok(hit) => Some(hit),
+        // The account is under attack from elsewhere: its owner's own addresses stay open.
+        Err(ratelimit::HitError::Limited(limited)) => {
+            // Asked for an unknown email too (of nobody), so both take the same time.
+            let user = found.as_ref().map_or(Uuid::nil(), |creds| creds.user.id);
+            let known = {
+                let mut tx = app.db.read().await?;
+                tokens::has_logged_in_from(tx.conn(), user, ip.unwrap_or("-")).await?
+            };
+            if !known {
+                return Err(LoginError::Limited(limited));
+            }
+            None
+        }
+        Err(other) => return Err(other.into()),
     };
     let Some(creds) = found else {
         app.hasher.verify_decoy(password).await?;
@@ -220,6 +293,13 @@ pub async fn login(
         return Err(LoginError::InvalidCredentials);
     }
     let user = creds.user;
+    // Not a guess after all: the attempt gives its slots back.
+    for hit in [Some(by_ip), Some(by_account), everywhere]
+        .into_iter()
+        .flatten()
+    {
+        hit.refund(app).await?;
+    }
 
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;

@@ -11,23 +11,49 @@ use super::{ClientInfo, Session, open_session};
 use crate::app::App;
 use crate::domain::{Email, Invalid, Password};
 use crate::mail::{self, Template};
+use crate::ratelimit;
 use crate::secret;
 use crate::store::one_time_keys::{self, OneTimeKey};
-use crate::store::{members, tokens, users};
+use crate::store::{members, rate_limits, tokens, users};
 
 pub const PURPOSE: &str = "password_reset";
 pub const KEY_LIFETIME: Duration = Duration::hours(1);
 
 /// Mails a reset link if `email` belongs to an active account; does nothing otherwise. The
 /// caller answers the same either way.
-pub async fn request_reset(app: &App, email: &str) -> anyhow::Result<()> {
+///
+/// Limited per client address and per email (known or not: the answer must not tell).
+pub async fn request_reset(
+    app: &App,
+    email: &str,
+    client: &ClientInfo,
+) -> Result<(), ratelimit::HitError> {
+    let ip = client.ip.as_deref().unwrap_or("-");
+    let c = &app.config;
+    ratelimit::hit(
+        app,
+        c.rate_limit_reset_ip,
+        ratelimit::bucket("reset-ip", ip),
+    )
+    .await?;
     if email.len() > 254 || email.chars().any(char::is_control) {
         return Ok(());
     }
     let key = Email::key_of(email);
+    ratelimit::hit(
+        app,
+        c.rate_limit_reset_account,
+        ratelimit::bucket("reset", &key),
+    )
+    .await?;
+    request_for(app, &key).await?;
+    Ok(())
+}
+
+async fn request_for(app: &App, key: &str) -> anyhow::Result<()> {
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
-    let Some(user) = users::find_by_email_key(tx.conn(), &key).await? else {
+    let Some(user) = users::find_by_email_key(tx.conn(), key).await? else {
         return Ok(());
     };
     if !user.is_active {
@@ -82,7 +108,18 @@ pub enum ResetError {
     #[error("the account has no business to open a session for")]
     NoBusiness,
     #[error(transparent)]
+    Limited(ratelimit::Limited),
+    #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
+}
+
+impl From<ratelimit::HitError> for ResetError {
+    fn from(err: ratelimit::HitError) -> Self {
+        match err {
+            ratelimit::HitError::Limited(limited) => ResetError::Limited(limited),
+            ratelimit::HitError::Unexpected(e) => ResetError::Unexpected(e),
+        }
+    }
 }
 
 impl From<sqlx::Error> for ResetError {
@@ -93,6 +130,27 @@ impl From<sqlx::Error> for ResetError {
 
 /// Sets a new password with a reset key; returns a new session.
 pub async fn confirm_reset(
+    app: &App,
+    presented: &str,
+    new_password: &str,
+    client: ClientInfo,
+) -> Result<Session, ResetError> {
+    let ip = client.ip.as_deref().unwrap_or("-").to_owned();
+    let attempt = ratelimit::hit(
+        app,
+        app.config.rate_limit_keys_ip,
+        ratelimit::bucket("keys-ip", &ip),
+    )
+    .await?;
+    let session = confirm(app, presented, new_password, client).await?;
+    attempt.refund(app).await?;
+    Ok(session)
+}
+
+/// How many new passwords a reset key may see refused before it dies.
+pub const MAX_FAILED_ATTEMPTS: i64 = 5;
+
+async fn confirm(
     app: &App,
     presented: &str,
     new_password: &str,
@@ -118,7 +176,17 @@ pub async fn confirm_reset(
         (key, user)
     };
     let email = Email::parse(&user.email).ok();
-    let password = Password::parse(new_password, email.as_ref()).map_err(ResetError::Password)?;
+    let password = match Password::parse(new_password, email.as_ref()) {
+        Ok(password) => password,
+        Err(invalid) => {
+            // A key refuses only so many passwords: then it dies, and a new one is needed.
+            let mut tx = app.db.begin().await?;
+            one_time_keys::count_failure(tx.conn(), key.id, MAX_FAILED_ATTEMPTS, app.clock.now())
+                .await?;
+            tx.commit_quietly().await?;
+            return Err(ResetError::Password(invalid));
+        }
+    };
     let password_hash = app.hasher.hash(password.expose()).await?;
 
     let now = app.clock.now();
@@ -133,6 +201,9 @@ pub async fn confirm_reset(
     }
     users::set_password_hash(tx.conn(), user.id, &password_hash, now).await?;
     tokens::revoke_all_of_user(tx.conn(), user.id, now).await?;
+    // The owner is back in: what guessing at the account had counted is forgotten.
+    rate_limits::clear(tx.conn(), &ratelimit::bucket("login", &user.email_key)).await?;
+    rate_limits::clear(tx.conn(), &ratelimit::bucket("login-any", &user.email_key)).await?;
     let business_id = members::default_business_of(tx.conn(), user.id)
         .await?
         .ok_or(ResetError::NoBusiness)?;

@@ -224,6 +224,7 @@ impl From<SignupError> for ApiError {
                 "email_taken",
                 "An account with this email already exists. Log in, or reset the password.",
             ),
+            SignupError::Limited(limited) => limited.into(),
             SignupError::Unexpected(e) => e.into(),
         }
     }
@@ -277,6 +278,7 @@ impl From<LoginError> for ApiError {
                 "invalid_credentials",
                 "The email or the password is wrong.",
             ),
+            LoginError::Limited(limited) => limited.into(),
             LoginError::Unexpected(e) => e.into(),
         }
     }

@@ -177,9 +177,10 @@ pub async fn compat_login(
 /// `POST /saas/passwd/reset`: 202 whatever the email; the key goes only to the mailbox.
 pub async fn compat_request_reset(
     state: State<AppState>,
+    client: Client,
     body: ApiJson<crate::http::passwords::ResetRequest>,
 ) -> ApiResult<(StatusCode, Json<crate::http::passwords::Accepted>)> {
-    crate::http::passwords::request_password_reset(state, body).await
+    crate::http::passwords::request_password_reset(state, client, body).await
 }
 
 #[derive(Debug, Deserialize)]

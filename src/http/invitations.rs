@@ -61,6 +61,7 @@ pub(crate) fn accept_error(err: AcceptError, password_field: &str) -> ApiError {
             "An account with this email already exists. Log in with it to join the business.",
         ),
         AcceptError::Quota(q) => q.into(),
+        AcceptError::Limited(limited) => limited.into(),
         AcceptError::Unexpected(e) => e.into(),
     }
 }

@@ -53,6 +53,7 @@ pub(crate) fn reset_error(err: ResetError, password_field: &str) -> ApiError {
             "no_business",
             "The password was not changed: this account belongs to no business.",
         ),
+        ResetError::Limited(limited) => limited.into(),
         ResetError::Unexpected(e) => e.into(),
     }
 }
@@ -73,13 +74,14 @@ const RESET_ACCEPTED: &str =
 /// `POST /api/v1/password/reset`: 202 whatever the email, so the answer tells nothing.
 pub async fn request_password_reset(
     State(app): State<AppState>,
+    Client(client): Client,
     ApiJson(body): ApiJson<ResetRequest>,
 ) -> ApiResult<(StatusCode, Json<Accepted>)> {
     let mut f = Fields::default();
     let email = f.required("email", &body.email);
     f.finish()?;
     if let Some(email) = email {
-        reset::request_reset(&app, email).await?;
+        reset::request_reset(&app, email, &client).await?;
     }
     Ok((
         StatusCode::ACCEPTED,

@@ -26,6 +26,12 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
                 "purging idempotency keys failed"
             );
         }
+        if let Err(err) = crate::ratelimit::purge(&app).await {
+            tracing::error!(
+                error = format!("{err:#}"),
+                "purging rate-limit windows failed"
+            );
+        }
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => {}

@@ -10,6 +10,7 @@ pub mod members;
 pub mod one_time_keys;
 pub mod outbox;
 pub mod plans;
+pub mod rate_limits;
 pub mod subscriptions;
 pub mod tokens;
 pub mod usage;

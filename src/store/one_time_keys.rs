@@ -116,3 +116,18 @@ pub async fn revoke_invitations_of(
     .await
     .map(|r| r.rows_affected()))
 }
+
+/// Counts a failed use of a key; at `max` failures the key is revoked.
+pub async fn count_failure(c: Conn<'_>, id: Uuid, max: i64, now: Timestamp) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE one_time_keys SET failed_attempts = failed_attempts + 1, \
+         revoked_at = CASE WHEN failed_attempts + 1 >= $2 THEN $3 ELSE revoked_at END \
+         WHERE id = $1 AND used_at IS NULL AND revoked_at IS NULL",
+    )
+    .bind(id)
+    .bind(max)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}

@@ -402,3 +402,15 @@ pub async fn revoke_others_of_user(
     .await
     .map(|r| r.rows_affected()))
 }
+
+/// Whether the user ever opened a session from `ip` (revoked and expired ones count: an
+/// address the owner used is theirs).
+pub async fn has_logged_in_from(c: Conn<'_>, user_id: Uuid, ip: &str) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM tokens WHERE user_id = $1 AND kind = 'session' AND ip = $2)",
+    )
+    .bind(user_id)
+    .bind(ip)
+    .fetch_one(&mut *c)
+    .await)
+}

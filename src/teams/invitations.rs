@@ -13,6 +13,7 @@ use crate::db::Timestamp;
 use crate::domain::{Email, Invalid, Password, PersonName, Role};
 use crate::mail::{self, Template};
 use crate::metering;
+use crate::ratelimit;
 use crate::secret;
 use crate::store::businesses::{self, Business};
 use crate::store::members::{self, Member};
@@ -269,7 +270,18 @@ pub enum AcceptError {
     #[error(transparent)]
     Quota(#[from] metering::QuotaError),
     #[error(transparent)]
+    Limited(ratelimit::Limited),
+    #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
+}
+
+impl From<ratelimit::HitError> for AcceptError {
+    fn from(err: ratelimit::HitError) -> Self {
+        match err {
+            ratelimit::HitError::Limited(limited) => AcceptError::Limited(limited),
+            ratelimit::HitError::Unexpected(e) => AcceptError::Unexpected(e),
+        }
+    }
 }
 
 impl From<sqlx::Error> for AcceptError {
@@ -291,6 +303,24 @@ impl From<LookupError> for AcceptError {
 /// one transaction. The email is not marked verified: the inviter also holds the key, so using
 /// it proves nothing about who reads that mailbox.
 pub async fn accept(
+    app: &App,
+    presented: &str,
+    acceptance: Acceptance,
+    client: ClientInfo,
+) -> Result<Accepted, AcceptError> {
+    let ip = client.ip.as_deref().unwrap_or("-").to_owned();
+    let attempt = ratelimit::hit(
+        app,
+        app.config.rate_limit_keys_ip,
+        ratelimit::bucket("keys-ip", &ip),
+    )
+    .await?;
+    let accepted = accept_with(app, presented, acceptance, client).await?;
+    attempt.refund(app).await?;
+    Ok(accepted)
+}
+
+async fn accept_with(
     app: &App,
     presented: &str,
     acceptance: Acceptance,

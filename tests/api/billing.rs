@@ -113,6 +113,8 @@ db_test! {
         assert_eq!(sub["status"], "expired");
         assert_eq!(sub["live"], false);
         assert_eq!(sub["plan"]["code"], "free-trial");
+        // Fifteen days unused: the session has lapsed; a new one sees the expiry.
+        let token = app.login_token("ada@example.com").await;
         let (_, me) = app.get("/api/v1/me", Some(&token)).await;
         assert_eq!(me["subscription"]["status"], "expired");
         let res = app.client.post(app.url("/api/v1/invitations")).bearer_auth(&token).json(&json!({"email": "x@example.com"})).send().await.expect("send");
@@ -287,6 +289,7 @@ db_test! {
         assert_eq!(body["subscription"]["credit_balance"], 1700);
 
         app.clock.advance(Duration::days(10));
+        let token = app.login_token("ada@example.com").await;
         let (status, dry) = read(change(&app, &token, json!({"plan": "pro", "dry_run": true})).await).await;
         assert_eq!(status, StatusCode::OK, "{dry}");
         assert_eq!(dry["dry_run"], true);

@@ -261,6 +261,20 @@ impl TestApp {
         body
     }
 
+    /// Logs in with the test password and returns the new session token (after a long jump of
+    /// the clock, an old session has lapsed like a real one would).
+    pub async fn login_token(&self, email: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/api/v1/login",
+                None,
+                json!({"email": email, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login failed: {body}");
+        token_of(&body)
+    }
+
     /// Signs up and returns the session token.
     pub async fn signup_token(&self, email: &str) -> String {
         token_of(&self.signup(email).await)

@@ -110,6 +110,7 @@ db_test! {
 
         // The free trial ends after 15 days; without a live subscription nobody can be invited.
         app.clock.advance(Duration::days(15));
+        let owner = app.login_token("ada@example.com").await;
         let res = app.client.post(app.url("/api/v1/invitations")).bearer_auth(&owner).json(&json!({"email": "late@example.com"})).send().await.expect("send");
         assert_problem(res, StatusCode::PAYMENT_REQUIRED, "no_active_subscription").await;
     }

@@ -21,6 +21,7 @@ mod members;
 mod metering;
 mod password_reset;
 mod schema;
+mod security;
 mod sessions;
 mod signup;
 mod storage;

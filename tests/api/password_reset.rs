@@ -149,7 +149,8 @@ db_test! {
 db_test! {
     async fn concurrent_reset_requests_leave_one_live_key(app) {
         app.signup("ada@example.com").await;
-        let tasks: Vec<_> = (0..6)
+        // As many as the default limit of reset requests for one email allows.
+        let tasks: Vec<_> = (0..5)
             .map(|_| {
                 let client = app.client.clone();
                 let url = app.url("/api/v1/password/reset");

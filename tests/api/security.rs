@@ -1,0 +1,291 @@
+//! Attacks on accounts, and that each fails: guessing passwords (alone, in parallel, from many
+//! addresses), enumerating emails through login, signup and reset, abusing reset keys, and
+//! forging the client address.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use reqwest::StatusCode;
+use saaskit::config::Config;
+use saaskit::ratelimit::Rule;
+use serde_json::{Value, json};
+
+use crate::db_test;
+use crate::helpers::*;
+use crate::smtp_sink::key_in;
+
+/// A second server on the same database, believing `X-Forwarded-For` from the tests (so each
+/// request can come from the address it names) and with `configure`'s limits.
+async fn behind_proxy(app: &TestApp, configure: impl FnOnce(&mut Config)) -> TestApp {
+    TestApp::spawn_configured(app.test_db.clone(), app.clock.clone(), |c| {
+        c.trusted_proxies = "127.0.0.1, ::1".parse().expect("valid");
+        configure(c);
+    })
+    .await
+}
+
+/// What an answer says, without what differs between any two requests.
+#[derive(Debug, Clone, PartialEq)]
+struct Answer {
+    status: u16,
+    retry_after: Option<String>,
+    body: Value,
+}
+
+async fn login_from(app: &TestApp, ip: &str, email: &str, password: &str) -> Answer {
+    let res = app
+        .client
+        .post(app.url("/api/v1/login"))
+        .header("X-Forwarded-For", ip)
+        .json(&json!({"email": email, "password": password}))
+        .send()
+        .await
+        .expect("request");
+    let status = res.status().as_u16();
+    let retry_after = res
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let (_, body) = read(res).await;
+    Answer {
+        status,
+        retry_after,
+        body,
+    }
+}
+
+db_test!(
+    async fn fifty_guesses_at_once_do_not_slip_past_a_limit_of_five(app) {
+        app.signup("ada@example.com").await;
+        let app = Arc::new(behind_proxy(&app, |_| {}).await);
+        assert_eq!(app.app.config.rate_limit_login_account, Rule::per(5, 15 * 60));
+        let mut guesses = Vec::new();
+        for i in 0..50 {
+            let app = app.clone();
+            guesses.push(tokio::spawn(async move {
+                login_from(&app, "198.51.100.7", "ada@example.com", &format!("guess {i}")).await
+            }));
+        }
+        let mut answers = Vec::new();
+        for guess in guesses {
+            answers.push(guess.await.expect("task"));
+        }
+        let judged = answers.iter().filter(|a| a.status == 401).count();
+        let refused: Vec<_> = answers.iter().filter(|a| a.status == 429).collect();
+        assert_eq!(judged, 5, "{answers:?}");
+        assert_eq!(refused.len(), 45);
+        for a in refused {
+            assert_eq!(a.body["code"], "rate_limited");
+            let secs: u64 = a.retry_after.as_deref().and_then(|s| s.parse().ok()).expect("Retry-After");
+            assert!((1..=900).contains(&secs), "{secs}");
+            assert_eq!(a.body["retry_after"], secs);
+        }
+
+        // The owner, from their own address, is not locked out by it...
+        let owner = login_from(&app, "203.0.113.1", "ada@example.com", PASSWORD).await;
+        assert_eq!(owner.status, 200, "{owner:?}");
+        // ...and once the window has passed, the attacker's address may try again.
+        app.clock.advance(Duration::minutes(15));
+        let later = login_from(&app, "198.51.100.7", "ada@example.com", "guess 51").await;
+        assert_eq!(later.status, 401);
+    }
+);
+
+db_test!(
+    async fn login_answers_alike_for_a_known_and_an_unknown_email_rate_limits_included(app) {
+        app.signup("ada@example.com").await;
+        let app = behind_proxy(&app, |_| {}).await;
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        for _ in 0..7 {
+            known.push(login_from(&app, "198.51.100.1", "ada@example.com", "wrong password").await);
+            unknown.push(login_from(&app, "198.51.100.2", "nobody@example.com", "wrong password").await);
+        }
+        assert_eq!(known, unknown);
+        let statuses: Vec<u16> = known.iter().map(|a| a.status).collect();
+        assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+    }
+);
+
+db_test!(
+    async fn login_takes_as_long_for_an_unknown_email_as_for_a_wrong_password(app) {
+        app.signup("ada@example.com").await;
+        let app = behind_proxy(&app, |c| c.rate_limit = saaskit::ratelimit::Switch::Off).await;
+        // Interleaved, so both see the same machine; medians, so a hiccup does not decide.
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        for i in 0..15 {
+            let ip = format!("198.51.100.{i}");
+            let started = std::time::Instant::now();
+            login_from(&app, &ip, "ada@example.com", "wrong password").await;
+            known.push(started.elapsed());
+            let started = std::time::Instant::now();
+            login_from(&app, &ip, "nobody@example.com", "wrong password").await;
+            unknown.push(started.elapsed());
+        }
+        known.sort();
+        unknown.sort();
+        let (k, u) = (known[7].as_secs_f64(), unknown[7].as_secs_f64());
+        // Both verify one Argon2id hash; skipping it would make the unknown email ~20x faster.
+        assert!(u > k * 0.6 && u < k / 0.6, "known {k:.4} s, unknown {u:.4} s");
+    }
+);
+
+db_test!(
+    async fn a_distributed_attack_slows_the_account_but_not_its_owner(app) {
+        app.signup("ada@example.com").await;
+        let app = behind_proxy(&app, |c| c.rate_limit_login_account_all = Rule::per(3, 3600)).await;
+        // The owner has logged in from home before.
+        assert_eq!(login_from(&app, "203.0.113.1", "ada@example.com", PASSWORD).await.status, 200);
+        let mut statuses = Vec::new();
+        for i in 0..6 {
+            let ip = format!("198.51.100.{i}");
+            statuses.push(login_from(&app, &ip, "ada@example.com", "guess").await.status);
+        }
+        assert_eq!(statuses, [401, 401, 401, 429, 429, 429]);
+        // A new address is refused even with the right password while the attack lasts...
+        assert_eq!(login_from(&app, "192.0.2.50", "ada@example.com", PASSWORD).await.status, 429);
+        // ...but the owner's own address still gets in (and may still mistype).
+        assert_eq!(login_from(&app, "203.0.113.1", "ada@example.com", "typo").await.status, 401);
+        assert_eq!(login_from(&app, "203.0.113.1", "ada@example.com", PASSWORD).await.status, 200);
+        // A password reset ends the slowdown for everyone.
+        let (status, _) = app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"})).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let key = key_in(&app.only_mail_to("ada@example.com").await);
+        let (status, _) = app
+            .post("/api/v1/password/reset/confirm", None, json!({"key": key, "password": "a brand new passphrase"}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let fresh = login_from(&app, "192.0.2.50", "ada@example.com", "a brand new passphrase").await;
+        assert_eq!(fresh.status, 200);
+    }
+);
+
+db_test!(
+    async fn successful_logins_are_not_counted_and_limits_can_be_turned_off(app) {
+        app.signup("ada@example.com").await;
+        let limited = behind_proxy(&app, |_| {}).await;
+        for _ in 0..12 {
+            assert_eq!(login_from(&limited, "198.51.100.9", "ada@example.com", PASSWORD).await.status, 200);
+        }
+        let off = behind_proxy(&app, |c| c.rate_limit = saaskit::ratelimit::Switch::Off).await;
+        for _ in 0..12 {
+            assert_eq!(login_from(&off, "198.51.100.9", "ada@example.com", "wrong").await.status, 401);
+        }
+    }
+);
+
+db_test!(
+    async fn a_forged_forwarded_for_from_an_untrusted_peer_changes_nothing(app) {
+        app.signup("ada@example.com").await;
+        // The default configuration trusts no proxy: the header is anyone's to write.
+        let mut statuses = Vec::new();
+        for i in 0..7 {
+            let ip = format!("198.51.100.{i}");
+            statuses.push(login_from(&app, &ip, "ada@example.com", "guess").await.status);
+        }
+        assert_eq!(statuses, [401, 401, 401, 401, 401, 429, 429]);
+        let token = app.signup_token("grace@example.com").await;
+        let (_, sessions) = app.get("/api/v1/sessions", Some(&token)).await;
+        assert_eq!(sessions["data"][0]["ip"], "127.0.0.1");
+    }
+);
+
+db_test!(
+    async fn signup_and_password_reset_are_limited_per_address_and_per_email(app) {
+        app.signup("ada@example.com").await;
+        let app = behind_proxy(&app, |c| {
+            c.rate_limit_signup_ip = Rule::per(2, 3600);
+            c.rate_limit_reset_account = Rule::per(2, 3600);
+            c.rate_limit_reset_ip = Rule::per(5, 3600);
+        })
+        .await;
+        let signup = |email: &str| {
+            json!({"business": {"name": "B"}, "email": email, "first_name": "A", "last_name": "B", "password": PASSWORD})
+        };
+        let mut statuses = Vec::new();
+        for i in 0..3 {
+            let res = app
+                .client
+                .post(app.url("/api/v1/signup"))
+                .header("X-Forwarded-For", "198.51.100.1")
+                .json(&signup(&format!("s{i}@example.com")))
+                .send()
+                .await
+                .expect("request");
+            statuses.push(res.status().as_u16());
+        }
+        assert_eq!(statuses, [201, 201, 429]);
+
+        // Reset: the same answers for an email with an account and one without.
+        let reset = |email: &'static str, ip: &'static str| {
+            let app = &app;
+            async move {
+                let res = app
+                    .client
+                    .post(app.url("/api/v1/password/reset"))
+                    .header("X-Forwarded-For", ip)
+                    .json(&json!({"email": email}))
+                    .send()
+                    .await
+                    .expect("request");
+                let status = res.status().as_u16();
+                let (_, body) = read(res).await;
+                (status, body)
+            }
+        };
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        for _ in 0..3 {
+            known.push(reset("ada@example.com", "198.51.100.2").await);
+            unknown.push(reset("nobody@example.com", "198.51.100.3").await);
+        }
+        assert_eq!(known, unknown);
+        assert_eq!(known.iter().map(|a| a.0).collect::<Vec<_>>(), [202, 202, 429]);
+        // Per address too: many emails from one address.
+        let mut statuses = Vec::new();
+        for email in ["a@example.com", "b@example.com", "c@example.com", "d@example.com", "e@example.com", "f@example.com"] {
+            let res = app
+                .client
+                .post(app.url("/api/v1/password/reset"))
+                .header("X-Forwarded-For", "198.51.100.4")
+                .json(&json!({"email": email}))
+                .send()
+                .await
+                .expect("request");
+            statuses.push(res.status().as_u16());
+        }
+        assert_eq!(statuses, [202, 202, 202, 202, 202, 429]);
+    }
+);
+
+db_test!(
+    async fn a_reset_key_dies_after_five_refused_passwords_and_when_a_new_one_is_requested(app) {
+        app.signup("ada@example.com").await;
+        let request = || app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"}));
+        assert_eq!(request().await.0, StatusCode::ACCEPTED);
+        let key = key_in(&app.only_mail_to("ada@example.com").await);
+        for _ in 0..5 {
+            let (status, body) = app
+                .post("/api/v1/password/reset/confirm", None, json!({"key": key, "password": "short"}))
+                .await;
+            assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        }
+        let (status, body) = app
+            .post("/api/v1/password/reset/confirm", None, json!({"key": key, "password": "a brand new passphrase"}))
+            .await;
+        assert_eq!(status, StatusCode::GONE, "{body}");
+        assert_eq!(body["code"], "key_revoked");
+
+        // A new key works; requesting yet another kills it.
+        app.deliver_mail().await;
+        assert_eq!(request().await.0, StatusCode::ACCEPTED);
+        app.deliver_mail().await;
+        assert_eq!(request().await.0, StatusCode::ACCEPTED);
+        let (status, body) = app
+            .post("/api/v1/password/reset/confirm", None, json!({"key": key, "password": "a brand new passphrase"}))
+            .await;
+        assert_eq!(status, StatusCode::GONE, "{body}");
+    }
+);

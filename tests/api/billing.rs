@@ -98,7 +98,7 @@ db_test! {
 
 db_test! {
     async fn the_trial_expires_after_fifteen_days_and_stays_current(app) {
-        let token = app.signup_token("ada@example.com").await;
+        app.signup_token("ada@example.com").await;
         let sub = app.subscription("ada@example.com").await;
         assert_eq!((sub["status"].as_str(), sub["live"].as_bool()), (Some("trialing"), Some(true)));
         assert_eq!(sub["credit_balance"], 0);

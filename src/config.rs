@@ -266,6 +266,26 @@ pub struct Config {
         global = true
     )]
     pub trusted_proxies: TrustedProxies,
+
+    /// Web origins allowed to call the API from a browser (CORS), comma-separated and exact
+    /// (`https://app.example.com`). Empty: no cross-origin access.
+    #[arg(
+        long,
+        env = "SAASKIT_CORS_ORIGINS",
+        default_value = "",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_origins: Vec<String>,
+
+    /// Seconds a request may take before it is answered 503 `timeout`.
+    #[arg(
+        long,
+        env = "SAASKIT_REQUEST_TIMEOUT",
+        default_value_t = 30,
+        global = true
+    )]
+    pub request_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -293,6 +313,22 @@ impl Config {
         }
         if self.metrics_token.as_ref().is_some_and(|t| t.len() < 16) {
             anyhow::bail!("SAASKIT_METRICS_TOKEN must be at least 16 characters");
+        }
+        for origin in self.cors_origins.iter().filter(|o| !o.trim().is_empty()) {
+            let o = origin.trim();
+            let scheme_ok = o.starts_with("https://") || o.starts_with("http://");
+            let host = o.split_once("://").map_or("", |(_, rest)| rest);
+            if !scheme_ok || host.is_empty() || host.contains('/') || o.contains('*') {
+                anyhow::bail!(
+                    "SAASKIT_CORS_ORIGINS takes exact origins like https://app.example.com (got {o:?})"
+                );
+            }
+            axum::http::HeaderValue::from_str(o).map_err(|_| {
+                anyhow::anyhow!("SAASKIT_CORS_ORIGINS: {o:?} is not a valid origin")
+            })?;
+        }
+        if self.request_timeout_secs == 0 {
+            anyhow::bail!("SAASKIT_REQUEST_TIMEOUT must be at least 1 second");
         }
         if self.default_plan.trim().is_empty() {
             anyhow::bail!("SAASKIT_DEFAULT_PLAN may not be empty");
@@ -336,6 +372,8 @@ impl Config {
             rate_limit_reset_account: Rule::per(5, 3600),
             rate_limit_keys_ip: Rule::per(30, 600),
             trusted_proxies: TrustedProxies::default(),
+            cors_origins: Vec::new(),
+            request_timeout_secs: 30,
         }
     }
 }

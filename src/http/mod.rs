@@ -18,12 +18,14 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
-use axum::http::{HeaderName, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::{MethodRouter, delete, get, patch, post};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::app::AppState;
@@ -141,8 +143,12 @@ pub fn router_with(app: AppState, extra: Router<AppState>) -> Router {
             app.clone(),
             record_metrics,
         ))
-        .with_state(app);
-    with_layers(routes)
+        .layer(axum::middleware::from_fn_with_state(
+            Duration::from_secs(app.config.request_timeout_secs),
+            enforce_timeout,
+        ))
+        .with_state(app.clone());
+    with_layers(routes, &app.config)
 }
 
 /// saaskit's API with the example product (`src/example`).
@@ -171,9 +177,18 @@ pub fn all_paths() -> Vec<String> {
 }
 
 /// Request id (taken from `X-Request-Id` or generated, and returned), a tracing span per request,
-/// the body limit, and a guard that turns a panic into a problem document instead of a dropped
-/// connection.
-pub fn with_layers(routes: Router) -> Router {
+/// the body limit, a guard that turns a panic into a problem document instead of a dropped
+/// connection, `Cache-Control: no-store` (answers carry tokens, keys and account data that no
+/// cache should keep), and CORS for the configured origins.
+pub fn with_layers(routes: Router, config: &crate::config::Config) -> Router {
+    let routes = routes.layer(SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    ));
+    let routes = match cors(config) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
     routes.layer(
         ServiceBuilder::new()
             .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
@@ -241,6 +256,62 @@ async fn record_metrics(
         app.metrics.error(code);
     }
     response
+}
+
+/// CORS for `SAASKIT_CORS_ORIGINS`, exact origins only; `None` when there are none (browsers
+/// then refuse every cross-origin call, the safe default).
+fn cors(config: &crate::config::Config) -> Option<CorsLayer> {
+    let origins: Vec<HeaderValue> = config
+        .cors_origins
+        .iter()
+        .map(|o| o.trim())
+        .filter(|o| !o.is_empty())
+        .filter_map(|o| HeaderValue::from_str(o).ok())
+        .collect();
+    if origins.is_empty() {
+        return None;
+    }
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_methods([
+                axum::http::Method::GET,
+                axum::http::Method::POST,
+                axum::http::Method::PATCH,
+                axum::http::Method::DELETE,
+            ])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                extract::IDEMPOTENCY_KEY,
+                REQUEST_ID,
+            ])
+            .expose_headers([
+                header::RETRY_AFTER,
+                REQUEST_ID,
+                HeaderName::from_static("idempotent-replayed"),
+            ])
+            .max_age(Duration::from_secs(3600)),
+    )
+}
+
+/// Answers 503 `timeout` when a request takes longer than `SAASKIT_REQUEST_TIMEOUT`; the handler
+/// is dropped (an open transaction rolls back; a write already handed to the SQLite writer may
+/// still commit, like any write whose answer was lost).
+async fn enforce_timeout(
+    axum::extract::State(limit): axum::extract::State<Duration>,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "timeout",
+            "The request took too long and was abandoned.",
+        )
+        .into_response(),
+    }
 }
 
 async fn not_found() -> ApiError {

@@ -86,15 +86,35 @@ struct Server {
 
 impl Server {
     async fn start(database_url: &str, workdir: &std::path::Path) -> Server {
+        Self::start_with(database_url, workdir, None).await
+    }
+
+    /// Starts `saaskit serve`; with `log`, its output (both streams, JSON lines at debug
+    /// level) goes to that file.
+    async fn start_with(
+        database_url: &str,
+        workdir: &std::path::Path,
+        log: Option<&std::path::Path>,
+    ) -> Server {
         let port = free_port();
-        let child = saaskit()
-            .current_dir(workdir)
+        let mut cmd = saaskit();
+        cmd.current_dir(workdir)
             .env("SAASKIT_DATABASE_URL", database_url)
-            .env("SAASKIT_BIND", format!("127.0.0.1:{port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start saaskit");
+            .env("SAASKIT_BIND", format!("127.0.0.1:{port}"));
+        match log {
+            Some(path) => {
+                let file = std::fs::File::create(path).expect("log file");
+                let copy = file.try_clone().expect("log file");
+                cmd.env("SAASKIT_LOG_FORMAT", "json")
+                    .env("RUST_LOG", "debug")
+                    .stdout(Stdio::from(file))
+                    .stderr(Stdio::from(copy));
+            }
+            None => {
+                cmd.stdout(Stdio::null()).stderr(Stdio::null());
+            }
+        }
+        let child = cmd.spawn().expect("start saaskit");
         let server = Server {
             child,
             base: format!("http://127.0.0.1:{port}"),
@@ -306,4 +326,170 @@ fn migrate_creates_the_default_sqlite_database_in_the_working_directory() {
         .expect("run migrate again");
     assert!(again.status.success());
     let _ = std::fs::remove_dir_all(&workdir);
+}
+
+/// Every secret a client sends or receives in the account flows, and the server's log of them
+/// at debug level: none of the secrets may appear in it, whole or as its random part.
+async fn no_secret_in_the_logs(test_db: Arc<TestDb>) {
+    let workdir =
+        std::env::temp_dir().join(format!("saaskit_logs_{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&workdir).expect("workdir");
+    let log = workdir.join("server.log");
+    let server = Server::start_with(&test_db.url, &workdir, Some(&log)).await;
+    let client = reqwest::Client::new();
+    let base = server.base.clone();
+    let post = |path: &str, token: Option<&str>, body: Value| {
+        let mut req = client.post(format!("{base}{path}")).json(&body);
+        if let Some(token) = token {
+            req = req.bearer_auth(token);
+        }
+        async move {
+            let res = req.send().await.expect("request");
+            let status = res.status();
+            let body: Value = res.json().await.unwrap_or(Value::Null);
+            (status, body)
+        }
+    };
+    let mut secrets: Vec<String> = vec![PASSWORD.to_owned()];
+    let (status, signup) = post(
+        "/api/v1/signup",
+        None,
+        json!({"business": {"name": "Logs"}, "email": "ada@example.com", "first_name": "Ada", "last_name": "L", "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{signup}");
+    let token = token_of(&signup);
+    secrets.push(token.clone());
+    let (_, login) = post(
+        "/api/v1/login",
+        None,
+        json!({"email": "ada@example.com", "password": PASSWORD}),
+    )
+    .await;
+    secrets.push(token_of(&login));
+    let (_, wrong) = post(
+        "/api/v1/login",
+        None,
+        json!({"email": "ada@example.com", "password": "a wrong guess at it"}),
+    )
+    .await;
+    assert_eq!(wrong["code"], "invalid_credentials");
+    secrets.push("a wrong guess at it".to_owned());
+    let (status, key) = post("/api/v1/api-keys", Some(&token), json!({"name": "k"})).await;
+    assert_eq!(status, StatusCode::CREATED, "{key}");
+    secrets.push(key["key"].as_str().expect("key").to_owned());
+    let (status, bot) = post(
+        "/api/v1/bots",
+        Some(&token),
+        json!({"name": "b", "scopes": ["sdk"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{bot}");
+    secrets.push(bot["token"].as_str().expect("token").to_owned());
+    let (status, inv) = post(
+        "/api/v1/invitations",
+        Some(&token),
+        json!({"email": "grace@example.com", "send_email": false}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{inv}");
+    let invitation = inv["key"].as_str().expect("key").to_owned();
+    secrets.push(invitation.clone());
+    let res = client
+        .get(format!("{base}/api/v1/invitations/{invitation}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::OK);
+    let (status, joined) = post(
+        &format!("/api/v1/invitations/{invitation}/accept"),
+        None,
+        json!({"first_name": "Grace", "last_name": "H", "password": "grace's own passphrase"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{joined}");
+    secrets.push("grace's own passphrase".to_owned());
+    secrets.push(token_of(&joined));
+    let (status, _) = post(
+        "/api/v1/password/reset",
+        None,
+        json!({"email": "ada@example.com"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::ACCEPTED);
+    // The mail worker writes the message to ./mail in the server's working directory.
+    let mut reset_key = None;
+    for _ in 0..100 {
+        if let Some(mail) = std::fs::read_dir(workdir.join("mail"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .find(|m| m.contains("reset-password?key="))
+        {
+            reset_key = Some(crate::smtp_sink::key_in(&mail));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let reset_key = reset_key.expect("the reset mail was written");
+    secrets.push(reset_key.clone());
+    let (status, reset) = post(
+        "/api/v1/password/reset/confirm",
+        None,
+        json!({"key": reset_key, "password": "the new secret passphrase"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reset}");
+    secrets.push("the new secret passphrase".to_owned());
+    secrets.push(token_of(&reset));
+    let (status, _) = post(
+        "/api/v1/password/change",
+        Some(&token_of(&reset)),
+        json!({"current_password": "the new secret passphrase", "new_password": "the newest passphrase"}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    secrets.push("the newest passphrase".to_owned());
+    let res = client
+        .get(format!("{base}/api/v1/me"))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        res.status(),
+        StatusCode::UNAUTHORIZED,
+        "the reset ended the first session"
+    );
+    assert_eq!(server.terminate().await, Some(0));
+
+    let logged = std::fs::read_to_string(&log).expect("the log");
+    assert!(
+        logged.lines().count() > 20,
+        "the server logged its requests:\n{logged}"
+    );
+    assert!(logged.contains("request_id"), "{logged}");
+    for secret in &secrets {
+        // The random part of a token (after its `sks_`-like prefix) must not appear either.
+        let random = secret.rsplit('_').next().unwrap_or(secret);
+        assert!(
+            !logged.contains(secret.as_str()) && (random.len() < 16 || !logged.contains(random)),
+            "a secret ({}…) is in the server's log",
+            secret.chars().take(6).collect::<String>()
+        );
+    }
+    let _ = std::fs::remove_dir_all(&workdir);
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs_sqlite() {
+    no_secret_in_the_logs(Arc::new(TestDb::create(Backend::Sqlite).await)).await;
+}
+
+#[tokio::test]
+async fn no_secret_reaches_the_logs_postgres() {
+    if postgres_enabled() {
+        no_secret_in_the_logs(Arc::new(TestDb::create(Backend::Postgres).await)).await;
+    }
 }

@@ -289,3 +289,70 @@ db_test!(
         assert_eq!(status, StatusCode::GONE, "{body}");
     }
 );
+
+db_test!(
+    async fn browsers_may_call_from_the_configured_origins_only(app) {
+        let closed = app.client.get(app.url("/api/v1/plans")).header("Origin", "https://app.example.com").send().await.expect("request");
+        assert!(closed.headers().get("access-control-allow-origin").is_none(), "no origin is allowed by default");
+
+        let open = TestApp::spawn_configured(app.test_db.clone(), app.clock.clone(), |c| {
+            c.cors_origins = vec!["https://app.example.com".into()];
+        })
+        .await;
+        let preflight = open
+            .client
+            .request(reqwest::Method::OPTIONS, open.url("/api/v1/me"))
+            .header("Origin", "https://app.example.com")
+            .header("Access-Control-Request-Method", "GET")
+            .header("Access-Control-Request-Headers", "authorization")
+            .send()
+            .await
+            .expect("request");
+        assert!(preflight.status().is_success(), "{}", preflight.status());
+        let headers = preflight.headers();
+        assert_eq!(headers.get("access-control-allow-origin").map(|v| v.as_bytes()), Some(&b"https://app.example.com"[..]));
+        assert!(headers.get("access-control-allow-credentials").is_none(), "bearer tokens, no cookies");
+
+        let other = open.client.get(open.url("/api/v1/plans")).header("Origin", "https://evil.example").send().await.expect("request");
+        assert!(other.headers().get("access-control-allow-origin").is_none());
+        let same = open.client.get(open.url("/api/v1/plans")).header("Origin", "https://app.example.com").send().await.expect("request");
+        assert_eq!(same.headers().get("access-control-allow-origin").map(|v| v.as_bytes()), Some(&b"https://app.example.com"[..]));
+
+        let mut config = saaskit::config::Config::defaults();
+        config.cors_origins = vec!["*".into()];
+        assert!(config.validate().is_err(), "a wildcard is refused");
+    }
+);
+
+db_test!(
+    async fn answers_carrying_secrets_are_never_cached(app) {
+        let signup = app.client.post(app.url("/api/v1/signup")).json(&json!({
+            "business": {"name": "B"}, "email": "ada@example.com", "first_name": "A", "last_name": "B", "password": PASSWORD,
+        })).send().await.expect("request");
+        assert_eq!(signup.headers().get("cache-control").map(|v| v.as_bytes()), Some(&b"no-store"[..]));
+        let token = token_of(&read(signup).await.1);
+        for res in [
+            app.client.post(app.url("/api/v1/login")).json(&json!({"email": "ada@example.com", "password": PASSWORD})).send().await.expect("request"),
+            app.client.post(app.url("/api/v1/api-keys")).bearer_auth(&token).json(&json!({"name": "k"})).send().await.expect("request"),
+            app.client.get(app.url("/api/v1/me")).bearer_auth(&token).send().await.expect("request"),
+            app.client.get(app.url("/api/v1/nowhere")).send().await.expect("request"),
+        ] {
+            assert_eq!(res.headers().get("cache-control").map(|v| v.as_bytes()), Some(&b"no-store"[..]), "{}", res.url());
+        }
+    }
+);
+
+db_test!(
+    async fn oversized_headers_are_refused_before_any_work(app) {
+        let mut request = String::from("GET /api/v1/plans HTTP/1.1\r\nHost: localhost\r\n");
+        for i in 0..200 {
+            request.push_str(&format!("X-Padding-{i}: {}\r\n", "a".repeat(64)));
+        }
+        request.push_str("Connection: close\r\n\r\n");
+        let (status, _, _) = app.raw(request.as_bytes()).await;
+        assert_eq!(status, 431, "too many headers");
+        let huge = format!("GET /api/v1/plans HTTP/1.1\r\nHost: localhost\r\nX-Big: {}\r\nConnection: close\r\n\r\n", "a".repeat(1_000_000));
+        let (status, _, _) = app.raw(huge.as_bytes()).await;
+        assert_eq!(status, 431, "a header too large");
+    }
+);

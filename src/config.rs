@@ -110,6 +110,16 @@ pub struct Config {
     )]
     pub session_lifetime_hours: u32,
 
+    /// How long an invitation link works, in days.
+    #[arg(
+        long,
+        env = "SAASKIT_INVITATION_TTL_DAYS",
+        default_value_t = 7,
+        value_parser = clap::value_parser!(u32).range(1..=365),
+        global = true
+    )]
+    pub invitation_ttl_days: u32,
+
     /// How long a login session survives without being used, in hours.
     #[arg(
         long,
@@ -356,6 +366,7 @@ impl Config {
             renew_every: 60,
             session_lifetime_hours: 24 * 30,
             session_idle_hours: 24 * 7,
+            invitation_ttl_days: 7,
             auth_cache_ttl_ms: 1000,
             key_rotation_overlap_secs: 0,
             metrics_token: None,

@@ -141,6 +141,26 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
+/// The caller if the request presents a token (401 if it is not a live one); `None` when it
+/// presents none: for routes that anyone may call and that act differently for a logged-in
+/// person (accepting an invitation).
+pub struct MaybeAuthenticated(pub Option<Principal>);
+
+impl FromRequestParts<AppState> for MaybeAuthenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Ok(MaybeAuthenticated(None));
+        }
+        let Authenticated(p) = Authenticated::from_request_parts(parts, app).await?;
+        Ok(MaybeAuthenticated(Some(p)))
+    }
+}
+
 impl Clone for Authenticated {
     fn clone(&self) -> Self {
         Authenticated(self.0.clone())

@@ -12,7 +12,9 @@ use crate::db::Timestamp;
 use crate::domain::{Email, PersonName, Role};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::accounts::{BusinessView, Fields, UserView};
-use crate::http::extract::{ApiJson, Client, Dashboard};
+use crate::http::extract::{
+    ApiJson, Client, Dashboard, DashboardRead, MaybeAuthenticated, OptionalJson,
+};
 use crate::teams::invitations::{
     self, AcceptError, Acceptance, InvitationDetails, InviteError, LookupError, NewInvitation,
 };
@@ -33,6 +35,8 @@ impl From<InviteError> for ApiError {
                 "already_member",
                 "This email already belongs to a member of the business.",
             ),
+            InviteError::NotFound => ApiError::not_found(),
+            InviteError::Quota(q) => q.into(),
             InviteError::Unexpected(e) => e.into(),
         }
     }
@@ -59,6 +63,18 @@ pub(crate) fn accept_error(err: AcceptError, password_field: &str) -> ApiError {
         AcceptError::AccountExists => ApiError::conflict(
             "account_exists",
             "An account with this email already exists. Log in with it to join the business.",
+        ),
+        AcceptError::OtherEmail => ApiError::forbidden(
+            "invitation_for_another_email",
+            "This invitation is for another email than the account you are logged in with.",
+        ),
+        AcceptError::NotAPerson => ApiError::forbidden(
+            "not_a_person",
+            "Only a person's login session can accept an invitation with an existing account.",
+        ),
+        AcceptError::AlreadyMember => ApiError::conflict(
+            "already_member",
+            "You are already a member of this business.",
         ),
         AcceptError::Quota(q) => q.into(),
         AcceptError::Limited(limited) => limited.into(),
@@ -133,9 +149,12 @@ pub async fn create_invitation(
         },
     )
     .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(InvitationCreated {
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+impl From<invitations::CreatedInvitation> for InvitationCreated {
+    fn from(created: invitations::CreatedInvitation) -> Self {
+        InvitationCreated {
             id: created.id,
             email: created.email,
             role: created.role,
@@ -147,7 +166,75 @@ pub async fn create_invitation(
             key: created.key,
             link: created.link,
             emailed: created.emailed,
-        }),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct PendingInvitation {
+    pub id: Uuid,
+    pub email: String,
+    pub role: String,
+    /// The user id of whoever sent it.
+    pub invited_by: Option<Uuid>,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+}
+
+#[derive(Debug, Serialize)]
+pub struct PendingInvitations {
+    pub data: Vec<PendingInvitation>,
+}
+
+/// `GET /api/v1/invitations`: the business's pending invitations, newest first (owners and
+/// admins).
+pub async fn list_invitations(
+    State(app): State<AppState>,
+    DashboardRead(principal): DashboardRead,
+) -> ApiResult<Json<PendingInvitations>> {
+    let pending = invitations::list_pending(&app, &principal).await?;
+    Ok(Json(PendingInvitations {
+        data: pending
+            .into_iter()
+            .map(|k| PendingInvitation {
+                id: k.id,
+                email: k.email.unwrap_or_default(),
+                role: k.role.unwrap_or_else(|| "member".to_owned()),
+                invited_by: k.created_by,
+                created_at: k.created_at,
+                expires_at: k.expires_at,
+            })
+            .collect(),
+    }))
+}
+
+/// The invitation id of a management route. Management routes share the path of the public
+/// ones (`/invitations/{key}`), where the segment is the invitation's id, a UUID.
+fn invitation_id(path: Result<Path<String>, PathRejection>) -> ApiResult<Uuid> {
+    key_of(path).parse().map_err(|_| ApiError::not_found())
+}
+
+/// `DELETE /api/v1/invitations/{id}`: revokes a pending invitation; its link stops working.
+pub async fn revoke_invitation(
+    State(app): State<AppState>,
+    Dashboard(principal): Dashboard,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<StatusCode> {
+    let id = invitation_id(path)?;
+    invitations::revoke(&app, &principal, id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/invitations/{id}/resend`: mails the invitation again with a new link (and a
+/// new expiry); the old link stops working. Answers like `POST /invitations`.
+pub async fn resend_invitation(
+    State(app): State<AppState>,
+    Dashboard(principal): Dashboard,
+    path: Result<Path<String>, PathRejection>,
+) -> ApiResult<Json<InvitationCreated>> {
+    let id = invitation_id(path)?;
+    Ok(Json(
+        invitations::resend(&app, &principal, id).await?.into(),
     ))
 }
 
@@ -198,7 +285,7 @@ pub async fn get_invitation(
     Ok(Json(invitations::describe(&app, &key).await?.into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 pub struct AcceptRequest {
     pub first_name: Option<String>,
     pub last_name: Option<String>,
@@ -240,24 +327,32 @@ pub(crate) fn parse_acceptance(
     }
 }
 
-/// `POST /api/v1/invitations/{key}/accept`: creates the invitee's account and membership.
+/// `POST /api/v1/invitations/{key}/accept`: creates the invitee's account and membership; or,
+/// sent with the session of an existing account of the invited email, joins with that account
+/// (no body needed).
 pub async fn accept_invitation(
     State(app): State<AppState>,
+    MaybeAuthenticated(caller): MaybeAuthenticated,
     path: Result<Path<String>, PathRejection>,
     Client(client): Client,
-    ApiJson(body): ApiJson<AcceptRequest>,
+    OptionalJson(body): OptionalJson<AcceptRequest>,
 ) -> ApiResult<(StatusCode, Json<AcceptResponse>)> {
     let key = key_of(path);
-    let mut f = Fields::default();
-    let password = f.required("password", &body.password);
-    let acceptance = parse_acceptance(&mut f, &body.first_name, &body.last_name, password);
-    f.finish()?;
-    let Some(acceptance) = acceptance else {
-        return Err(ApiError::validation(Vec::new()));
-    };
-    let done = invitations::accept(&app, &key, acceptance, client)
-        .await
-        .map_err(|e| accept_error(e, "password"))?;
+    let done = match caller {
+        Some(caller) => invitations::accept_as(&app, &key, &caller, client).await,
+        None => {
+            let body = body.unwrap_or_default();
+            let mut f = Fields::default();
+            let password = f.required("password", &body.password);
+            let acceptance = parse_acceptance(&mut f, &body.first_name, &body.last_name, password);
+            f.finish()?;
+            let Some(acceptance) = acceptance else {
+                return Err(ApiError::validation(Vec::new()));
+            };
+            invitations::accept(&app, &key, acceptance, client).await
+        }
+    }
+    .map_err(|e| accept_error(e, "password"))?;
     Ok((
         StatusCode::CREATED,
         Json(AcceptResponse {

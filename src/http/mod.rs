@@ -87,11 +87,23 @@ pub fn api_route_table() -> Vec<Route> {
             "/password/reset/confirm",
             post(passwords::confirm_password_reset),
         ),
-        ("/invitations", post(invitations::create_invitation)),
-        ("/invitations/{key}", get(invitations::get_invitation)),
+        (
+            "/invitations",
+            get(invitations::list_invitations).post(invitations::create_invitation),
+        ),
+        // `{key}`: the mailed key on the public routes (GET, accept), the invitation's id on
+        // the management ones (DELETE, resend); one segment name, as the router requires.
+        (
+            "/invitations/{key}",
+            get(invitations::get_invitation).delete(invitations::revoke_invitation),
+        ),
         (
             "/invitations/{key}/accept",
             post(invitations::accept_invitation),
+        ),
+        (
+            "/invitations/{key}/resend",
+            post(invitations::resend_invitation),
         ),
         (
             "/api-keys",

@@ -244,6 +244,31 @@ pub async fn record_unchecked(
         .map(|_| ())
 }
 
+/// Refuses (without consuming anything) when `quantity` more of a gauge, on top of what it counts
+/// and `reserved` more held elsewhere (pending invitations for `members`), would pass the plan's
+/// limit.
+pub async fn ensure_room(
+    mut c: Conn<'_>,
+    business: Uuid,
+    sub: &CurrentSubscription,
+    meter: &str,
+    reserved: i64,
+    quantity: i64,
+) -> Result<(), QuotaError> {
+    let Some(&limit) = sub.limits.get(meter) else {
+        return Ok(());
+    };
+    let used = current_use(c.reborrow(), business, meter, sub).await?;
+    if used.saturating_add(reserved).saturating_add(quantity) <= limit {
+        return Ok(());
+    }
+    let mut refused = refusal(c, business, sub, meter, limit, quantity).await?;
+    if let QuotaError::Exceeded(ex) = &mut refused {
+        ex.used = used.saturating_add(reserved);
+    }
+    Err(refused)
+}
+
 /// The refusal of `quantity` of `meter`, with what is used now and which plans would allow it.
 async fn refusal(
     mut c: Conn<'_>,

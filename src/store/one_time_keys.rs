@@ -131,3 +131,41 @@ pub async fn count_failure(c: Conn<'_>, id: Uuid, max: i64, now: Timestamp) -> s
     .await
     .map(|_| ()))
 }
+
+/// A business's pending invitations (not used, revoked or expired), newest first.
+pub async fn pending_invitations(
+    c: Conn<'_>,
+    business_id: Uuid,
+    now: Timestamp,
+) -> sqlx::Result<Vec<OneTimeKey>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, purpose, hash, user_id, business_id, email, role, created_by, \
+         failed_attempts, created_at, expires_at, used_at, revoked_at FROM one_time_keys \
+         WHERE purpose = 'invitation' AND business_id = $1 AND used_at IS NULL \
+         AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC, id DESC",
+    )
+    .bind(business_id)
+    .bind(now)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// Revokes one pending invitation of a business; `false` when there is no such pending one.
+pub async fn revoke_invitation(
+    c: Conn<'_>,
+    business_id: Uuid,
+    id: Uuid,
+    now: Timestamp,
+) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE one_time_keys SET revoked_at = $3 \
+         WHERE purpose = 'invitation' AND business_id = $1 AND id = $2 \
+         AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $3",
+    )
+    .bind(business_id)
+    .bind(id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}

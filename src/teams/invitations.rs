@@ -21,7 +21,6 @@ use crate::store::one_time_keys::{self, OneTimeKey};
 use crate::store::users::{self, User};
 
 pub const PURPOSE: &str = "invitation";
-pub const KEY_LIFETIME_DAYS: i64 = 7;
 
 #[derive(Debug)]
 pub struct NewInvitation {
@@ -52,6 +51,10 @@ pub enum InviteError {
     NoLiveSubscription,
     #[error("this email already belongs to a member of the business")]
     AlreadyMember,
+    #[error("no such pending invitation")]
+    NotFound,
+    #[error(transparent)]
+    Quota(#[from] metering::QuotaError),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -94,9 +97,26 @@ pub async fn invite(
     }
     one_time_keys::revoke_invitations_of(tx.conn(), inviter.business_id, new.email.key(), now)
         .await?;
+    // The plan's `members` limit counts pending invitations as seats (checked again when one
+    // is accepted, since the limit or the members may change meanwhile).
+    let pending = one_time_keys::pending_invitations(tx.conn(), inviter.business_id, now)
+        .await?
+        .len();
+    if let Some(sub) = &inviter.subscription {
+        metering::ensure_room(
+            tx.conn(),
+            inviter.business_id,
+            sub,
+            "members",
+            i64::try_from(pending).unwrap_or(i64::MAX),
+            1,
+        )
+        .await?;
+    }
     let secret = secret::generate("");
     let id = Uuid::now_v7();
-    let expires_at = now.plus(Duration::days(KEY_LIFETIME_DAYS));
+    let valid_days = i64::from(app.config.invitation_ttl_days);
+    let expires_at = now.plus(Duration::days(valid_days));
     one_time_keys::insert(
         tx.conn(),
         &OneTimeKey {
@@ -131,7 +151,7 @@ pub async fn invite(
             ("inviter_name", &inviter_name),
             ("business_name", &inviter.business_name),
             ("role", new.role.as_str()),
-            ("valid_days", &KEY_LIFETIME_DAYS.to_string()),
+            ("valid_days", &valid_days.to_string()),
             ("link", &link),
         ]);
         mail::enqueue(
@@ -159,6 +179,61 @@ pub async fn invite(
         link,
         emailed: new.send_email,
     })
+}
+
+/// A business's pending invitations, newest first (owners and admins).
+pub async fn list_pending(app: &App, caller: &Principal) -> Result<Vec<OneTimeKey>, InviteError> {
+    if !caller.member.as_ref().is_some_and(|m| m.role.can_manage()) {
+        return Err(InviteError::Forbidden);
+    }
+    let mut tx = app.db.read().await?;
+    Ok(one_time_keys::pending_invitations(tx.conn(), caller.business_id, app.clock.now()).await?)
+}
+
+/// Revokes a pending invitation: its link stops working at once.
+pub async fn revoke(app: &App, caller: &Principal, id: Uuid) -> Result<(), InviteError> {
+    if !caller.member.as_ref().is_some_and(|m| m.role.can_manage()) {
+        return Err(InviteError::Forbidden);
+    }
+    let mut tx = app.db.begin().await?;
+    if !one_time_keys::revoke_invitation(tx.conn(), caller.business_id, id, app.clock.now()).await?
+    {
+        return Err(InviteError::NotFound);
+    }
+    tx.commit().await?;
+    tracing::info!(invitation_id = %id, business_id = %caller.business_id, "invitation revoked");
+    Ok(())
+}
+
+/// Sends a pending invitation again with a new key (and a new expiry); the old link stops
+/// working.
+pub async fn resend(
+    app: &App,
+    caller: &Principal,
+    id: Uuid,
+) -> Result<CreatedInvitation, InviteError> {
+    let pending = list_pending(app, caller).await?;
+    let old = pending
+        .into_iter()
+        .find(|k| k.id == id)
+        .ok_or(InviteError::NotFound)?;
+    let role = old
+        .role
+        .as_deref()
+        .unwrap_or("member")
+        .parse::<Role>()
+        .map_err(|e| anyhow::anyhow!("invitation {id}: {e}"))?;
+    let email = Email::from_stored_key(old.email.as_deref().unwrap_or_default());
+    invite(
+        app,
+        caller,
+        NewInvitation {
+            email,
+            role,
+            send_email: true,
+        },
+    )
+    .await
 }
 
 fn display_name(first: &str, last: &str, email: &str) -> String {
@@ -267,6 +342,12 @@ pub enum AcceptError {
     Password(Invalid),
     #[error("an account with this email exists; log in to accept")]
     AccountExists,
+    #[error("the invitation is for another email than the logged-in account's")]
+    OtherEmail,
+    #[error("only a person's session can accept an invitation")]
+    NotAPerson,
+    #[error("already a member of this business")]
+    AlreadyMember,
     #[error(transparent)]
     Quota(#[from] metering::QuotaError),
     #[error(transparent)]
@@ -320,6 +401,84 @@ pub async fn accept(
     Ok(accepted)
 }
 
+/// Accepts an invitation with an existing account, as its logged-in owner: no password, and
+/// only for the invited email. Opens a session for the business joined.
+pub async fn accept_as(
+    app: &App,
+    presented: &str,
+    caller: &Principal,
+    client: ClientInfo,
+) -> Result<Accepted, AcceptError> {
+    let ip = client.ip.as_deref().unwrap_or("-").to_owned();
+    let attempt = ratelimit::hit(
+        app,
+        app.config.rate_limit_keys_ip,
+        ratelimit::bucket("keys-ip", &ip),
+    )
+    .await?;
+    let member = match &caller.member {
+        Some(m) if caller.token_kind == "session" && m.role != Role::Bot => m,
+        _ => return Err(AcceptError::NotAPerson),
+    };
+    let (key, details) = load(app, presented).await?;
+    if Email::key_of(&member.email) != details.email {
+        return Err(AcceptError::OtherEmail);
+    }
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    let user = users::find(tx.conn(), member.user_id)
+        .await?
+        .filter(|u| u.is_active)
+        .ok_or(AcceptError::NotAPerson)?;
+    businesses::lock(tx.conn(), details.business.id).await?;
+    if members::find(tx.conn(), details.business.id, user.id)
+        .await?
+        .is_some()
+    {
+        return Err(AcceptError::AlreadyMember);
+    }
+    if !one_time_keys::consume(tx.conn(), key.id, now).await? {
+        return Err(KeyProblem::Used.into());
+    }
+    join(&mut tx, &details, user.id, now).await?;
+    let session = open_session(app, &mut tx, user.id, details.business.id, now, client).await?;
+    tx.commit().await?;
+    attempt.refund(app).await?;
+    tracing::info!(invitation_id = %key.id, user_id = %user.id, "invitation accepted by an existing account");
+    Ok(Accepted {
+        session,
+        user,
+        business: details.business,
+        role: details.role,
+    })
+}
+
+/// Adds the membership an invitation offers, counting it against the plan's `members` limit.
+async fn join(
+    tx: &mut crate::db::Tx,
+    details: &InvitationDetails,
+    user_id: Uuid,
+    now: Timestamp,
+) -> Result<(), AcceptError> {
+    members::insert(
+        tx.conn(),
+        &Member {
+            id: Uuid::now_v7(),
+            business_id: details.business.id,
+            user_id,
+            role: details.role.as_str().to_owned(),
+            status: "active".to_owned(),
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await?;
+    // The plan's `members` limit, checked again now that the member is really added.
+    let sub = metering::current_subscription(tx.conn(), details.business.id).await?;
+    metering::consume_for(tx, details.business.id, sub.as_ref(), "members", 1, now).await?;
+    Ok(())
+}
+
 async fn accept_with(
     app: &App,
     presented: &str,
@@ -364,30 +523,7 @@ async fn accept_with(
         }
         other => other?,
     }
-    members::insert(
-        tx.conn(),
-        &Member {
-            id: Uuid::now_v7(),
-            business_id: details.business.id,
-            user_id: user.id,
-            role: details.role.as_str().to_owned(),
-            status: "active".to_owned(),
-            created_at: now,
-            updated_at: now,
-        },
-    )
-    .await?;
-    // The plan's `members` limit, checked again now that the member is really added.
-    let sub = metering::current_subscription(tx.conn(), details.business.id).await?;
-    metering::consume_for(
-        &mut tx,
-        details.business.id,
-        sub.as_ref(),
-        "members",
-        1,
-        now,
-    )
-    .await?;
+    join(&mut tx, &details, user.id, now).await?;
     let session = open_session(app, &mut tx, user.id, details.business.id, now, client).await?;
     tx.commit().await?;
     tracing::info!(invitation_id = %key.id, user_id = %user.id, "invitation accepted");

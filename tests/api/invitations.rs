@@ -185,3 +185,121 @@ db_test! {
         assert_eq!(live, 1);
     }
 }
+
+db_test! {
+    async fn owners_list_revoke_and_resend_pending_invitations(app) {
+        let owner = app.signup_token("ada@example.com").await;
+        let (_, first) = invite(&app, &owner, json!({"email": "grace@example.com", "send_email": false})).await;
+        let (_, second) = invite(&app, &owner, json!({"email": "alan@example.com", "role": "admin", "send_email": false})).await;
+        let (status, list) = app.get("/api/v1/invitations", Some(&owner)).await;
+        assert_eq!(status, StatusCode::OK, "{list}");
+        let emails: Vec<&str> = list["data"].as_array().expect("list").iter().filter_map(|i| i["email"].as_str()).collect();
+        assert_eq!(emails, ["alan@example.com", "grace@example.com"], "newest first");
+        assert_eq!(list["data"][0]["role"], "admin");
+        assert!(list["data"][0]["expires_at"].is_string());
+        assert!(!list.to_string().contains(first["key"].as_str().expect("key")), "keys are never listed");
+
+        // Revoked: the link stops working, and the list forgets it.
+        let path = format!("/api/v1/invitations/{}", first["id"].as_str().expect("id"));
+        let (status, _) = app.call(reqwest::Method::DELETE, &path, Some(&owner), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let res = accept(&app, first["key"].as_str().expect("key"), invitee()).await;
+        assert_problem(res, StatusCode::GONE, "key_revoked").await;
+        let (status, _) = app.call(reqwest::Method::DELETE, &path, Some(&owner), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "revoking twice");
+        let (_, list) = app.get("/api/v1/invitations", Some(&owner)).await;
+        assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
+
+        // Resent: a new key is mailed, the old one is dead, the role is kept.
+        let path = format!("/api/v1/invitations/{}/resend", second["id"].as_str().expect("id"));
+        let (status, resent) = app.post(&path, Some(&owner), json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{resent}");
+        assert_eq!(resent["emailed"], true);
+        assert_eq!(resent["role"], "admin");
+        assert_ne!(resent["key"], second["key"]);
+        let mailed = key_in(&app.only_mail_to("alan@example.com").await);
+        assert_eq!(mailed, resent["key"].as_str().expect("key"));
+        let res = accept(&app, second["key"].as_str().expect("key"), invitee()).await;
+        assert_problem(res, StatusCode::GONE, "key_revoked").await;
+        let res = accept(&app, &mailed, invitee()).await;
+        assert_eq!(res.status(), StatusCode::CREATED);
+
+        // Members may not manage invitations; other businesses cannot see them.
+        let (_, member) = invite(&app, &owner, json!({"email": "m@example.com", "role": "member", "send_email": false})).await;
+        let res = accept(&app, member["key"].as_str().expect("key"), invitee()).await;
+        let member_token = token_of(&read(res).await.1);
+        let (status, _) = app.get("/api/v1/invitations", Some(&member_token)).await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+        let (_, pending) = invite(&app, &owner, json!({"email": "p@example.com", "send_email": false})).await;
+        let other = app.signup_token("other@example.com").await;
+        let path = format!("/api/v1/invitations/{}", pending["id"].as_str().expect("id"));
+        let (status, _) = app.call(reqwest::Method::DELETE, &path, Some(&other), None).await;
+        assert_eq!(status, StatusCode::NOT_FOUND);
+        let (_, list) = app.get("/api/v1/invitations", Some(&other)).await;
+        assert_eq!(list["data"].as_array().map(Vec::len), Some(0));
+    }
+}
+
+db_test! {
+    async fn an_existing_account_accepts_while_logged_in_and_no_one_else_can(app) {
+        let owner = app.signup_token("ada@example.com").await;
+        let grace_signup = app.signup("grace@example.com").await;
+        let grace = token_of(&grace_signup);
+        let alan = app.signup_token("alan@example.com").await;
+        let (_, inv) = invite(&app, &owner, json!({"email": "grace@example.com", "role": "admin", "send_email": false})).await;
+        let key = inv["key"].as_str().expect("key");
+        let path = format!("/api/v1/invitations/{key}/accept");
+
+        // Without logging in: the account exists, so a second password is refused.
+        assert_problem(accept(&app, key, invitee()).await, StatusCode::CONFLICT, "account_exists").await;
+        // Logged in as someone else: refused, and the key still works.
+        let res = app.client.post(app.url(&path)).bearer_auth(&alan).send().await.expect("send");
+        assert_problem(res, StatusCode::FORBIDDEN, "invitation_for_another_email").await;
+
+        // As Grace herself, no body and no password: she joins with her account.
+        let res = app.client.post(app.url(&path)).bearer_auth(&grace).send().await.expect("send");
+        let (status, joined) = read(res).await;
+        assert_eq!(status, StatusCode::CREATED, "{joined}");
+        assert_eq!(joined["role"], "admin");
+        assert_eq!(joined["user"]["id"], grace_signup["user"]["id"]);
+        let new_session = token_of(&joined);
+        let (_, me) = app.get("/api/v1/me", Some(&new_session)).await;
+        assert_eq!(me["business"]["id"], inv["business"]["id"], "the new session acts for the business joined");
+        assert_eq!(me["role"], "admin");
+        let (_, me) = app.get("/api/v1/me", Some(&grace)).await;
+        assert_eq!(me["business"]["id"], grace_signup["business"]["id"], "her first session still acts for her own business");
+
+        // Used: a replay fails; her next login lands in the business she used last.
+        let res = app.client.post(app.url(&path)).bearer_auth(&grace).send().await.expect("send");
+        assert_problem(res, StatusCode::GONE, "key_used").await;
+        let (_, members) = app.get("/api/v1/members", Some(&owner)).await;
+        assert!(members["data"].as_array().expect("list").iter().any(|m| m["email"] == "grace@example.com"));
+    }
+}
+
+db_test! {
+    async fn invitations_count_against_the_members_limit_and_expire_as_configured(app) {
+        let owner = app.signup_token("ada@example.com").await;
+        // free-trial allows 5 members: the owner and four pending invitations fill it.
+        for i in 0..4 {
+            let (status, body) = invite(&app, &owner, json!({"email": format!("p{i}@example.com"), "send_email": false})).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        let (status, refused) = invite(&app, &owner, json!({"email": "late@example.com", "send_email": false})).await;
+        assert_eq!(status, StatusCode::PAYMENT_REQUIRED, "{refused}");
+        assert_eq!(refused["code"], "quota_exceeded");
+        assert_eq!(refused["meter"], "members");
+        assert_eq!(refused["used"], 5);
+        // Re-inviting a pending email replaces it, so it needs no new seat.
+        let (status, _) = invite(&app, &owner, json!({"email": "p0@example.com", "send_email": false})).await;
+        assert_eq!(status, StatusCode::CREATED);
+
+        let short = TestApp::spawn_configured(app.test_db.clone(), app.clock.clone(), |c| c.invitation_ttl_days = 2).await;
+        let (_, inv) = invite(&short, &owner, json!({"email": "p1@example.com", "send_email": false})).await;
+        let expires: chrono::DateTime<chrono::Utc> = inv["expires_at"].as_str().expect("time").parse().expect("rfc3339");
+        assert_eq!(expires - start_time(), Duration::days(2), "the clock has not moved yet");
+        app.clock.advance(Duration::days(2));
+        let res = accept(&short, inv["key"].as_str().expect("key"), invitee()).await;
+        assert_problem(res, StatusCode::GONE, "key_expired").await;
+    }
+}

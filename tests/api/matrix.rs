@@ -78,7 +78,6 @@ fn table() -> Vec<Row> {
         // An unknown key: 404 `key_not_found`.
         row!("POST",   "/api/v1/password/reset/confirm",      [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
         row!("GET",    "/api/v1/invitations/{key}",           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
-        row!("POST",   "/api/v1/invitations/{key}/accept",    [201, 201, 201, 201, 201, 201, 201, 201, 201, 201, 201]),
         row!("POST",   "/api/v1/api-keys/revoke-leaked",      [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
         row!("POST",   "/saas/signup",                        [201, 201, 201, 201, 201, 201, 201, 201, 201, 201, 201]),
         row!("POST",   "/saas/login",                         [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
@@ -113,6 +112,13 @@ fn table() -> Vec<Row> {
         row!("POST",   "/api/v1/subscription/cancel",         [401, 200, 200, 403, 403, 403, 401, 401, 200, 401, 401]),
         row!("POST",   "/api/v1/subscription/resume",         [401, 200, 200, 403, 403, 403, 401, 401, 200, 401, 401]),
         row!("POST",   "/api/v1/invitations",                 [401, 201, 201, 403, 403, 403, 401, 401, 201, 401, 401]),
+        row!("GET",    "/api/v1/invitations",                 [401, 200, 200, 403, 403, 403, 401, 401, 200, 401, 401]),
+        // `{key}` is the id of a pending invitation of the owner's business here.
+        row!("DELETE", "/api/v1/invitations/{key}",           [401, 204, 204, 403, 403, 403, 401, 401, 404, 401, 401]),
+        row!("POST",   "/api/v1/invitations/{key}/resend",    [401, 200, 200, 403, 403, 403, 401, 401, 404, 401, 401]),
+        // Anyone may accept with the key; a caller who sends a token accepts as that account,
+        // which must be a person's with the invited email (none of these callers is).
+        row!("POST",   "/api/v1/invitations/{key}/accept",    [201, 403, 403, 403, 403, 403, 401, 401, 403, 401, 401]),
         row!("POST",   "/saas/invite",                        [401, 201, 201, 403, 403, 403, 401, 401, 201, 401, 401]),
         // API keys and bots: admin+ (the lists need only `dashboard:read`).
         row!("GET",    "/api/v1/api-keys",                    [401, 200, 200, 403, 403, 403, 401, 401, 200, 401, 401]),
@@ -411,6 +417,19 @@ async fn prepare(app: &TestApp, w: &World, verb: &str, template: &str) -> (Strin
             "password1": "a brand new passphrase",
             "password2": "a brand new passphrase",
         })),
+        ("DELETE", "/api/v1/invitations/{key}") | ("POST", "/api/v1/invitations/{key}/resend") => {
+            let body = json!({"email": w.email("pending"), "role": "member", "send_email": false});
+            let inv = must(
+                app,
+                "POST",
+                "/api/v1/invitations",
+                Some(&w.setup),
+                Some(body),
+                StatusCode::CREATED,
+            )
+            .await;
+            (at(&text(&inv, "/id")), None)
+        }
         ("GET", "/api/v1/invitations/{key}") => {
             let key = invitation(app, &w.setup, &w.email("invitee"), "member").await;
             (at(&key), None)
@@ -532,11 +551,18 @@ fn bodyless_post(template: &str) -> bool {
 fn expected_code(caller: usize, row: &Row, status: u16) -> Option<&'static str> {
     match status {
         401 => Some("unauthenticated"),
+        403 if row.path == "/api/v1/invitations/{key}/accept" => {
+            Some(if caller == BOT || caller == SDK_KEY {
+                "not_a_person"
+            } else {
+                "invitation_for_another_email"
+            })
+        }
         403 if caller == SDK_KEY => Some("insufficient_scope"),
         403 if row.path.starts_with("/api/v1/admin/") => Some("staff_only"),
         403 if row.path == "/api/v1/password/change" => Some("not_a_person"),
         403 if row.path.starts_with("/api/v1/subscription/")
-            || row.path == "/api/v1/invitations"
+            || row.path.starts_with("/api/v1/invitations")
             || row.path == "/saas/invite" =>
         {
             Some("forbidden")

@@ -5,6 +5,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -65,14 +66,27 @@ pub(crate) fn accept_error(err: AcceptError, password_field: &str) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct InviteRequest {
+    #[schema(value_type = String, required = true, max_length = 254)]
     pub email: Option<String>,
+    /// `member` when absent.
+    #[schema(value_type = Option<InvitedRole>)]
     pub role: Option<String>,
+    /// Mail the invitation (`true` when absent); either way the answer holds the key and link.
     pub send_email: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
+/// The roles an invitation may grant.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Only the schema of `InviteRequest::role`; the handler reads the text.
+pub enum InvitedRole {
+    Admin,
+    Member,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InvitationCreated {
     pub id: Uuid,
     pub email: String,
@@ -85,7 +99,7 @@ pub struct InvitationCreated {
     pub emailed: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InvitationBusiness {
     pub id: Uuid,
     pub name: String,
@@ -108,6 +122,20 @@ pub(crate) fn parse_invited_role(f: &mut Fields, role: Option<&str>) -> Option<R
 }
 
 /// `POST /api/v1/invitations`
+#[utoipa::path(
+    post,
+    path = "/invitations",
+    tag = "invitations",
+    summary = "Invite someone",
+    description = "Invites an email to the business as `admin` or `member`. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    request_body = InviteRequest,
+    responses(
+        (status = 201, description = "The invitation, with its single-use key.", body = InvitationCreated),
+        (status = 402, description = "`no_active_subscription`."),
+        (status = 409, description = "`already_member`."),
+    ),
+)]
 pub async fn create_invitation(
     State(app): State<AppState>,
     Dashboard(principal): Dashboard,
@@ -150,7 +178,7 @@ pub async fn create_invitation(
     ))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InvitationView {
     pub id: Uuid,
     pub email: String,
@@ -160,7 +188,7 @@ pub struct InvitationView {
     pub expires_at: Timestamp,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Inviter {
     pub name: String,
 }
@@ -189,6 +217,19 @@ fn key_of(path: Result<Path<String>, PathRejection>) -> String {
 }
 
 /// `GET /api/v1/invitations/{key}`: what a signup form needs to prefill.
+#[utoipa::path(
+    get,
+    path = "/invitations/{key}",
+    tag = "invitations",
+    summary = "Look up an invitation",
+    description = "What a signup form needs to prefill. No authentication: the key is the credential.",
+    params(("key" = String, Path, description = "The invitation's key.")),
+    responses(
+        (status = 200, description = "The invitation.", body = InvitationView),
+        (status = 404, description = "`key_not_found`."),
+        (status = 410, description = "`key_used`, `key_revoked` or `key_expired`."),
+    ),
+)]
 pub async fn get_invitation(
     State(app): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -197,14 +238,18 @@ pub async fn get_invitation(
     Ok(Json(invitations::describe(&app, &key).await?.into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct AcceptRequest {
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 150)]
     pub first_name: Option<String>,
+    #[schema(value_type = String, required = true, max_length = 150)]
     pub last_name: Option<String>,
+    /// 8 to 128 characters, not the email.
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128)]
     pub password: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AcceptResponse {
     pub token: String,
     pub token_expires_at: Timestamp,
@@ -240,6 +285,22 @@ pub(crate) fn parse_acceptance(
 }
 
 /// `POST /api/v1/invitations/{key}/accept`: creates the invitee's account and membership.
+#[utoipa::path(
+    post,
+    path = "/invitations/{key}/accept",
+    tag = "invitations",
+    summary = "Accept an invitation",
+    description = "Creates the invitee's account and membership, and a session.",
+    params(("key" = String, Path, description = "The invitation's key.")),
+    request_body = AcceptRequest,
+    responses(
+        (status = 201, description = "The new member's session.", body = AcceptResponse),
+        (status = 402, description = "`quota_exceeded`: the plan has no room for another member."),
+        (status = 404, description = "`key_not_found`."),
+        (status = 409, description = "`account_exists`: log in with it to join."),
+        (status = 410, description = "`key_used`, `key_revoked` or `key_expired`."),
+    ),
+)]
 pub async fn accept_invitation(
     State(app): State<AppState>,
     path: Result<Path<String>, PathRejection>,

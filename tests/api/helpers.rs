@@ -215,7 +215,8 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
-    /// Sends a request and returns the status and the body as JSON (Null when empty).
+    /// Sends a request and returns the status and the body as JSON (Null when empty, a string for
+/// a `text/…` body such as `/docs` or `/metrics`).
     pub async fn call(
         &self,
         method: Method,
@@ -375,7 +376,18 @@ pub fn token_of(body: &Value) -> String {
 
 pub async fn read(res: reqwest::Response) -> (StatusCode, Value) {
     let status = res.status();
+    let is_text = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/"));
     let bytes = res.bytes().await.expect("read the body");
+    if is_text {
+        return (
+            status,
+            Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+        );
+    }
     if bytes.is_empty() {
         return (status, Value::Null);
     }

@@ -19,6 +19,7 @@ mod matrix;
 mod me;
 mod members;
 mod metering;
+mod openapi;
 mod password_reset;
 mod schema;
 mod signup;

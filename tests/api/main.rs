@@ -1,5 +1,6 @@
 //! The API's behaviour, through HTTP, on SQLite and on PostgreSQL.
 
+mod conformance;
 mod helpers;
 mod smtp_sink;
 

@@ -43,6 +43,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Print the OpenAPI 3.1 document the server serves at /api/v1/openapi.json (for client
+    /// generators and linters; needs no database).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,6 +197,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     config.validate()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckReady => ops::check_ready(config.bind).await,
+        Command::Openapi => {
+            println!("{}", saaskit::http::openapi().to_pretty_json()?);
+            Ok(())
+        }
         Command::Migrate => {
             let db = Db::connect(&config.database_url, 1).await?;
             db.migrate().await?;

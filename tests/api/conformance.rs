@@ -191,6 +191,18 @@ impl Contract {
                             Some(media),
                             &ex.response_body,
                         );
+                        // What the server sends, the document must name: a member it does
+                        // not describe is undocumented API, which clients cannot know of.
+                        if let Ok(instance) = serde_json::from_slice::<Value>(&ex.response_body) {
+                            let mut unknown = Vec::new();
+                            self.undocumented(&instance, &c["schema"], "", &mut unknown);
+                            if !unknown.is_empty() {
+                                out.push(format!(
+                                    "{what}: members the document does not describe: {}",
+                                    unknown.join(", ")
+                                ));
+                            }
+                        }
                     }
                     None => out.push(format!(
                         "{what}: content type {:?} is not documented (documented: {:?})",
@@ -332,6 +344,73 @@ impl Contract {
         }
     }
 
+    /// The schema a `$ref` names, or the schema itself.
+    fn resolve<'a>(&'a self, schema: &'a Value) -> &'a Value {
+        match schema.get("$ref").and_then(Value::as_str) {
+            Some(pointer) => self
+                .document
+                .pointer(pointer.trim_start_matches('#'))
+                .unwrap_or(&Value::Null),
+            None => schema,
+        }
+    }
+
+    /// Collects the members of `instance` that `schema` does not describe (objects without
+    /// `additionalProperties` are closed for this purpose), at any depth.
+    fn undocumented(&self, instance: &Value, schema: &Value, at: &str, out: &mut Vec<String>) {
+        let schema = self.resolve(schema);
+        if let Some(branches) = schema.get("oneOf").or_else(|| schema.get("anyOf")) {
+            // Ours are `T or null`: the branch of a non-null value is the non-null one.
+            for branch in branches.as_array().into_iter().flatten() {
+                if self.resolve(branch)["type"] != "null" && !instance.is_null() {
+                    self.undocumented(instance, branch, at, out);
+                }
+            }
+            return;
+        }
+        match instance {
+            Value::Object(members) => {
+                // `allOf` (a flattened struct) describes the union of its parts' members.
+                let mut parts = vec![schema];
+                parts.extend(
+                    schema["allOf"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|p| self.resolve(p)),
+                );
+                let mut properties = serde_json::Map::new();
+                let mut open = None;
+                for part in parts {
+                    if let Some(p) = part["properties"].as_object() {
+                        properties.extend(p.clone());
+                    }
+                    match part.get("additionalProperties") {
+                        Some(Value::Bool(false)) | None => {}
+                        Some(extra) => open = Some(extra.clone()),
+                    }
+                }
+                for (name, value) in members {
+                    let here = format!("{at}/{name}");
+                    match (properties.get(name), &open) {
+                        (Some(property), _) => self.undocumented(value, property, &here, out),
+                        (None, Some(Value::Bool(true))) => {}
+                        (None, Some(extra)) => self.undocumented(value, extra, &here, out),
+                        // A free-form object (`Object`) describes no members and allows any.
+                        (None, None) if properties.is_empty() => {}
+                        (None, None) => out.push(here),
+                    }
+                }
+            }
+            Value::Array(items) => {
+                for (i, item) in items.iter().enumerate() {
+                    self.undocumented(item, &schema["items"], &format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+
     fn validator(&self, key: &str, schema: &Value) -> Arc<jsonschema::Validator> {
         let mut cache = self.validators.lock().expect("validator cache");
         cache
@@ -351,5 +430,102 @@ impl Contract {
                 Arc::new(validator)
             })
             .clone()
+    }
+}
+
+/// The checker itself: it must catch what it is for, or a green suite proves nothing.
+mod checks {
+    use super::*;
+
+    fn exchange(method: Method, route: &str, status: u16, body: Value) -> Exchange {
+        Exchange {
+            method,
+            path: route.to_owned(),
+            route: Some(route.to_owned()),
+            query: None,
+            authorized: true,
+            request_type: None,
+            request_body: Bytes::new(),
+            status,
+            response_type: Some("application/json".to_owned()),
+            response_body: Bytes::from(body.to_string()),
+        }
+    }
+
+    fn me() -> Value {
+        json!({
+            "user": {"id": "0197a6a4-7d8e-7000-8000-000000000001", "email": "a@example.com",
+                     "first_name": "Ada", "last_name": "Lovelace", "is_staff": false,
+                     "email_verified": false, "created_at": "2026-03-01T12:00:00Z"},
+            "business": {"id": "0197a6a4-7d8e-7000-8000-000000000002", "name": "Analytical",
+                         "created_at": "2026-03-01T12:00:00Z"},
+            "role": "owner",
+            "member_id": "0197a6a4-7d8e-7000-8000-000000000003",
+            "scopes": ["dashboard", "sdk"],
+            "subscription": null,
+        })
+    }
+
+    #[test]
+    fn a_conforming_exchange_passes() {
+        let found = CONTRACT.check(&exchange(Method::GET, "/api/v1/me", 200, me()));
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn an_undocumented_status_is_a_violation() {
+        let found = CONTRACT.check(&exchange(Method::GET, "/api/v1/me", 418, json!({})));
+        assert!(found[0].contains("not documented"), "{found:?}");
+    }
+
+    #[test]
+    fn a_body_that_breaks_its_schema_is_a_violation() {
+        let mut body = me();
+        body["role"] = json!("emperor");
+        body["member_id"] = json!("not a uuid");
+        let found = CONTRACT.check(&exchange(Method::GET, "/api/v1/me", 200, body));
+        assert!(
+            found[0].contains("/role") && found[0].contains("/member_id"),
+            "{found:?}"
+        );
+    }
+
+    #[test]
+    fn an_undocumented_member_is_a_violation() {
+        let mut body = me();
+        body["user"]["password_hash"] = json!("$argon2id$…");
+        let found = CONTRACT.check(&exchange(Method::GET, "/api/v1/me", 200, body));
+        assert!(found[0].contains("/user/password_hash"), "{found:?}");
+    }
+
+    #[test]
+    fn an_accepted_request_is_checked_and_a_refused_one_is_not() {
+        let mut accepted = exchange(Method::POST, "/api/v1/login", 200, json!({}));
+        accepted.request_type = Some("application/json".to_owned());
+        accepted.request_body = Bytes::from(json!({"email": 42}).to_string());
+        let found = CONTRACT.check(&accepted);
+        assert!(
+            found.iter().any(|v| v.contains("request body")),
+            "{found:?}"
+        );
+
+        let mut refused = accepted;
+        refused.status = 422;
+        refused.response_type = Some("application/problem+json".to_owned());
+        refused.response_body = Bytes::from(
+            json!({"type": "urn:saaskit:problem:invalid_body", "title": "Unprocessable Entity",
+                   "status": 422, "code": "invalid_body", "detail": "…"})
+            .to_string(),
+        );
+        let found = CONTRACT.check(&refused);
+        assert!(found.is_empty(), "{found:?}");
+    }
+
+    #[test]
+    fn an_error_must_be_a_problem_document() {
+        let mut ex = exchange(Method::GET, "/api/v1/me", 401, json!({"error": "no"}));
+        ex.authorized = false;
+        let found = CONTRACT.check(&ex);
+        assert!(found[0].contains("content type"), "{found:?}");
     }
 }

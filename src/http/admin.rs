@@ -221,7 +221,8 @@ pub struct UpdatePlanRequest {
     pub description: Option<String>,
     #[schema(minimum = 0)]
     pub price: Option<i64>,
-    #[schema(max_length = 500)]
+    /// An ISO 4217 code.
+    #[schema(pattern = "^[A-Za-z]{3}$")]
     pub currency: Option<String>,
     #[schema(minimum = 1, maximum = 3660)]
     pub cycle_days: Option<i64>,

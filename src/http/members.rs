@@ -90,9 +90,18 @@ pub async fn list_members(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RoleChange {
-    /// `owner`, `admin` or `member`.
-    #[schema(value_type = Role, required = true)]
+    #[schema(value_type = GivenRole, required = true)]
     pub role: Option<String>,
+}
+
+/// The roles a member may be given; bots keep theirs.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Only the schema of `RoleChange::role`; the handler parses the text.
+pub enum GivenRole {
+    Owner,
+    Admin,
+    Member,
 }
 
 /// `PATCH /api/v1/members/{id}` `{role}`: `owner`, `admin` or `member`.

@@ -12,6 +12,7 @@ use axum::body::Bytes;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use utoipa::openapi::path::Operation;
+use utoipa::openapi::schema::{Schema, SchemaType, Type};
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoParams, Modify, ToSchema};
@@ -129,7 +130,32 @@ pub fn finish(openapi: &mut OpenApi) {
         .into_iter()
         .flatten()
         {
+            absent_not_null(operation);
             add_shared_errors(operation);
+        }
+    }
+}
+
+/// An optional body is left out, never sent as `null`: utoipa documents an `Option<T>` body as
+/// `T or null`, which would tell clients (and fuzzers) that `null` is a body.
+fn absent_not_null(operation: &mut Operation) {
+    let Some(body) = operation.request_body.as_mut() else {
+        return;
+    };
+    if body.required == Some(utoipa::openapi::Required::True) {
+        return;
+    }
+    for content in body.content.values_mut() {
+        if let Some(RefOr::T(Schema::OneOf(one_of))) = &content.schema {
+            let not_null: Vec<_> = one_of
+                .items
+                .iter()
+                .filter(|item| !matches!(item, RefOr::T(Schema::Object(o)) if o.schema_type == SchemaType::Type(Type::Null)))
+                .cloned()
+                .collect();
+            if let [only] = not_null.as_slice() {
+                content.schema = Some(only.clone());
+            }
         }
     }
 }

@@ -121,8 +121,8 @@ pub struct CreatePlanRequest {
     pub name: Option<String>,
     #[schema(max_length = 500)]
     pub description: Option<String>,
-    /// In minor units of `currency`.
-    #[schema(value_type = i64, required = true, minimum = 0)]
+    /// In minor units of `currency`, at most 10^12.
+    #[schema(value_type = i64, required = true, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price: Option<i64>,
     /// An ISO 4217 code; `USD` when absent.
     #[schema(pattern = "^[A-Za-z]{3}$")]
@@ -219,7 +219,7 @@ pub struct UpdatePlanRequest {
     pub name: Option<String>,
     #[schema(max_length = 500)]
     pub description: Option<String>,
-    #[schema(minimum = 0)]
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price: Option<i64>,
     /// An ISO 4217 code.
     #[schema(pattern = "^[A-Za-z]{3}$")]
@@ -422,8 +422,9 @@ pub async fn admin_set_business_plan(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreditsRequest {
-    /// In minor units; negative takes credits back. Not zero.
-    #[schema(value_type = i64, required = true)]
+    /// In minor units, at most 10^12 either way; negative takes credits back. Not zero, and the
+    /// balance stays within 10^15 either way.
+    #[schema(value_type = i64, required = true, minimum = -1_000_000_000_000_i64, maximum = 1_000_000_000_000_i64)]
     pub amount: Option<i64>,
     #[schema(max_length = 500)]
     pub note: Option<String>,

@@ -198,8 +198,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckReady => ops::check_ready(config.bind).await,
         Command::Openapi => {
-            println!("{}", saaskit::http::openapi().to_pretty_json()?);
-            Ok(())
+            use std::io::Write as _;
+            let document = saaskit::http::openapi().to_pretty_json()?;
+            match writeln!(std::io::stdout(), "{document}") {
+                // A reader that stops early (`| head`) is not a failure.
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                done => Ok(done?),
+            }
         }
         Command::Migrate => {
             let db = Db::connect(&config.database_url, 1).await?;

@@ -5,7 +5,8 @@
 //! What operations share is added here once, from each operation's shape, so no handler can
 //! forget it: every error response is the `Problem` document of `error.rs`; an operation that
 //! reads a JSON body also answers 400, 413, 415 and 422; one that needs a credential, 401 (and
-//! 403 when it needs a scope). Handlers document only the errors of their own.
+//! 403 when it needs a scope); one that reads the database, 503 while it does not answer.
+//! Handlers document only the errors of their own.
 
 use axum::Extension;
 use axum::body::Bytes;
@@ -160,6 +161,17 @@ fn absent_not_null(operation: &mut Operation) {
     }
 }
 
+/// Operations that answer without the database, so never with `service_unavailable` (`/readyz`
+/// says 503 with its own report).
+const WITHOUT_DATABASE: &[&str] = &[
+    "get_health",
+    "get_api_health",
+    "get_readiness",
+    "get_metrics",
+    "get_openapi",
+    "get_docs",
+];
+
 fn add_shared_errors(operation: &mut Operation) {
     let mut shared: Vec<(&str, &str)> = Vec::new();
     if operation.request_body.is_some() {
@@ -191,6 +203,17 @@ fn add_shared_errors(operation: &mut Operation) {
         shared.push((
             "401",
             "`unauthenticated`: no credential, or one that is unknown, expired or revoked.",
+        ));
+    }
+    let touches_database = !operation
+        .operation_id
+        .as_deref()
+        .is_some_and(|id| WITHOUT_DATABASE.contains(&id));
+    if touches_database {
+        shared.push((
+            "503",
+            "`service_unavailable`: the database is not answering; retry after `Retry-After` \
+             seconds.",
         ));
     }
     if schemes.iter().any(|s| s != "metrics_token") {

@@ -141,6 +141,15 @@ async fn the_document_is_openapi_3_1_and_the_one_generated_from_the_code() {
     }
 }
 
+/// The whole document, so that every change to the API's surface shows in review as a diff of
+/// `tests/api/snapshots/api__openapi__document.snap` (accept one with `cargo insta review`, or
+/// `INSTA_UPDATE=always cargo test --test api openapi`).
+#[test]
+fn document() {
+    let document = serde_json::to_value(saaskit::http::openapi()).expect("JSON");
+    insta::assert_json_snapshot!(document);
+}
+
 #[tokio::test]
 async fn every_operation_documents_its_parameters_and_problem_errors() {
     let document = serde_json::to_value(saaskit::http::openapi()).expect("JSON");

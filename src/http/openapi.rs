@@ -188,6 +188,7 @@ fn add_shared_errors(operation: &mut Operation) {
             ),
         ]);
     }
+    // The schemes an operation accepts; a requirement's map is private, its JSON is not.
     let schemes: Vec<String> = operation
         .security
         .iter()

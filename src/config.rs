@@ -282,7 +282,6 @@ pub struct Config {
     #[arg(
         long,
         env = "SAASKIT_CORS_ORIGINS",
-        default_value = "",
         value_delimiter = ',',
         global = true
     )]

@@ -346,6 +346,20 @@ impl Serialize for Timestamp {
     }
 }
 
+/// In the API, an RFC 3339 date-time in UTC with up to microseconds (`2026-03-01T12:00:00Z`).
+impl utoipa::PartialSchema for Timestamp {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                utoipa::openapi::KnownFormat::DateTime,
+            )))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for Timestamp {}
+
 impl Type<Sqlite> for Timestamp {
     fn type_info() -> sqlx::sqlite::SqliteTypeInfo {
         <i64 as Type<Sqlite>>::type_info()

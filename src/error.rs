@@ -7,10 +7,13 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 /// One problem with one field of a request body.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 pub struct FieldError {
+    /// The field as the client sent it (`business.name` for a nested one).
     pub field: String,
+    /// Stable and machine-readable: `required`, `invalid_email`, `out_of_range`…
     pub code: &'static str,
+    /// For people.
     pub message: String,
 }
 
@@ -203,6 +206,111 @@ impl IntoResponse for ApiError {
 
 pub type ApiResult<T> = Result<T, ApiError>;
 
+/// The schema of the problem document, named `Problem` in the OpenAPI document, where every
+/// error response refers to it. The members beside the standard ones are those the API adds to
+/// some problems; any other may appear, so clients must ignore what they do not know.
+impl utoipa::PartialSchema for ApiError {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+        use utoipa::openapi::{Ref, RefOr};
+        let text = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .description(Some(description))
+        };
+        let integer = |description: &str| {
+            ObjectBuilder::new()
+                .schema_type(Type::Integer)
+                .description(Some(description))
+        };
+        let texts = |description: &str| {
+            ArrayBuilder::new()
+                .items(ObjectBuilder::new().schema_type(Type::String))
+                .description(Some(description))
+        };
+        let nullable = |of: Type, description: &str| {
+            ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::SchemaType::from_iter([
+                    of,
+                    Type::Null,
+                ]))
+                .description(Some(description))
+        };
+        ObjectBuilder::new()
+            .description(Some(
+                "An error, as `application/problem+json` (RFC 9457). `code` is stable and \
+                 machine-readable; `detail` is for people.",
+            ))
+            .property(
+                "type",
+                text("`urn:saaskit:problem:<code>`.").pattern(Some("^urn:saaskit:problem:[a-z_]+$")),
+            )
+            .required("type")
+            .property("title", text("The status's reason phrase."))
+            .required("title")
+            .property(
+                "status",
+                integer("The HTTP status, repeated.").minimum(Some(400)).maximum(Some(599)),
+            )
+            .required("status")
+            .property(
+                "code",
+                text("What went wrong, e.g. `validation_failed`, `unauthenticated`, `quota_exceeded`.")
+                    .pattern(Some("^[a-z_]+$")),
+            )
+            .required("code")
+            .property("detail", text("What went wrong and what to do, for people."))
+            .required("detail")
+            .property(
+                "errors",
+                ArrayBuilder::new()
+                    .items(RefOr::Ref(Ref::from_schema_name("FieldError")))
+                    .description(Some("`validation_failed`: every field's problem at once.")),
+            )
+            .property("required_scopes", texts("`insufficient_scope`: the scopes that would do."))
+            .property("required_role", text("`forbidden_role`: the least role that would do."))
+            .property("role", text("`forbidden_role`: the caller's role."))
+            .property(
+                "subscription_status",
+                nullable(Type::String, "`no_active_subscription`: the subscription's status, null without one."),
+            )
+            .property("meter", text("`quota_exceeded`: the meter whose limit is reached."))
+            .property("kind", text("`quota_exceeded`: `per_cycle` or `gauge`."))
+            .property("limit", integer("`quota_exceeded`: the plan's limit."))
+            .property("used", integer("`quota_exceeded`: what is used."))
+            .property("requested", integer("`quota_exceeded`: what the request asked for."))
+            .property(
+                "resets_at",
+                nullable(Type::String, "`quota_exceeded`: when a per-cycle meter starts again at zero.")
+                    .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
+                        utoipa::openapi::KnownFormat::DateTime,
+                    ))),
+            )
+            .property("plan", text("`quota_exceeded`: the current plan's code."))
+            .property("upgrade_plans", texts("`quota_exceeded`: public plans that allow more."))
+            .additional_properties(Some(utoipa::openapi::schema::AdditionalProperties::FreeForm(true)))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for ApiError {
+    fn name() -> std::borrow::Cow<'static, str> {
+        "Problem".into()
+    }
+
+    fn schemas(
+        schemas: &mut Vec<(
+            String,
+            utoipa::openapi::RefOr<utoipa::openapi::schema::Schema>,
+        )>,
+    ) {
+        schemas.push((
+            <FieldError as utoipa::ToSchema>::name().into_owned(),
+            <FieldError as utoipa::PartialSchema>::schema(),
+        ));
+    }
+}
+
 /// The `code` of a problem response, left in its extensions for the metrics layer.
 #[derive(Debug, Clone, Copy)]
 pub struct ProblemCode(pub &'static str);
@@ -279,6 +387,24 @@ impl From<crate::ratelimit::HitError> for ApiError {
         match err {
             crate::ratelimit::HitError::Limited(limited) => limited.into(),
             crate::ratelimit::HitError::Unexpected(e) => e.into(),
+        }
+    }
+}
+
+/// The general answer to a refused metered write; a handler that knows which field named the
+/// missing row says so itself (see `create_recording`).
+impl From<crate::metering::MeteredError> for ApiError {
+    fn from(err: crate::metering::MeteredError) -> Self {
+        use crate::metering::MeteredError;
+        match err {
+            MeteredError::Missing => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "validation_failed",
+                "Something this request refers to does not exist in the business.",
+            ),
+            MeteredError::Quota(e) => e.into(),
+            MeteredError::KeyReused => crate::metering::idempotency::KeyReused.into(),
+            MeteredError::Unexpected(e) => e.into(),
         }
     }
 }

@@ -51,16 +51,23 @@ impl From<sqlx::Error> for KeyError {
 }
 
 /// A key or bot token as listed: never its secret.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct KeyView {
     pub id: Uuid,
+    #[schema(required = true)]
     pub name: Option<String>,
+    /// The secret's first characters, to tell keys apart (`sk_live_AbCd`).
     pub prefix: String,
+    #[schema(value_type = Vec<crate::domain::Scope>)]
     pub scopes: Vec<&'static str>,
     pub created_at: Timestamp,
+    #[schema(required = true)]
     pub last_used_at: Option<Timestamp>,
+    #[schema(required = true)]
     pub expires_at: Option<Timestamp>,
+    #[schema(required = true)]
     pub revoked_at: Option<Timestamp>,
+    #[schema(required = true)]
     pub revoked_reason: Option<String>,
 }
 
@@ -81,12 +88,15 @@ impl From<Token> for KeyView {
 }
 
 /// A key with its secret, shown once: at creation and at rotation.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NewKey {
     pub id: Uuid,
+    #[schema(required = true)]
     pub name: Option<String>,
     pub prefix: String,
+    /// The secret (`sk_live_…`), shown this once: use it as `Authorization: Bearer <key>`.
     pub key: String,
+    #[schema(value_type = Vec<crate::domain::Scope>)]
     pub scopes: Vec<&'static str>,
     pub created_at: Timestamp,
     /// After a rotation: until when the previous secret keeps working (null: it stopped).
@@ -277,26 +287,30 @@ pub async fn revoke_leaked(
 }
 
 /// A bot as listed.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct BotView {
     /// The bot's member id.
     pub id: Uuid,
     pub user_id: Uuid,
     pub name: String,
     pub role: Role,
+    #[schema(value_type = Vec<crate::domain::Scope>)]
     pub scopes: Vec<&'static str>,
     pub token_prefix: String,
     /// Set when the bot's token was revoked (reported leaked); delete the bot and make another.
+    #[schema(required = true)]
     pub token_revoked_at: Option<Timestamp>,
     pub created_at: Timestamp,
+    #[schema(required = true)]
     pub last_used_at: Option<Timestamp>,
 }
 
 /// A new bot, with its token shown once.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct NewBot {
     #[serde(flatten)]
     pub bot: BotView,
+    /// The bot's token (`skb_…`), shown this once.
     pub token: String,
 }
 

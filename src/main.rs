@@ -43,6 +43,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Print the OpenAPI 3.1 document the server serves at /api/v1/openapi.json (for client
+    /// generators and linters; needs no database).
+    Openapi,
 }
 
 #[derive(Debug, Subcommand)]
@@ -194,6 +197,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     config.validate()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckReady => ops::check_ready(config.bind).await,
+        Command::Openapi => {
+            use std::io::Write as _;
+            let document = saaskit::http::openapi().to_pretty_json()?;
+            match writeln!(std::io::stdout(), "{document}") {
+                // A reader that stops early (`| head`) is not a failure.
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                done => Ok(done?),
+            }
+        }
         Command::Migrate => {
             let db = Db::connect(&config.database_url, 1).await?;
             db.migrate().await?;

@@ -99,6 +99,8 @@ async fn start_server(scratch: &Scratch) -> anyhow::Result<Server> {
         .env("SAASKIT_DATABASE_URL", &scratch.url)
         .env("SAASKIT_BIND", format!("127.0.0.1:{port}"))
         .env("SAASKIT_MAIL_DIR", &mail_dir)
+        // A load test: rate limits would refuse the seeding and the login flood.
+        .env("SAASKIT_RATE_LIMIT", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -30,6 +30,12 @@ impl From<sqlx::Error> for AdminError {
     }
 }
 
+/// The most one price or one grant may be, in minor units (ten billion in major units), and the
+/// most a balance may hold either way: far enough inside `i64` that no sum, charge or proration
+/// of them can overflow (PostgreSQL refuses a `SUM` past `BIGINT`; Rust would panic).
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000;
+pub const MAX_BALANCE: i64 = 1_000 * MAX_AMOUNT;
+
 /// Adds `amount` minor units (negative to take some back) to a business's credits; returns the
 /// new balance. The ledger only grows: nothing is ever edited.
 pub async fn grant_credits(
@@ -41,6 +47,11 @@ pub async fn grant_credits(
 ) -> Result<i64, AdminError> {
     if amount == 0 {
         return Err(AdminError::Invalid("the amount may not be zero".into()));
+    }
+    if !(-MAX_AMOUNT..=MAX_AMOUNT).contains(&amount) {
+        return Err(AdminError::Invalid(format!(
+            "an amount is at most {MAX_AMOUNT} either way"
+        )));
     }
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
@@ -57,6 +68,12 @@ pub async fn grant_credits(
             .unwrap_or_else(|| "USD".into()),
         None => "USD".into(),
     };
+    let before = ledger::balance(tx.conn(), business_id).await?;
+    if !(-MAX_BALANCE..=MAX_BALANCE).contains(&(before + amount)) {
+        return Err(AdminError::Invalid(format!(
+            "a balance stays within {MAX_BALANCE} either way"
+        )));
+    }
     ledger::insert(
         tx.conn(),
         &LedgerEntry {
@@ -130,10 +147,11 @@ pub async fn create_plan(app: &App, new: NewPlan) -> Result<Plan, AdminError> {
     }
     check_currency(&new.currency)?;
     check_meters(new.limits.keys())?;
-    if new.price_minor < 0 || new.cycle_days <= 0 || new.cycle_days > 3660 {
-        return Err(AdminError::Invalid(
-            "the price may not be negative and a cycle lasts 1 to 3660 days".into(),
-        ));
+    if !(0..=MAX_AMOUNT).contains(&new.price_minor) || new.cycle_days <= 0 || new.cycle_days > 3660
+    {
+        return Err(AdminError::Invalid(format!(
+            "a price is 0 to {MAX_AMOUNT} and a cycle lasts 1 to 3660 days"
+        )));
     }
     if new.limits.values().any(|v| *v < 0) {
         return Err(AdminError::Invalid("limits may not be negative".into()));
@@ -274,8 +292,8 @@ pub async fn update_plan(app: &App, code: &str, change: PlanUpdate) -> Result<Pl
         plan.description = description;
     }
     if let Some(price) = change.price_minor {
-        if price < 0 {
-            return Err(AdminError::Invalid("the price may not be negative".into()));
+        if !(0..=MAX_AMOUNT).contains(&price) {
+            return Err(AdminError::Invalid(format!("a price is 0 to {MAX_AMOUNT}")));
         }
         plan.price_minor = price;
     }

@@ -50,7 +50,7 @@ impl From<sqlx::Error> for ChangeError {
 }
 
 /// A meter whose current use is over the new plan's limit.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, utoipa::ToSchema)]
 pub struct Excess {
     pub meter: String,
     pub used: i64,
@@ -58,7 +58,7 @@ pub struct Excess {
 }
 
 /// What a change costs and what it would break: the answer of a dry run.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Preview {
     pub plan: String,
     pub at: Timestamp,

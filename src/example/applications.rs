@@ -20,7 +20,7 @@ use crate::on_conn;
 /// The meter that counts a business's applications.
 pub const METER: &str = "applications";
 
-#[derive(Debug, Clone, Serialize, FromRow)]
+#[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Application {
     pub id: Uuid,
     pub name: String,
@@ -28,8 +28,10 @@ pub struct Application {
     pub updated_at: Timestamp,
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct ApplicationRequest {
+    /// 1 to 200 characters, without control characters.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200)]
     pub name: Option<String>,
 }
 
@@ -49,12 +51,21 @@ fn parse_name(body: &ApplicationRequest) -> ApiResult<String> {
     Ok(name.to_owned())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApplicationList {
     pub data: Vec<Application>,
 }
 
 /// `GET /api/v1/applications`
+#[utoipa::path(
+    get,
+    path = "/applications",
+    tag = "example: applications",
+    summary = "List applications",
+    description = "The business's applications, oldest first.",
+    security(("session" = []), ("bot_token" = [])),
+    responses((status = 200, description = "The applications.", body = ApplicationList)),
+)]
 pub async fn list_applications(
     State(app): State<AppState>,
     DashboardRead(p): DashboardRead,
@@ -72,6 +83,23 @@ pub async fn list_applications(
 
 /// `POST /api/v1/applications` `{name}`: 201, or 402 when the plan's `applications` limit is
 /// reached. Accepts `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    path = "/applications",
+    tag = "example: applications",
+    summary = "Create an application",
+    description = "Counted by the gauge meter `applications`: 402 when the plan's limit is reached.",
+    security(("session" = []), ("bot_token" = [])),
+    params(crate::http::openapi::IdempotencyKeyHeader),
+    request_body = ApplicationRequest,
+    responses(
+        (status = 201, description = "The application.", body = Application,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same key."))),
+        (status = 400, description = "`invalid_idempotency_key`, or a body that is not JSON."),
+        (status = 402, description = "`quota_exceeded` or `no_active_subscription`."),
+        (status = 422, description = "`validation_failed`, `invalid_body`, or `idempotency_key_reused`."),
+    ),
+)]
 pub async fn create_application(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -128,6 +156,18 @@ pub async fn find(c: Conn<'_>, business_id: Uuid, id: Uuid) -> sqlx::Result<Opti
 }
 
 /// `GET /api/v1/applications/{id}`
+#[utoipa::path(
+    get,
+    path = "/applications/{id}",
+    tag = "example: applications",
+    summary = "An application",
+    security(("session" = []), ("bot_token" = [])),
+    params(("id" = Uuid, Path, description = "The application's id.")),
+    responses(
+        (status = 200, description = "The application.", body = Application),
+        (status = 404, description = "`not_found`."),
+    ),
+)]
 pub async fn get_application(
     State(app): State<AppState>,
     DashboardRead(p): DashboardRead,
@@ -141,6 +181,19 @@ pub async fn get_application(
 }
 
 /// `PATCH /api/v1/applications/{id}` `{name}`
+#[utoipa::path(
+    patch,
+    path = "/applications/{id}",
+    tag = "example: applications",
+    summary = "Rename an application",
+    security(("session" = []), ("bot_token" = [])),
+    params(("id" = Uuid, Path, description = "The application's id.")),
+    request_body = ApplicationRequest,
+    responses(
+        (status = 200, description = "The application after the change.", body = Application),
+        (status = 404, description = "`not_found`."),
+    ),
+)]
 pub async fn update_application(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -174,6 +227,20 @@ pub async fn update_application(
 
 /// `DELETE /api/v1/applications/{id}` (owners and admins): its recordings stay as history,
 /// and the `applications` meter goes down by one.
+#[utoipa::path(
+    delete,
+    path = "/applications/{id}",
+    tag = "example: applications",
+    summary = "Delete an application",
+    description = "Its recordings stay as history, and the `applications` meter goes down by one. \
+                   Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    params(("id" = Uuid, Path, description = "The application's id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "`not_found`."),
+    ),
+)]
 pub async fn delete_application(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,

@@ -9,26 +9,23 @@
 pub mod applications;
 pub mod recordings;
 
-use axum::routing::get;
+use utoipa_axum::routes;
 
 use crate::http::Route;
 
-/// The example's routes, nested under `/api/v1` beside saaskit's own (see `http::router`).
+/// The example's routes, nested under `/api/v1` beside saaskit's own (see `http::router`);
+/// each handler's `#[utoipa::path]` gives its path, its method and its part of the document.
 pub fn route_table() -> Vec<Route> {
     vec![
-        (
-            "/applications",
-            get(applications::list_applications).post(applications::create_application),
+        routes!(
+            applications::list_applications,
+            applications::create_application
         ),
-        (
-            "/applications/{id}",
-            get(applications::get_application)
-                .patch(applications::update_application)
-                .delete(applications::delete_application),
+        routes!(
+            applications::get_application,
+            applications::update_application,
+            applications::delete_application
         ),
-        (
-            "/recordings",
-            get(recordings::list_recordings).post(recordings::create_recording),
-        ),
+        routes!(recordings::list_recordings, recordings::create_recording),
     ]
 }

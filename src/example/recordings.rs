@@ -12,22 +12,27 @@ use crate::app::AppState;
 use crate::db::Timestamp;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::extract::{ApiJson, DashboardRead, Idempotency, Sdk};
-use crate::metering::idempotency::{self, KeyReused, Stored};
+use crate::metering::idempotency::{self, Stored};
 use crate::metering::{self, Consumed, MeteredError, MeteredInsert, Value};
 use crate::on_conn;
 
 /// The meter that counts recordings in a billing cycle.
 pub const METER: &str = "recordings";
 
-#[derive(Debug, Deserialize, Serialize)]
+/// `application_id`, and any other members: everything else the SDK sends is the recording
+/// itself, kept as it came.
+#[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct RecordingRequest {
+    /// The id of one of the business's applications.
+    #[schema(value_type = Uuid, required = true)]
     pub application_id: Option<serde_json::Value>,
     /// Everything else the SDK sends is the recording itself, kept as it came.
     #[serde(flatten)]
+    #[schema(ignore)]
     pub data: serde_json::Map<String, serde_json::Value>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecordingCreated {
     pub id: Uuid,
     pub application_id: Uuid,
@@ -38,6 +43,24 @@ pub struct RecordingCreated {
 
 /// `POST /api/v1/recordings` `{application_id, ...}`: 201, or 402 `quota_exceeded` once the
 /// plan's recordings for this cycle are used up. Accepts `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    path = "/recordings",
+    tag = "example: recordings",
+    summary = "Send a recording",
+    description = "One `recordings` unit per billing cycle: 402 `quota_exceeded` once the plan's \
+                   recordings for this cycle are used up.",
+    security(("session" = []), ("api_key" = []), ("bot_token" = [])),
+    params(crate::http::openapi::IdempotencyKeyHeader),
+    request_body = RecordingRequest,
+    responses(
+        (status = 201, description = "The recording's id and the meter after it.", body = RecordingCreated,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same key."))),
+        (status = 400, description = "`invalid_idempotency_key`, or a body that is not JSON."),
+        (status = 402, description = "`quota_exceeded` or `no_active_subscription`."),
+        (status = 422, description = "`validation_failed` (`application_id` missing or unknown), `invalid_body`, or `idempotency_key_reused`."),
+    ),
+)]
 pub async fn create_recording(
     State(app): State<AppState>,
     Sdk(p): Sdk,
@@ -95,17 +118,18 @@ pub async fn create_recording(
                 "unknown_application",
                 "The business has no such application.",
             )]),
-            MeteredError::Quota(e) => e.into(),
-            MeteredError::KeyReused => KeyReused.into(),
-            MeteredError::Unexpected(e) => e.into(),
+            other => other.into(),
         })?;
     Ok((StatusCode::CREATED, stored))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// Only this application's recordings.
     pub application_id: Option<Uuid>,
     /// At most this many (1–100, default 50).
+    #[param(minimum = 1, maximum = 100)]
     pub limit: Option<i64>,
     /// `next_cursor` of the previous page.
     pub cursor: Option<Uuid>,
@@ -120,22 +144,38 @@ pub struct Recording {
     pub created_at: Timestamp,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecordingView {
     pub id: Uuid,
     pub application_id: Uuid,
+    /// The recording as the SDK sent it, without `application_id`.
+    #[schema(value_type = Option<Object>, required = true)]
     pub data: serde_json::Value,
     pub created_at: Timestamp,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RecordingPage {
     pub data: Vec<RecordingView>,
     /// Pass as `cursor` for the next page; null on the last one.
+    #[schema(required = true)]
     pub next_cursor: Option<Uuid>,
 }
 
 /// `GET /api/v1/recordings[?application_id=&limit=&cursor=]`: newest first.
+#[utoipa::path(
+    get,
+    path = "/recordings",
+    tag = "example: recordings",
+    summary = "List recordings",
+    description = "Newest first, a page at a time.",
+    security(("session" = []), ("bot_token" = [])),
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of recordings.", body = RecordingPage),
+        (status = 422, description = "`validation_failed`: a query parameter is not acceptable."),
+    ),
+)]
 pub async fn list_recordings(
     State(app): State<AppState>,
     DashboardRead(p): DashboardRead,

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::accounts::{self, LoginError, NewAccount, Principal, SignupError};
@@ -14,21 +15,28 @@ use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::extract::{ApiJson, Client, DashboardRead};
 use crate::store::plans::{Limits, Plan};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct SignupRequest {
+    #[schema(value_type = BusinessInput, required = true)]
     pub business: Option<BusinessInput>,
+    #[schema(value_type = String, required = true, max_length = 254)]
     pub email: Option<String>,
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 150)]
     pub first_name: Option<String>,
+    #[schema(value_type = String, required = true, max_length = 150)]
     pub last_name: Option<String>,
+    /// 8 to 128 characters, not the email.
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128)]
     pub password: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct BusinessInput {
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 200)]
     pub name: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UserView {
     pub id: Uuid,
     pub email: String,
@@ -39,7 +47,7 @@ pub struct UserView {
     pub created_at: Timestamp,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BusinessView {
     pub id: Uuid,
     pub name: String,
@@ -70,7 +78,7 @@ impl From<&crate::store::businesses::Business> for BusinessView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PlanView {
     pub id: Uuid,
     pub code: String,
@@ -83,6 +91,7 @@ pub struct PlanView {
     pub renews: bool,
     pub public: bool,
     /// Limit per meter; a meter that is absent is unlimited.
+    #[schema(value_type = std::collections::BTreeMap<String, i64>)]
     pub limits: Limits,
 }
 
@@ -103,17 +112,19 @@ impl From<Plan> for PlanView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionView {
     pub id: Uuid,
+    /// `trialing`, `active`, `past_due`, `canceled` or `expired`.
     pub status: String,
     pub current_period_start: Timestamp,
     pub current_period_end: Timestamp,
     pub plan: PlanView,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SignupResponse {
+    /// A session token (`sks_…`): `Authorization: Bearer <token>`.
     pub token: String,
     pub token_expires_at: Timestamp,
     pub user: UserView,
@@ -231,6 +242,19 @@ impl From<SignupError> for ApiError {
 }
 
 /// `POST /api/v1/signup`: a new user, their business (they own it) and its first subscription.
+#[utoipa::path(
+    post,
+    path = "/signup",
+    tag = "accounts",
+    summary = "Sign up",
+    description = "A new user, their business (they own it) and its first subscription; returns a session token.",
+    request_body = SignupRequest,
+    responses(
+        (status = 201, description = "The account, its business and a session.", body = SignupResponse),
+        (status = 409, description = "`email_taken`: an account with this email exists."),
+        (status = 429, description = "`rate_limited`: too many attempts; `Retry-After` says when to try again."),
+    ),
+)]
 pub async fn create_account(
     State(app): State<AppState>,
     Client(client): Client,
@@ -256,13 +280,15 @@ pub async fn create_account(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
+    #[schema(value_type = String, required = true)]
     pub email: Option<String>,
+    #[schema(value_type = String, required = true)]
     pub password: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LoginResponse {
     pub token: String,
     pub token_expires_at: Timestamp,
@@ -285,6 +311,19 @@ impl From<LoginError> for ApiError {
 }
 
 /// `POST /api/v1/login`: exchanges an email and password for a session token.
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "accounts",
+    summary = "Log in",
+    description = "Exchanges an email and password for a session token.",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, description = "A new session.", body = LoginResponse),
+        (status = 401, description = "`invalid_credentials`: the email or the password is wrong."),
+        (status = 429, description = "`rate_limited`: too many attempts; `Retry-After` says when to try again."),
+    ),
+)]
 pub async fn login_user(
     State(app): State<AppState>,
     Client(client): Client,
@@ -316,6 +355,15 @@ pub async fn login_user(
 }
 
 /// `POST /api/v1/logout`: revokes the token that authenticated this request.
+#[utoipa::path(
+    post,
+    path = "/logout",
+    tag = "accounts",
+    summary = "Log out",
+    description = "Revokes the token that authenticated this request.",
+    security(("session" = []), ("bot_token" = [])),
+    responses((status = 204, description = "The token no longer works.")),
+)]
 pub async fn logout_user(
     State(app): State<AppState>,
     DashboardRead(principal): DashboardRead,
@@ -324,7 +372,7 @@ pub async fn logout_user(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MeResponse {
     pub user: UserView,
     pub business: BusinessView,
@@ -332,12 +380,23 @@ pub struct MeResponse {
     /// The caller's membership id in this business (`DELETE /members/{id}` with it leaves).
     pub member_id: uuid::Uuid,
     /// What the presented token may do (see the README's scope table).
+    #[schema(value_type = Vec<crate::domain::Scope>)]
     pub scopes: Vec<&'static str>,
     /// The business's current subscription (live or not), or null if it never had one.
+    #[schema(required = true)]
     pub subscription: Option<SubscriptionView>,
 }
 
 /// `GET /api/v1/me`: who is calling, for which business, with which role and plan.
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "accounts",
+    summary = "Who is calling",
+    description = "Who is calling, for which business, with which role, scopes and plan.",
+    security(("session" = []), ("bot_token" = [])),
+    responses((status = 200, description = "The caller.", body = MeResponse)),
+)]
 pub async fn get_current_user(
     DashboardRead(principal): DashboardRead,
 ) -> ApiResult<Json<MeResponse>> {

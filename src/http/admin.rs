@@ -8,6 +8,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::accounts::Principal;
@@ -59,11 +60,14 @@ fn staff(p: &Principal) -> ApiResult<()> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AdminPlan {
     #[serde(flatten)]
     pub plan: PlanView,
+    /// Code of the plan a subscription moves to when this one stops, if any.
+    #[schema(required = true)]
     pub fallback: Option<String>,
+    #[schema(required = true)]
     pub archived_at: Option<Timestamp>,
 }
 
@@ -83,6 +87,15 @@ async fn admin_view(app: &AppState, plan: Plan) -> ApiResult<AdminPlan> {
 }
 
 /// `GET /api/v1/admin/plans`: every plan, hidden and archived ones included.
+#[utoipa::path(
+    get,
+    path = "/admin/plans",
+    tag = "admin",
+    summary = "Every plan (staff)",
+    description = "Every plan, hidden and archived ones included. Staff only.",
+    security(("session" = [])),
+    responses((status = 200, description = "The plans.", body = Vec<AdminPlan>)),
+)]
 pub async fn admin_list_plans(
     State(app): State<AppState>,
     DashboardRead(p): DashboardRead,
@@ -99,21 +112,49 @@ pub async fn admin_list_plans(
     Ok(Json(out))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CreatePlanRequest {
+    /// 1 to 64 of a-z, 0-9, `-` and `_`.
+    #[schema(value_type = String, required = true, pattern = "^[a-z0-9_-]{1,64}$")]
     pub code: Option<String>,
+    #[schema(value_type = String, required = true, max_length = 500)]
     pub name: Option<String>,
+    #[schema(max_length = 500)]
     pub description: Option<String>,
+    /// In minor units of `currency`, at most 10^12.
+    #[schema(value_type = i64, required = true, minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price: Option<i64>,
+    /// An ISO 4217 code; `USD` when absent.
+    #[schema(pattern = "^[A-Za-z]{3}$")]
     pub currency: Option<String>,
+    #[schema(value_type = i64, required = true, minimum = 1, maximum = 3660)]
     pub cycle_days: Option<i64>,
+    /// Whether a period renews on its own (`true` when absent).
     pub renews: Option<bool>,
+    /// The code of the plan a subscription moves to when this one stops.
+    #[schema(max_length = 500)]
     pub fallback: Option<String>,
+    /// Limit per meter; absent meters are unlimited.
     pub limits: Option<BTreeMap<String, i64>>,
+    /// Listed in the catalog (`true` when absent).
     pub public: Option<bool>,
 }
 
 /// `POST /api/v1/admin/plans`
+#[utoipa::path(
+    post,
+    path = "/admin/plans",
+    tag = "admin",
+    summary = "Create a plan (staff)",
+    description = "A new plan. Staff only.",
+    security(("session" = [])),
+    request_body = CreatePlanRequest,
+    responses(
+        (status = 201, description = "The plan.", body = AdminPlan),
+        (status = 404, description = "`plan_not_found`: the fallback plan does not exist."),
+        (status = 409, description = "`plan_exists`: a plan with this code exists."),
+    ),
+)]
 pub async fn admin_create_plan(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -172,16 +213,23 @@ pub async fn admin_create_plan(
     Ok((StatusCode::CREATED, Json(admin_view(&app, plan).await?)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdatePlanRequest {
+    #[schema(max_length = 500)]
     pub name: Option<String>,
+    #[schema(max_length = 500)]
     pub description: Option<String>,
+    #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price: Option<i64>,
+    /// An ISO 4217 code.
+    #[schema(pattern = "^[A-Za-z]{3}$")]
     pub currency: Option<String>,
+    #[schema(minimum = 1, maximum = 3660)]
     pub cycle_days: Option<i64>,
     pub renews: Option<bool>,
     /// A plan code, or null to remove the fallback. Absent leaves it.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     pub fallback: Option<Option<String>>,
     /// Limits to set; a null value removes the limit (unlimited).
     pub limits: Option<BTreeMap<String, Option<i64>>>,
@@ -199,6 +247,20 @@ fn path_text(path: Result<Path<String>, PathRejection>) -> String {
 }
 
 /// `PATCH /api/v1/admin/plans/{code}`: what is absent stays; new limits apply from the next check.
+#[utoipa::path(
+    patch,
+    path = "/admin/plans/{code}",
+    tag = "admin",
+    summary = "Change a plan (staff)",
+    description = "What is absent stays; new limits apply from the next check. Staff only.",
+    security(("session" = [])),
+    params(("code" = String, Path, description = "The plan's code.")),
+    request_body = UpdatePlanRequest,
+    responses(
+        (status = 200, description = "The plan after the change.", body = AdminPlan),
+        (status = 404, description = "`plan_not_found`: no such plan (or fallback plan)."),
+    ),
+)]
 pub async fn admin_update_plan(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -239,6 +301,19 @@ pub async fn admin_update_plan(
 }
 
 /// `POST /api/v1/admin/plans/{code}/archive`
+#[utoipa::path(
+    post,
+    path = "/admin/plans/{code}/archive",
+    tag = "admin",
+    summary = "Archive a plan (staff)",
+    description = "The plan leaves the catalog; subscriptions on it go on. Staff only.",
+    security(("session" = [])),
+    params(("code" = String, Path, description = "The plan's code.")),
+    responses(
+        (status = 200, description = "The archived plan.", body = AdminPlan),
+        (status = 404, description = "`plan_not_found`."),
+    ),
+)]
 pub async fn admin_archive_plan(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -253,20 +328,38 @@ fn business_id(path: Result<Path<String>, PathRejection>) -> ApiResult<Uuid> {
     Uuid::parse_str(path_text(path).trim()).map_err(|_| AdminError::BusinessNotFound.into())
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AdminBusiness {
     pub id: Uuid,
     pub name: String,
     pub active: bool,
     pub created_at: Timestamp,
+    /// The current subscription's plan code, its status and period; null without one.
+    #[schema(required = true)]
     pub plan: Option<String>,
+    #[schema(required = true)]
     pub status: Option<String>,
+    #[schema(required = true)]
     pub current_period_start: Option<Timestamp>,
+    #[schema(required = true)]
     pub current_period_end: Option<Timestamp>,
     pub credit_balance: i64,
 }
 
 /// `GET /api/v1/admin/businesses/{id}`
+#[utoipa::path(
+    get,
+    path = "/admin/businesses/{id}",
+    tag = "admin",
+    summary = "A business (staff)",
+    description = "A business, its plan and its credit balance. Staff only.",
+    security(("session" = [])),
+    params(("id" = Uuid, Path, description = "The business's id.")),
+    responses(
+        (status = 200, description = "The business.", body = AdminBusiness),
+        (status = 404, description = "`business_not_found`."),
+    ),
+)]
 pub async fn admin_get_business(
     State(app): State<AppState>,
     DashboardRead(p): DashboardRead,
@@ -287,12 +380,28 @@ pub async fn admin_get_business(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct SetPlanRequest {
+    /// The code of any plan, hidden ones included.
+    #[schema(value_type = String, required = true)]
     pub plan: Option<String>,
 }
 
 /// `POST /api/v1/admin/businesses/{id}/plan`: moves the business to a plan now, without charge.
+#[utoipa::path(
+    post,
+    path = "/admin/businesses/{id}/plan",
+    tag = "admin",
+    summary = "Move a business to a plan (staff)",
+    description = "Moves the business to a plan now, without charge; a new period starts. Staff only.",
+    security(("session" = [])),
+    params(("id" = Uuid, Path, description = "The business's id.")),
+    request_body = SetPlanRequest,
+    responses(
+        (status = 200, description = "The new subscription.", body = Option<SubscriptionResponse>),
+        (status = 404, description = "`business_not_found` or `plan_not_found`."),
+    ),
+)]
 pub async fn admin_set_business_plan(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -311,19 +420,37 @@ pub async fn admin_set_business_plan(
     Ok(Json(subscription_view(&app, id).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CreditsRequest {
+    /// In minor units, at most 10^12 either way; negative takes credits back. Not zero, and the
+    /// balance stays within 10^15 either way.
+    #[schema(value_type = i64, required = true, minimum = -1_000_000_000_000_i64, maximum = 1_000_000_000_000_i64)]
     pub amount: Option<i64>,
+    #[schema(max_length = 500)]
     pub note: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CreditsResponse {
     pub credit_balance: i64,
 }
 
 /// `POST /api/v1/admin/businesses/{id}/credits` `{amount, note}`: adds credits (negative takes
 /// some back); the ledger only grows.
+#[utoipa::path(
+    post,
+    path = "/admin/businesses/{id}/credits",
+    tag = "admin",
+    summary = "Grant credits (staff)",
+    description = "Adds credits (a negative amount takes some back); the ledger only grows. Staff only.",
+    security(("session" = [])),
+    params(("id" = Uuid, Path, description = "The business's id.")),
+    request_body = CreditsRequest,
+    responses(
+        (status = 201, description = "The balance after the grant.", body = CreditsResponse),
+        (status = 404, description = "`business_not_found`."),
+    ),
+)]
 pub async fn admin_grant_credits(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -361,6 +488,19 @@ pub async fn admin_grant_credits(
 
 /// `POST /api/v1/admin/businesses/{id}/deactivate`: every token and key of the business stops
 /// working at once; its data stays.
+#[utoipa::path(
+    post,
+    path = "/admin/businesses/{id}/deactivate",
+    tag = "admin",
+    summary = "Deactivate a business (staff)",
+    description = "Every token and key of the business stops working at once; its data stays. Staff only.",
+    security(("session" = [])),
+    params(("id" = Uuid, Path, description = "The business's id.")),
+    responses(
+        (status = 204, description = "Deactivated."),
+        (status = 404, description = "`business_not_found`, or an id that is not a UUID."),
+    ),
+)]
 pub async fn admin_deactivate_business(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -378,6 +518,19 @@ pub async fn admin_deactivate_business(
 
 /// `POST /api/v1/admin/users/{id}/deactivate`: the user can no longer log in and their
 /// sessions stop working at once.
+#[utoipa::path(
+    post,
+    path = "/admin/users/{id}/deactivate",
+    tag = "admin",
+    summary = "Deactivate a user (staff)",
+    description = "The user can no longer log in and their sessions stop working at once. Staff only.",
+    security(("session" = [])),
+    params(("id" = Uuid, Path, description = "The user's id.")),
+    responses(
+        (status = 204, description = "Deactivated."),
+        (status = 404, description = "`not_found`."),
+    ),
+)]
 pub async fn admin_deactivate_user(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,

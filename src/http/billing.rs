@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -14,20 +15,29 @@ use crate::http::accounts::{Fields, PlanView};
 use crate::http::extract::{ApiJson, Dashboard, DashboardRead};
 use crate::store::{ledger, plans, subscriptions};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CatalogPlan {
     #[serde(flatten)]
     pub plan: PlanView,
     /// Code of the plan a subscription moves to when this one stops, if any.
+    #[schema(required = true)]
     pub fallback: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Catalog {
     pub plans: Vec<CatalogPlan>,
 }
 
 /// `GET /api/v1/plans`: the public, unarchived plans, cheapest first. No authentication.
+#[utoipa::path(
+    get,
+    path = "/plans",
+    tag = "billing",
+    summary = "The plan catalog",
+    description = "The public, unarchived plans, cheapest first. No authentication.",
+    responses((status = 200, description = "The catalog.", body = Catalog)),
+)]
 pub async fn list_plans(State(app): State<AppState>) -> ApiResult<Json<Catalog>> {
     let all = {
         let mut tx = app.db.read().await?;
@@ -48,15 +58,16 @@ pub async fn list_plans(State(app): State<AppState>) -> ApiResult<Json<Catalog>>
     Ok(Json(Catalog { plans: listed }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PendingChange {
     pub plan: String,
     pub at: Timestamp,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SubscriptionResponse {
     pub id: Uuid,
+    /// `trialing`, `active`, `past_due`, `canceled` or `expired`.
     pub status: String,
     /// Whether the subscription gives access now.
     pub live: bool,
@@ -64,6 +75,7 @@ pub struct SubscriptionResponse {
     pub current_period_start: Timestamp,
     pub current_period_end: Timestamp,
     pub cancel_at_period_end: bool,
+    #[schema(required = true)]
     pub pending_change: Option<PendingChange>,
     /// Credits, in minor units of the plan's currency.
     pub credit_balance: i64,
@@ -106,6 +118,17 @@ pub async fn subscription_view(
 
 /// `GET /api/v1/subscription`: the business's current subscription (even when canceled or
 /// expired, so the client can say why there is no access), its plan, and the credit balance.
+#[utoipa::path(
+    get,
+    path = "/subscription",
+    tag = "billing",
+    summary = "The current subscription",
+    description = "The business's current subscription (even when canceled or expired, so the \
+                   client can say why there is no access), its plan, and the credit balance; \
+                   null if the business never had one.",
+    security(("session" = []), ("bot_token" = [])),
+    responses((status = 200, description = "The subscription, or null.", body = Option<SubscriptionResponse>)),
+)]
 pub async fn get_subscription(
     State(app): State<AppState>,
     DashboardRead(p): DashboardRead,
@@ -155,24 +178,55 @@ impl From<ChangeError> for ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ChangeRequest {
+    /// The code of a public plan.
+    #[schema(value_type = String, required = true)]
     pub plan: Option<String>,
     /// `now` (default) or `period_end`.
+    #[schema(value_type = Option<ChangeAt>)]
     pub at: Option<String>,
+    /// Only say what the change would cost and which current usage the plan would not allow.
     #[serde(default)]
     pub dry_run: bool,
 }
 
-#[derive(Debug, Serialize)]
+/// When a plan change takes effect.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)] // Only the schema of `ChangeRequest::at`; the handler reads the text.
+pub enum ChangeAt {
+    Now,
+    PeriodEnd,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ChangeResponse {
     pub dry_run: bool,
     pub change: Preview,
+    #[schema(required = true)]
     pub subscription: Option<SubscriptionResponse>,
 }
 
 /// `POST /api/v1/subscription/change`: upgrade now (prorated) or change at the period end;
 /// `dry_run: true` only says what it would cost and which current usage the plan would not allow.
+#[utoipa::path(
+    post,
+    path = "/subscription/change",
+    tag = "billing",
+    summary = "Change plan",
+    description = "Upgrade now (prorated, paid from credits) or change at the period end; \
+                   `dry_run: true` only says what it would cost and which current usage the plan \
+                   would not allow. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    request_body = ChangeRequest,
+    responses(
+        (status = 200, description = "The change (or its preview) and the subscription after it.", body = ChangeResponse),
+        (status = 402, description = "`insufficient_credits`: the balance does not cover the change."),
+        (status = 404, description = "`plan_not_found` or `no_subscription`."),
+        (status = 409, description = "`already_on_plan`, `subscription_not_live` or `conflict` (retry)."),
+    ),
+)]
 pub async fn change_subscription(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -205,6 +259,19 @@ pub async fn change_subscription(
 }
 
 /// `POST /api/v1/subscription/cancel`: cancel at the end of the current period.
+#[utoipa::path(
+    post,
+    path = "/subscription/cancel",
+    tag = "billing",
+    summary = "Cancel at the period end",
+    description = "Cancel at the end of the current period. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    responses(
+        (status = 200, description = "The subscription after it.", body = Option<SubscriptionResponse>),
+        (status = 404, description = "`no_subscription`."),
+        (status = 409, description = "`subscription_not_live` or `conflict` (retry)."),
+    ),
+)]
 pub async fn cancel_subscription(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -214,6 +281,19 @@ pub async fn cancel_subscription(
 }
 
 /// `POST /api/v1/subscription/resume`: undo a pending cancellation or plan change.
+#[utoipa::path(
+    post,
+    path = "/subscription/resume",
+    tag = "billing",
+    summary = "Undo a pending cancellation or change",
+    description = "Undo a pending cancellation or plan change. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    responses(
+        (status = 200, description = "The subscription after it.", body = Option<SubscriptionResponse>),
+        (status = 404, description = "`no_subscription`."),
+        (status = 409, description = "`subscription_not_live` or `conflict` (retry)."),
+    ),
+)]
 pub async fn resume_subscription(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,

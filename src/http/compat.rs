@@ -8,6 +8,8 @@ use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::accounts::{self, NewAccount, reset};
@@ -20,38 +22,49 @@ use crate::http::invitations::{accept_error, parse_acceptance};
 use crate::http::passwords::reset_error;
 use crate::teams::invitations::{self, NewInvitation};
 
+/// The routes under `/saas`; each handler's `#[utoipa::path]` gives its path and method.
 pub fn route_table() -> Vec<crate::http::Route> {
-    use axum::routing::{get, post};
     vec![
-        ("/signup", post(compat_signup)),
-        ("/login", post(compat_login)),
-        ("/passwd/reset", post(compat_request_reset)),
-        ("/passwd/reset/cnfrm", post(compat_confirm_reset)),
-        ("/me", get(compat_me)),
-        ("/invite", post(compat_invite)),
-        ("/signup/prefill", get(compat_prefill)),
+        routes!(compat_signup),
+        routes!(compat_login),
+        routes!(compat_request_reset),
+        routes!(compat_confirm_reset),
+        routes!(compat_me),
+        routes!(compat_invite),
+        routes!(compat_prefill),
     ]
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenOnly {
+    /// A session token; the original clients send it as `Authorization: Token <token>`.
     pub token: String,
 }
 
-#[derive(Debug, Deserialize)]
+/// `name` for a new business; `id` (with `activation_key`) to complete an invitation.
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CompatBusiness {
     pub id: Option<String>,
+    #[schema(max_length = 200)]
     pub name: Option<String>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CompatSignup {
+    #[schema(value_type = CompatBusiness, required = true)]
     pub business: Option<CompatBusiness>,
+    #[schema(value_type = String, required = true, max_length = 254)]
     pub email: Option<String>,
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 150)]
     pub first_name: Option<String>,
+    #[schema(value_type = String, required = true, max_length = 150)]
     pub last_name: Option<String>,
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128)]
     pub password1: Option<String>,
+    /// The same as `password1`.
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128)]
     pub password2: Option<String>,
+    /// The invitation's key, when completing one.
     pub activation_key: Option<String>,
 }
 
@@ -70,6 +83,24 @@ fn passwords_match(p1: Option<&str>, p2: Option<&str>) -> ApiResult<()> {
 
 /// `POST /saas/signup`: a new business and its owner, or (with `business.id`, the invited email
 /// and the invitation's `activation_key`) the completion of an invitation.
+#[utoipa::path(
+    post,
+    path = "/signup",
+    tag = "compat",
+    summary = "Sign up (legacy)",
+    description = "A new business and its owner, or (with `business.id`, the invited email and the \
+                   invitation's `activation_key`) the completion of an invitation.",
+    request_body = CompatSignup,
+    responses(
+        (status = 201, description = "A session.", body = TokenOnly),
+        (status = 400, description = "`password_mismatch`, `invitation_mismatch`, or a body that is not JSON."),
+        (status = 402, description = "`quota_exceeded`: the business has no room for another member."),
+        (status = 404, description = "`key_not_found`: no such invitation."),
+        (status = 409, description = "`email_taken` or `account_exists`."),
+        (status = 410, description = "`key_used`, `key_revoked` or `key_expired`."),
+        (status = 429, description = "`rate_limited`: too many attempts; `Retry-After` says when to try again."),
+    ),
+)]
 pub async fn compat_signup(
     State(app): State<AppState>,
     Client(client): Client,
@@ -154,13 +185,27 @@ pub async fn compat_signup(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CompatLogin {
+    #[schema(value_type = String, required = true)]
     pub email: Option<String>,
+    #[schema(value_type = String, required = true)]
     pub password: Option<String>,
 }
 
 /// `POST /saas/login`
+#[utoipa::path(
+    post,
+    path = "/login",
+    tag = "compat",
+    summary = "Log in (legacy)",
+    request_body = CompatLogin,
+    responses(
+        (status = 200, description = "A session.", body = TokenOnly),
+        (status = 401, description = "`invalid_credentials`."),
+        (status = 429, description = "`rate_limited`: too many attempts; `Retry-After` says when to try again."),
+    ),
+)]
 pub async fn compat_login(
     State(app): State<AppState>,
     client: Client,
@@ -175,6 +220,18 @@ pub async fn compat_login(
 }
 
 /// `POST /saas/passwd/reset`: 202 whatever the email; the key goes only to the mailbox.
+#[utoipa::path(
+    post,
+    path = "/passwd/reset",
+    tag = "compat",
+    summary = "Ask for a password reset (legacy)",
+    description = "202 whatever the email; the key goes only to the mailbox.",
+    request_body = crate::http::passwords::ResetRequest,
+    responses(
+        (status = 202, description = "Accepted.", body = crate::http::passwords::Accepted),
+        (status = 429, description = "`rate_limited`: too many attempts; `Retry-After` says when to try again."),
+    ),
+)]
 pub async fn compat_request_reset(
     state: State<AppState>,
     client: Client,
@@ -183,14 +240,33 @@ pub async fn compat_request_reset(
     crate::http::passwords::request_password_reset(state, client, body).await
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CompatConfirm {
+    /// The key from the mailed link.
+    #[schema(value_type = String, required = true)]
     pub activation_key: Option<String>,
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128)]
     pub password1: Option<String>,
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128)]
     pub password2: Option<String>,
 }
 
 /// `POST /saas/passwd/reset/cnfrm`
+#[utoipa::path(
+    post,
+    path = "/passwd/reset/cnfrm",
+    tag = "compat",
+    summary = "Choose a new password (legacy)",
+    request_body = CompatConfirm,
+    responses(
+        (status = 200, description = "The password is changed; a new session.", body = TokenOnly),
+        (status = 400, description = "`password_mismatch`, or a body that is not JSON."),
+        (status = 403, description = "`no_business`: the account belongs to no business."),
+        (status = 404, description = "`key_not_found`."),
+        (status = 410, description = "`key_used`, `key_revoked` or `key_expired`."),
+        (status = 429, description = "`rate_limited`: too many attempts; `Retry-After` says when to try again."),
+    ),
+)]
 pub async fn compat_confirm_reset(
     State(app): State<AppState>,
     Client(client): Client,
@@ -213,24 +289,26 @@ pub async fn compat_confirm_reset(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CompatMe {
     pub business: CompatMeBusiness,
     pub email: String,
     pub first_name: String,
     pub last_name: String,
+    #[schema(required = true)]
     pub plan: Option<CompatPlan>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CompatMeBusiness {
     pub id: Uuid,
     pub name: String,
     /// Never a secret: API keys are shown once when created. Null until keys exist.
+    #[schema(required = true)]
     pub api_key: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct CompatPlan {
     #[serde(flatten)]
     pub plan: PlanView,
@@ -239,6 +317,14 @@ pub struct CompatPlan {
 }
 
 /// `GET /saas/me`
+#[utoipa::path(
+    get,
+    path = "/me",
+    tag = "compat",
+    summary = "Who is calling (legacy)",
+    security(("session" = []), ("bot_token" = [])),
+    responses((status = 200, description = "The caller.", body = CompatMe)),
+)]
 pub async fn compat_me(DashboardRead(mut p): DashboardRead) -> ApiResult<Json<CompatMe>> {
     let plan = match (&p.subscription, p.plan.take()) {
         (Some(sub), Some(plan)) => Some(CompatPlan {
@@ -264,18 +350,35 @@ pub async fn compat_me(DashboardRead(mut p): DashboardRead) -> ApiResult<Json<Co
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CompatInvite {
+    #[schema(value_type = String, required = true, max_length = 254)]
     pub email: Option<String>,
+    /// Skip the mail.
     pub no_email: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct ActivationKey {
+    /// The invitation's single-use key.
     pub activation_key: String,
 }
 
 /// `POST /saas/invite`: invites as `member`; `no_email: true` skips the mail.
+#[utoipa::path(
+    post,
+    path = "/invite",
+    tag = "compat",
+    summary = "Invite a member (legacy)",
+    description = "Invites as `member`; `no_email: true` skips the mail. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    request_body = CompatInvite,
+    responses(
+        (status = 201, description = "The invitation's key.", body = ActivationKey),
+        (status = 402, description = "`no_active_subscription`."),
+        (status = 409, description = "`already_member`."),
+    ),
+)]
 pub async fn compat_invite(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -307,20 +410,24 @@ pub async fn compat_invite(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PrefillQuery {
+    /// The invitation's key.
+    #[param(value_type = String, required = true)]
     pub key: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Prefill {
     pub business: PrefillBusiness,
     pub email: String,
+    /// Empty: the invitee gives their names when they sign up.
     pub first_name: String,
     pub last_name: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PrefillBusiness {
     pub id: Uuid,
     pub name: String,
@@ -328,6 +435,21 @@ pub struct PrefillBusiness {
 
 /// `GET /saas/signup/prefill?key=`: what the signup form shows for an invitation. The invitee's
 /// names are not known before they give them, so they are empty.
+#[utoipa::path(
+    get,
+    path = "/signup/prefill",
+    tag = "compat",
+    summary = "Prefill the signup form (legacy)",
+    description = "What the signup form shows for an invitation.",
+    params(PrefillQuery),
+    responses(
+        (status = 200, description = "The invitation's business and email.", body = Prefill),
+        (status = 400, description = "`malformed_query`."),
+        (status = 404, description = "`key_not_found`."),
+        (status = 410, description = "`key_used`, `key_revoked` or `key_expired`."),
+        (status = 422, description = "`validation_failed`: no `key`."),
+    ),
+)]
 pub async fn compat_prefill(
     State(app): State<AppState>,
     query: Result<Query<PrefillQuery>, QueryRejection>,

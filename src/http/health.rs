@@ -6,35 +6,73 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Serialize;
+use utoipa::ToSchema;
 
 use crate::app::AppState;
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Health {
+    /// Always `ok`.
     status: &'static str,
 }
 
 /// `GET /healthz`: 200 while the process is serving. Touches nothing else, so it stays cheap.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness",
+    description = "200 while the process is serving. Touches nothing else, so it stays cheap.",
+    responses((status = 200, description = "Serving.", body = Health)),
+)]
 pub async fn get_health() -> Json<Health> {
     Json(Health { status: "ok" })
 }
 
-#[derive(Serialize)]
+/// `GET /api/v1/healthz`: the same, for clients that only see the API's prefix.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "operations",
+    summary = "Liveness, under the API's prefix",
+    description = "The same as `GET /healthz`, for clients that only see `/api/v1`.",
+    responses((status = 200, description = "Serving.", body = Health)),
+)]
+pub async fn get_api_health() -> Json<Health> {
+    get_health().await
+}
+
+#[derive(Serialize, ToSchema)]
 pub struct Readiness {
+    /// `ready` or `not_ready`.
     status: &'static str,
     checks: Checks,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, ToSchema)]
 pub struct Checks {
     /// `ok`, or why not.
     database: String,
+    /// `ok`, `pending` or `unknown`.
     migrations: &'static str,
+    /// `ok` or `not running`.
     mail_worker: &'static str,
 }
 
 /// `GET /readyz`: 200 when the database answers, every migration this binary knows is applied
 /// and the mail worker runs; 503 otherwise, with what is wrong. One small query.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "operations",
+    summary = "Readiness",
+    description = "200 when the database answers, every migration this binary knows is applied and \
+                   the mail worker runs; 503 otherwise, with what is wrong.",
+    responses(
+        (status = 200, description = "Ready.", body = Readiness),
+        (status = 503, description = "Not ready; `checks` says why.", body = Readiness),
+    ),
+)]
 pub async fn get_readiness(State(app): State<AppState>) -> (StatusCode, Json<Readiness>) {
     let (database, migrations) = match app.db.migrations_applied().await {
         Ok(true) => ("ok".to_owned(), "ok"),
@@ -70,6 +108,21 @@ pub async fn get_readiness(State(app): State<AppState>) -> (StatusCode, Json<Rea
 
 /// `GET /metrics` on the main address: only with `Authorization: Bearer $SAASKIT_METRICS_TOKEN`;
 /// 404 when no token is configured, so the endpoint does not even appear to exist.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "operations",
+    summary = "Prometheus metrics",
+    description = "The Prometheus text format, with `Authorization: Bearer $SAASKIT_METRICS_TOKEN`; \
+                   404 when the deployment configured no token (it may serve them on a separate \
+                   address instead, `SAASKIT_METRICS_BIND`).",
+    security(("metrics_token" = [])),
+    responses(
+        (status = 200, description = "The metrics.", body = String, content_type = "text/plain"),
+        (status = 401, description = "`unauthenticated`: not the metrics token."),
+        (status = 404, description = "`not_found`: no metrics token is configured."),
+    ),
+)]
 pub async fn get_metrics(
     State(app): State<AppState>,
     headers: axum::http::HeaderMap,

@@ -5,6 +5,7 @@ use axum::extract::rejection::PathRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -82,14 +83,27 @@ pub(crate) fn accept_error(err: AcceptError, password_field: &str) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct InviteRequest {
+    #[schema(value_type = String, required = true, max_length = 254)]
     pub email: Option<String>,
+    /// `member` when absent.
+    #[schema(value_type = Option<InvitedRole>)]
     pub role: Option<String>,
+    /// Mail the invitation (`true` when absent); either way the answer holds the key and link.
     pub send_email: Option<bool>,
 }
 
-#[derive(Debug, Serialize)]
+/// The roles an invitation may grant.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Only the schema of `InviteRequest::role`; the handler reads the text.
+pub enum InvitedRole {
+    Admin,
+    Member,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InvitationCreated {
     pub id: Uuid,
     pub email: String,
@@ -102,7 +116,7 @@ pub struct InvitationCreated {
     pub emailed: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InvitationBusiness {
     pub id: Uuid,
     pub name: String,
@@ -125,6 +139,20 @@ pub(crate) fn parse_invited_role(f: &mut Fields, role: Option<&str>) -> Option<R
 }
 
 /// `POST /api/v1/invitations`
+#[utoipa::path(
+    post,
+    path = "/invitations",
+    tag = "invitations",
+    summary = "Invite someone",
+    description = "Invites an email to the business as `admin` or `member`. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    request_body = InviteRequest,
+    responses(
+        (status = 201, description = "The invitation, with its single-use key.", body = InvitationCreated),
+        (status = 402, description = "`no_active_subscription`, or `quota_exceeded`: pending invitations and members fill the plan's `members` limit."),
+        (status = 409, description = "`already_member`."),
+    ),
+)]
 pub async fn create_invitation(
     State(app): State<AppState>,
     Dashboard(principal): Dashboard,
@@ -170,7 +198,7 @@ impl From<invitations::CreatedInvitation> for InvitationCreated {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PendingInvitation {
     pub id: Uuid,
     pub email: String,
@@ -181,13 +209,22 @@ pub struct PendingInvitation {
     pub expires_at: Timestamp,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct PendingInvitations {
     pub data: Vec<PendingInvitation>,
 }
 
 /// `GET /api/v1/invitations`: the business's pending invitations, newest first (owners and
 /// admins).
+#[utoipa::path(
+    get,
+    path = "/invitations",
+    tag = "invitations",
+    summary = "List pending invitations",
+    description = "Invitations not yet accepted, revoked or expired, newest first. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    responses((status = 200, description = "The pending invitations.", body = PendingInvitations)),
+)]
 pub async fn list_invitations(
     State(app): State<AppState>,
     DashboardRead(principal): DashboardRead,
@@ -215,6 +252,19 @@ fn invitation_id(path: Result<Path<String>, PathRejection>) -> ApiResult<Uuid> {
 }
 
 /// `DELETE /api/v1/invitations/{id}`: revokes a pending invitation; its link stops working.
+#[utoipa::path(
+    delete,
+    path = "/invitations/{key}",
+    tag = "invitations",
+    summary = "Revoke a pending invitation",
+    description = "Its link stops working at once. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    params(("key" = Uuid, Path, description = "The invitation's id (on this route, not its key).")),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 404, description = "`not_found`: no such pending invitation."),
+    ),
+)]
 pub async fn revoke_invitation(
     State(app): State<AppState>,
     Dashboard(principal): Dashboard,
@@ -227,6 +277,20 @@ pub async fn revoke_invitation(
 
 /// `POST /api/v1/invitations/{id}/resend`: mails the invitation again with a new link (and a
 /// new expiry); the old link stops working. Answers like `POST /invitations`.
+#[utoipa::path(
+    post,
+    path = "/invitations/{key}/resend",
+    tag = "invitations",
+    summary = "Send an invitation again",
+    description = "Mails a new link with a new expiry; the old link stops working. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    params(("key" = Uuid, Path, description = "The invitation's id (on this route, not its key).")),
+    responses(
+        (status = 200, description = "The invitation, with its new single-use key.", body = InvitationCreated),
+        (status = 402, description = "`no_active_subscription` or `quota_exceeded`."),
+        (status = 404, description = "`not_found`: no such pending invitation."),
+    ),
+)]
 pub async fn resend_invitation(
     State(app): State<AppState>,
     Dashboard(principal): Dashboard,
@@ -238,7 +302,7 @@ pub async fn resend_invitation(
     ))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct InvitationView {
     pub id: Uuid,
     pub email: String,
@@ -248,7 +312,7 @@ pub struct InvitationView {
     pub expires_at: Timestamp,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Inviter {
     pub name: String,
 }
@@ -277,6 +341,19 @@ fn key_of(path: Result<Path<String>, PathRejection>) -> String {
 }
 
 /// `GET /api/v1/invitations/{key}`: what a signup form needs to prefill.
+#[utoipa::path(
+    get,
+    path = "/invitations/{key}",
+    tag = "invitations",
+    summary = "Look up an invitation",
+    description = "What a signup form needs to prefill. No authentication: the key is the credential.",
+    params(("key" = String, Path, description = "The invitation's key.")),
+    responses(
+        (status = 200, description = "The invitation.", body = InvitationView),
+        (status = 404, description = "`key_not_found`."),
+        (status = 410, description = "`key_used`, `key_revoked` or `key_expired`."),
+    ),
+)]
 pub async fn get_invitation(
     State(app): State<AppState>,
     path: Result<Path<String>, PathRejection>,
@@ -285,14 +362,18 @@ pub async fn get_invitation(
     Ok(Json(invitations::describe(&app, &key).await?.into()))
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct AcceptRequest {
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 150)]
     pub first_name: Option<String>,
+    #[schema(value_type = String, required = true, max_length = 150)]
     pub last_name: Option<String>,
+    /// 8 to 128 characters, not the email.
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128)]
     pub password: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct AcceptResponse {
     pub token: String,
     pub token_expires_at: Timestamp,
@@ -330,6 +411,28 @@ pub(crate) fn parse_acceptance(
 /// `POST /api/v1/invitations/{key}/accept`: creates the invitee's account and membership; or,
 /// sent with the session of an existing account of the invited email, joins with that account
 /// (no body needed).
+#[utoipa::path(
+    post,
+    path = "/invitations/{key}/accept",
+    tag = "invitations",
+    summary = "Accept an invitation",
+    description = "Without a token: creates the invitee's account and membership, and a session \
+        (the body is required). With the session of an existing account of the invited email: \
+        joins with that account, no body or password needed.",
+    params(("key" = String, Path, description = "The invitation's key.")),
+    security((), ("session" = [])),
+    request_body(content = Option<AcceptRequest>, description = "Required without a token."),
+    responses(
+        (status = 201, description = "The new member's session.", body = AcceptResponse),
+        (status = 401, description = "`unauthenticated`: a token was sent and is not a live one."),
+        (status = 402, description = "`quota_exceeded`: the plan has no room for another member."),
+        (status = 403, description = "`invitation_for_another_email`, or `not_a_person` (an API key or a bot)."),
+        (status = 404, description = "`key_not_found`."),
+        (status = 409, description = "`account_exists`: log in with it to join; `already_member`."),
+        (status = 410, description = "`key_used`, `key_revoked` or `key_expired`."),
+        (status = 429, description = "`rate_limited`: too many failed uses of keys from this address."),
+    ),
+)]
 pub async fn accept_invitation(
     State(app): State<AppState>,
     MaybeAuthenticated(caller): MaybeAuthenticated,

@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use crate::app::AppState;
 use crate::domain::{Scope, Scopes, has_control_chars};
@@ -48,12 +49,27 @@ fn check_name(f: &mut Fields, name: Option<&str>) -> Option<String> {
     Some(name.to_owned())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateKeyRequest {
+    /// 1 to 100 characters.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 100)]
     pub name: Option<String>,
 }
 
 /// `POST /api/v1/api-keys`: a new key with the `sdk` scope; its secret is in this answer only.
+#[utoipa::path(
+    post,
+    path = "/api-keys",
+    tag = "api-keys",
+    summary = "Create an API key",
+    description = "A new key with the `sdk` scope; its secret is in this answer only. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    request_body = CreateKeyRequest,
+    responses(
+        (status = 201, description = "The key and its secret.", body = NewKey),
+        (status = 402, description = "`no_active_subscription` or `quota_exceeded`."),
+    ),
+)]
 pub async fn create_api_key(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -67,18 +83,33 @@ pub async fn create_api_key(
     Ok((StatusCode::CREATED, Json(key)))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListKeysQuery {
+    /// List revoked keys too.
     #[serde(default)]
     pub include_revoked: bool,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct KeyList {
     pub data: Vec<KeyView>,
 }
 
 /// `GET /api/v1/api-keys[?include_revoked=true]`: prefixes and dates, never a secret.
+#[utoipa::path(
+    get,
+    path = "/api-keys",
+    tag = "api-keys",
+    summary = "List API keys",
+    description = "Prefixes and dates, never a secret. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    params(ListKeysQuery),
+    responses(
+        (status = 200, description = "The keys.", body = KeyList),
+        (status = 422, description = "`validation_failed`: `include_revoked` is not a boolean."),
+    ),
+)]
 pub async fn list_api_keys(
     State(app): State<AppState>,
     DashboardRead(p): DashboardRead,
@@ -96,6 +127,19 @@ pub async fn list_api_keys(
 }
 
 /// `DELETE /api/v1/api-keys/{id}`: the key stops working on the very next request.
+#[utoipa::path(
+    delete,
+    path = "/api-keys/{id}",
+    tag = "api-keys",
+    summary = "Revoke an API key",
+    description = "The key stops working on the very next request. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The key's id.")),
+    responses(
+        (status = 204, description = "Revoked."),
+        (status = 404, description = "`not_found`."),
+    ),
+)]
 pub async fn revoke_api_key(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -105,13 +149,30 @@ pub async fn revoke_api_key(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct RotateRequest {
-    /// Seconds the old secret keeps working; the deployment's default when absent.
+    /// Seconds the old secret keeps working (at most 604800, 7 days); the deployment's default
+    /// when absent.
+    #[schema(maximum = 604800)]
     pub overlap_seconds: Option<u32>,
 }
 
 /// `POST /api/v1/api-keys/{id}/rotate`: same key, new secret (shown once). A body is optional.
+#[utoipa::path(
+    post,
+    path = "/api-keys/{id}/rotate",
+    tag = "api-keys",
+    summary = "Rotate an API key",
+    description = "Same key, new secret (shown once); the old one keeps working for the overlap. \
+                   The body is optional. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The key's id.")),
+    request_body(content = Option<RotateRequest>, description = "Optional."),
+    responses(
+        (status = 200, description = "The key with its new secret.", body = NewKey),
+        (status = 404, description = "`not_found`."),
+    ),
+)]
 pub async fn rotate_api_key(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -132,12 +193,14 @@ pub async fn rotate_api_key(
     Ok(Json(keys::rotate_api_key(&app, &p, id, overlap).await?))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LeakReport {
+    /// The leaked secret.
+    #[schema(value_type = String, required = true)]
     pub key: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct LeakReportResult {
     /// Whether the secret was live until this report.
     pub revoked: bool,
@@ -145,6 +208,17 @@ pub struct LeakReportResult {
 
 /// `POST /api/v1/api-keys/revoke-leaked` (no authentication): whoever holds a leaked secret
 /// may kill it. Works for any saaskit secret: API keys, bot tokens, sessions.
+#[utoipa::path(
+    post,
+    path = "/api-keys/revoke-leaked",
+    tag = "api-keys",
+    summary = "Report a leaked secret",
+    description = "No authentication: whoever holds a leaked secret may kill it. Works for any \
+                   saaskit secret: API keys, bot tokens, sessions. The answer is the same shape \
+                   whether or not the secret existed.",
+    request_body = LeakReport,
+    responses((status = 200, description = "Whether it was live until now.", body = LeakReportResult)),
+)]
 pub async fn revoke_leaked_key(
     State(app): State<AppState>,
     Client(client): Client,
@@ -163,13 +237,31 @@ pub async fn revoke_leaked_key(
     Ok(Json(LeakReportResult { revoked }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateBotRequest {
+    /// 1 to 100 characters.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 100)]
     pub name: Option<String>,
+    /// Within the caller's own.
+    #[schema(value_type = Vec<Scope>, required = true, min_items = 1)]
     pub scopes: Option<Vec<String>>,
 }
 
 /// `POST /api/v1/bots`: a bot member with a token (shown once) carrying the given scopes.
+#[utoipa::path(
+    post,
+    path = "/bots",
+    tag = "bots",
+    summary = "Create a bot",
+    description = "A bot member with a token (shown once) carrying the given scopes, counted \
+                   against the plan's `members` limit. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    request_body = CreateBotRequest,
+    responses(
+        (status = 201, description = "The bot and its token.", body = NewBot),
+        (status = 402, description = "`no_active_subscription` or `quota_exceeded`."),
+    ),
+)]
 pub async fn create_bot(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -205,12 +297,21 @@ pub async fn create_bot(
     Ok((StatusCode::CREATED, Json(bot)))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct BotList {
     pub data: Vec<BotView>,
 }
 
 /// `GET /api/v1/bots`
+#[utoipa::path(
+    get,
+    path = "/bots",
+    tag = "bots",
+    summary = "List bots",
+    description = "The business's bots. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    responses((status = 200, description = "The bots.", body = BotList)),
+)]
 pub async fn list_bots(
     State(app): State<AppState>,
     DashboardRead(p): DashboardRead,
@@ -221,6 +322,19 @@ pub async fn list_bots(
 }
 
 /// `DELETE /api/v1/bots/{id}`: the bot leaves the business and its token stops working.
+#[utoipa::path(
+    delete,
+    path = "/bots/{id}",
+    tag = "bots",
+    summary = "Delete a bot",
+    description = "The bot leaves the business and its token stops working. Owners and admins.",
+    security(("session" = []), ("bot_token" = [])),
+    params(("id" = uuid::Uuid, Path, description = "The bot's member id.")),
+    responses(
+        (status = 204, description = "Deleted."),
+        (status = 404, description = "`not_found`."),
+    ),
+)]
 pub async fn delete_bot(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,

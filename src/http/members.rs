@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::app::AppState;
@@ -34,13 +35,14 @@ impl From<MemberError> for ApiError {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MemberView {
     pub id: Uuid,
     pub user_id: Uuid,
     pub email: String,
     pub first_name: String,
     pub last_name: String,
+    #[schema(value_type = Role)]
     pub role: String,
     pub is_bot: bool,
     pub joined_at: Timestamp,
@@ -61,12 +63,21 @@ impl From<MemberListing> for MemberView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct MemberList {
     pub data: Vec<MemberView>,
 }
 
 /// `GET /api/v1/members`: everyone in the business, bots included, oldest first.
+#[utoipa::path(
+    get,
+    path = "/members",
+    tag = "members",
+    summary = "List members",
+    description = "Everyone in the business, bots included, oldest first.",
+    security(("session" = []), ("bot_token" = [])),
+    responses((status = 200, description = "The members.", body = MemberList)),
+)]
 pub async fn list_members(
     State(app): State<AppState>,
     DashboardRead(p): DashboardRead,
@@ -77,12 +88,39 @@ pub async fn list_members(
     }))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RoleChange {
+    #[schema(value_type = GivenRole, required = true)]
     pub role: Option<String>,
 }
 
+/// The roles a member may be given; bots keep theirs.
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)] // Only the schema of `RoleChange::role`; the handler parses the text.
+pub enum GivenRole {
+    Owner,
+    Admin,
+    Member,
+}
+
 /// `PATCH /api/v1/members/{id}` `{role}`: `owner`, `admin` or `member`.
+#[utoipa::path(
+    patch,
+    path = "/members/{id}",
+    tag = "members",
+    summary = "Change a member's role",
+    description = "`owner`, `admin` or `member`; bots keep the `bot` role. Owners and admins \
+                   (only owners make owners).",
+    security(("session" = []), ("bot_token" = [])),
+    params(("id" = Uuid, Path, description = "The member's id.")),
+    request_body = RoleChange,
+    responses(
+        (status = 200, description = "The member after the change.", body = MemberView),
+        (status = 404, description = "`not_found`."),
+        (status = 409, description = "`last_owner`: a business keeps at least one owner."),
+    ),
+)]
 pub async fn update_member(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -108,6 +146,21 @@ pub async fn update_member(
 
 /// `DELETE /api/v1/members/{id}`: removes the member (owners and admins), or leaves the
 /// business (anyone, with their own member id). Their tokens for it stop working at once.
+#[utoipa::path(
+    delete,
+    path = "/members/{id}",
+    tag = "members",
+    summary = "Remove a member, or leave",
+    description = "Removes the member (owners and admins), or leaves the business (anyone, with \
+                   their own member id). Their tokens for it stop working at once.",
+    security(("session" = []), ("bot_token" = [])),
+    params(("id" = Uuid, Path, description = "The member's id.")),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 404, description = "`not_found`."),
+        (status = 409, description = "`last_owner`: a business keeps at least one owner."),
+    ),
+)]
 pub async fn delete_member(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,

@@ -10,147 +10,138 @@ pub mod health;
 pub mod invitations;
 pub mod keys;
 pub mod members;
+pub mod openapi;
 pub mod passwords;
 pub mod sessions;
 pub mod usage;
 
 use std::time::Duration;
 
-use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::{Extension, Router};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 use tower_http::trace::TraceLayer;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::error::ApiError;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// A route: its path template and what each method does there.
-pub type Route = (&'static str, MethodRouter<AppState>);
+/// A route: what each method does at one path, and how the OpenAPI document describes it. Make
+/// one with `utoipa_axum::routes!(handler, …)`: the path and methods come from each handler's
+/// `#[utoipa::path]`, so the router and the document cannot disagree. The handlers of one
+/// route share its path.
+pub type Route = utoipa_axum::router::UtoipaMethodRouter<AppState>;
 
-/// saaskit's routes under `/api/v1`, as a table: the router is built from it, and the
-/// authorization matrix test reads its paths, so no route can escape that test.
+/// saaskit's routes under `/api/v1`, as a table: the router and the OpenAPI document are built
+/// from it, and the authorization matrix test reads its paths, so no route can escape that test.
 pub fn api_route_table() -> Vec<Route> {
     vec![
-        ("/signup", post(accounts::create_account)),
-        ("/login", post(accounts::login_user)),
-        ("/logout", post(accounts::logout_user)),
-        ("/me", get(accounts::get_current_user)),
-        ("/healthz", get(health::get_health)),
-        ("/plans", get(billing::list_plans)),
-        ("/subscription", get(billing::get_subscription)),
-        ("/subscription/change", post(billing::change_subscription)),
-        ("/subscription/cancel", post(billing::cancel_subscription)),
-        ("/subscription/resume", post(billing::resume_subscription)),
-        (
-            "/admin/plans",
-            get(admin::admin_list_plans).post(admin::admin_create_plan),
-        ),
-        ("/admin/plans/{code}", patch(admin::admin_update_plan)),
-        (
-            "/admin/plans/{code}/archive",
-            post(admin::admin_archive_plan),
-        ),
-        ("/admin/businesses/{id}", get(admin::admin_get_business)),
-        (
-            "/admin/businesses/{id}/plan",
-            post(admin::admin_set_business_plan),
-        ),
-        (
-            "/admin/businesses/{id}/credits",
-            post(admin::admin_grant_credits),
-        ),
-        (
-            "/admin/businesses/{id}/deactivate",
-            post(admin::admin_deactivate_business),
-        ),
-        (
-            "/admin/users/{id}/deactivate",
-            post(admin::admin_deactivate_user),
-        ),
-        ("/password/reset", post(passwords::request_password_reset)),
-        ("/password/change", post(sessions::change_password)),
-        (
-            "/sessions",
-            get(sessions::list_sessions).delete(sessions::delete_other_sessions),
-        ),
-        ("/sessions/{id}", delete(sessions::delete_session)),
-        (
-            "/password/reset/confirm",
-            post(passwords::confirm_password_reset),
-        ),
-        (
-            "/invitations",
-            get(invitations::list_invitations).post(invitations::create_invitation),
+        routes!(accounts::create_account),
+        routes!(accounts::login_user),
+        routes!(accounts::logout_user),
+        routes!(accounts::get_current_user),
+        routes!(health::get_api_health),
+        routes!(openapi::get_openapi),
+        routes!(billing::list_plans),
+        routes!(billing::get_subscription),
+        routes!(billing::change_subscription),
+        routes!(billing::cancel_subscription),
+        routes!(billing::resume_subscription),
+        routes!(admin::admin_list_plans, admin::admin_create_plan),
+        routes!(admin::admin_update_plan),
+        routes!(admin::admin_archive_plan),
+        routes!(admin::admin_get_business),
+        routes!(admin::admin_set_business_plan),
+        routes!(admin::admin_grant_credits),
+        routes!(admin::admin_deactivate_business),
+        routes!(admin::admin_deactivate_user),
+        routes!(passwords::request_password_reset),
+        routes!(sessions::change_password),
+        routes!(sessions::list_sessions, sessions::delete_other_sessions),
+        routes!(sessions::delete_session),
+        routes!(passwords::confirm_password_reset),
+        routes!(
+            invitations::list_invitations,
+            invitations::create_invitation
         ),
         // `{key}`: the mailed key on the public routes (GET, accept), the invitation's id on
         // the management ones (DELETE, resend); one segment name, as the router requires.
-        (
-            "/invitations/{key}",
-            get(invitations::get_invitation).delete(invitations::revoke_invitation),
-        ),
-        (
-            "/invitations/{key}/accept",
-            post(invitations::accept_invitation),
-        ),
-        (
-            "/invitations/{key}/resend",
-            post(invitations::resend_invitation),
-        ),
-        (
-            "/api-keys",
-            get(keys::list_api_keys).post(keys::create_api_key),
-        ),
-        ("/api-keys/revoke-leaked", post(keys::revoke_leaked_key)),
-        ("/api-keys/{id}", delete(keys::revoke_api_key)),
-        ("/api-keys/{id}/rotate", post(keys::rotate_api_key)),
-        ("/bots", get(keys::list_bots).post(keys::create_bot)),
-        ("/bots/{id}", delete(keys::delete_bot)),
-        ("/members", get(members::list_members)),
-        (
-            "/members/{id}",
-            patch(members::update_member).delete(members::delete_member),
-        ),
-        ("/usage", get(usage::get_usage).post(usage::record_usage)),
-        ("/entitlements", get(usage::get_entitlements)),
+        routes!(invitations::get_invitation, invitations::revoke_invitation),
+        routes!(invitations::accept_invitation),
+        routes!(invitations::resend_invitation),
+        routes!(keys::list_api_keys, keys::create_api_key),
+        routes!(keys::revoke_leaked_key),
+        routes!(keys::revoke_api_key),
+        routes!(keys::rotate_api_key),
+        routes!(keys::list_bots, keys::create_bot),
+        routes!(keys::delete_bot),
+        routes!(members::list_members),
+        routes!(members::update_member, members::delete_member),
+        routes!(usage::get_usage, usage::record_usage),
+        routes!(usage::get_entitlements),
     ]
 }
 
-/// Builds a router from route tables.
-pub fn router_from(tables: impl IntoIterator<Item = Vec<Route>>) -> Router<AppState> {
+/// The routes at the root, outside `/api/v1`: probes, metrics and the documentation page.
+pub fn root_route_table() -> Vec<Route> {
+    vec![
+        routes!(health::get_health),
+        routes!(health::get_readiness),
+        routes!(health::get_metrics),
+        routes!(openapi::get_docs),
+    ]
+}
+
+/// Builds a router, with its part of the OpenAPI document, from route tables.
+pub fn router_from(tables: impl IntoIterator<Item = Vec<Route>>) -> OpenApiRouter<AppState> {
     tables
         .into_iter()
         .flatten()
-        .fold(Router::new(), |router, (path, methods)| {
-            router.route(path, methods)
+        .fold(OpenApiRouter::new(), |router, route| {
+            // `routes!` would serve every handler at every path it names: one path per route.
+            debug_assert_eq!(route.1.paths.len(), 1, "a route's handlers share one path");
+            router.routes(route)
         })
 }
 
 /// The routes of the API under `/api/v1`, without the outer layers: merge your own routes into
-/// this, then wrap the result with [`with_layers`].
-pub fn api_routes() -> Router<AppState> {
+/// this (or pass them to [`router_with`]).
+pub fn api_routes() -> OpenApiRouter<AppState> {
     router_from([api_route_table()])
 }
 
-/// The whole application: saaskit's routes plus `extra` (a product's own routes, nested under
-/// `/api/v1` like ours), with every layer applied.
-pub fn router_with(app: AppState, extra: Router<AppState>) -> Router {
-    let routes = Router::new()
-        .route("/healthz", get(health::get_health))
-        .route("/readyz", get(health::get_readiness))
-        .route("/metrics", get(health::get_metrics))
+/// Every route, `extra` (a product's own, nested under `/api/v1` like ours) included, and the
+/// finished OpenAPI document that describes them.
+fn assemble(extra: OpenApiRouter<AppState>) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut document) = OpenApiRouter::with_openapi(openapi::base())
+        .merge(router_from([root_route_table()]))
         .nest("/api/v1", api_routes().merge(extra))
         .nest("/saas", router_from([compat::route_table()]))
+        .split_for_parts();
+    openapi::finish(&mut document);
+    (routes, document)
+}
+
+/// The whole application: saaskit's routes plus `extra` (a product's own routes, nested under
+/// `/api/v1` like ours), with every layer applied; `/api/v1/openapi.json` describes them all.
+pub fn router_with(app: AppState, extra: OpenApiRouter<AppState>) -> Router {
+    let (routes, document) = assemble(extra);
+    // Serializing a document built from static attributes cannot fail; an empty object would
+    // be caught by the tests that read it.
+    let served = document.to_json().unwrap_or_else(|_| "{}".to_owned());
+    let routes = routes
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(Extension(openapi::ServedDocument(served.into())))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             record_metrics,
@@ -168,23 +159,26 @@ pub fn router(app: AppState) -> Router {
     router_with(app, router_from([crate::example::route_table()]))
 }
 
-/// Every path the server answers, as templates: `/healthz`, `/api/v1/…` (saaskit's and the
-/// example's) and `/saas/…`. The authorization matrix test checks each against its table.
+/// The OpenAPI document of [`router`]: saaskit's API with the example product.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    assemble(router_from([crate::example::route_table()])).1
+}
+
+/// Every path the server answers, as templates: the root's (`/healthz`…), `/api/v1/…`
+/// (saaskit's and the example's) and `/saas/…`. The authorization matrix test checks each
+/// against its table, and the OpenAPI test each against the document.
 pub fn all_paths() -> Vec<String> {
-    let mut paths = vec![
-        "/healthz".to_owned(),
-        "/readyz".to_owned(),
-        "/metrics".to_owned(),
-    ];
-    for (path, _) in api_route_table()
-        .into_iter()
-        .chain(crate::example::route_table())
-    {
-        paths.push(format!("/api/v1{path}"));
-    }
-    for (path, _) in compat::route_table() {
-        paths.push(format!("/saas{path}"));
-    }
+    let prefixed = |prefix: &'static str, table: Vec<Route>| {
+        table
+            .into_iter()
+            .flat_map(|(_, paths, _)| paths.paths.into_keys())
+            .map(move |path| format!("{prefix}{path}"))
+            .collect::<Vec<_>>()
+    };
+    let mut paths = prefixed("", root_route_table());
+    paths.extend(prefixed("/api/v1", api_route_table()));
+    paths.extend(prefixed("/api/v1", crate::example::route_table()));
+    paths.extend(prefixed("/saas", compat::route_table()));
     paths
 }
 

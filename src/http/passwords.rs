@@ -4,6 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::accounts::keys::KeyProblem;
 use crate::accounts::reset::{self, ResetError};
@@ -58,12 +59,13 @@ pub(crate) fn reset_error(err: ResetError, password_field: &str) -> ApiError {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ResetRequest {
+    #[schema(value_type = String, required = true)]
     pub email: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Accepted {
     pub detail: &'static str,
 }
@@ -72,6 +74,19 @@ const RESET_ACCEPTED: &str =
     "If this email belongs to an account, a link to choose a new password is on its way.";
 
 /// `POST /api/v1/password/reset`: 202 whatever the email, so the answer tells nothing.
+#[utoipa::path(
+    post,
+    path = "/password/reset",
+    tag = "accounts",
+    summary = "Ask for a password reset",
+    description = "Mails a link to choose a new password; 202 whatever the email, so the answer \
+                   tells nothing.",
+    request_body = ResetRequest,
+    responses(
+        (status = 202, description = "Accepted.", body = Accepted),
+        (status = 429, description = "`rate_limited`: too many attempts; `Retry-After` says when to try again."),
+    ),
+)]
 pub async fn request_password_reset(
     State(app): State<AppState>,
     Client(client): Client,
@@ -91,13 +106,17 @@ pub async fn request_password_reset(
     ))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct ConfirmRequest {
+    /// The key from the mailed link.
+    #[schema(value_type = String, required = true)]
     pub key: Option<String>,
+    /// 8 to 128 characters, not the email.
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128)]
     pub password: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct TokenResponse {
     pub token: String,
     pub token_expires_at: Timestamp,
@@ -105,6 +124,21 @@ pub struct TokenResponse {
 
 /// `POST /api/v1/password/reset/confirm`: sets the new password, ends every other session, and
 /// returns a new one.
+#[utoipa::path(
+    post,
+    path = "/password/reset/confirm",
+    tag = "accounts",
+    summary = "Choose a new password",
+    description = "Sets the new password, ends every other session, and returns a new one.",
+    request_body = ConfirmRequest,
+    responses(
+        (status = 200, description = "A new session.", body = TokenResponse),
+        (status = 403, description = "`no_business`: the account belongs to no business."),
+        (status = 404, description = "`key_not_found`."),
+        (status = 410, description = "`key_used`, `key_revoked` or `key_expired`."),
+        (status = 429, description = "`rate_limited`: too many attempts; `Retry-After` says when to try again."),
+    ),
+)]
 pub async fn confirm_password_reset(
     State(app): State<AppState>,
     Client(client): Client,

@@ -5,6 +5,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::accounts::sessions::{self, SessionError, SessionListing};
@@ -36,7 +37,7 @@ impl From<SessionError> for ApiError {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionView {
     pub id: Uuid,
     /// `session` (a login), or `bot` for a bot's own tokens.
@@ -71,12 +72,22 @@ impl From<SessionListing> for SessionView {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionList {
     pub data: Vec<SessionView>,
 }
 
 /// `GET /api/v1/sessions`: the caller's live sessions, most recently used first.
+#[utoipa::path(
+    get,
+    path = "/sessions",
+    tag = "sessions",
+    summary = "List my sessions",
+    description = "The caller's live tokens (a bot's: its own), most recently used first, with \
+        the client that opened each and when it ends.",
+    security(("session" = []), ("bot_token" = [])),
+    responses((status = 200, description = "The sessions.", body = SessionList)),
+)]
 pub async fn list_sessions(
     State(app): State<AppState>,
     DashboardRead(p): DashboardRead,
@@ -88,6 +99,18 @@ pub async fn list_sessions(
 }
 
 /// `DELETE /api/v1/sessions/{id}`: ends one of the caller's sessions (404 for anyone else's).
+#[utoipa::path(
+    delete,
+    path = "/sessions/{id}",
+    tag = "sessions",
+    summary = "End one of my sessions",
+    security(("session" = []), ("bot_token" = [])),
+    params(("id" = Uuid, Path, description = "The session's id, from the list.")),
+    responses(
+        (status = 204, description = "The session's token no longer works."),
+        (status = 404, description = "`not_found`: no such live session of the caller."),
+    ),
+)]
 pub async fn delete_session(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -97,13 +120,21 @@ pub async fn delete_session(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct SessionsEnded {
     /// How many sessions ended.
     pub revoked: u64,
 }
 
 /// `DELETE /api/v1/sessions`: ends every session of the caller but the current one.
+#[utoipa::path(
+    delete,
+    path = "/sessions",
+    tag = "sessions",
+    summary = "End all my other sessions",
+    security(("session" = []), ("bot_token" = [])),
+    responses((status = 200, description = "How many ended.", body = SessionsEnded)),
+)]
 pub async fn delete_other_sessions(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
@@ -112,14 +143,30 @@ pub async fn delete_other_sessions(
     Ok(Json(SessionsEnded { revoked }))
 }
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct PasswordChange {
+    #[schema(value_type = String, required = true)]
     pub current_password: Option<String>,
+    /// 8 to 128 characters, not a common password, not the email.
+    #[schema(value_type = String, required = true, min_length = 8, max_length = 128)]
     pub new_password: Option<String>,
 }
 
 /// `POST /api/v1/password/change` `{current_password, new_password}`: every other session of
 /// the caller ends; the current one goes on.
+#[utoipa::path(
+    post,
+    path = "/password/change",
+    tag = "sessions",
+    summary = "Change my password",
+    description = "Needs the current password. Every other session of the caller ends.",
+    security(("session" = [])),
+    request_body = PasswordChange,
+    responses(
+        (status = 200, description = "Changed; how many other sessions ended.", body = SessionsEnded),
+        (status = 403, description = "`not_a_person`: API keys and bots have no password."),
+    ),
+)]
 pub async fn change_password(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
 
 use crate::app::AppState;
 use crate::db::Timestamp;
@@ -15,14 +16,36 @@ use crate::http::extract::{ApiJson, DashboardRead, Idempotency, Sdk, SdkOrDashbo
 use crate::metering::idempotency::{self, Stored};
 use crate::metering::{self, CycleUsage, MAX_QUANTITY, MeterKind, MeterStatus};
 
-#[derive(Debug, Deserialize, Serialize)]
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct UsageRequest {
+    /// A per-cycle meter: 1 to 64 of a-z, 0-9 and `_`, starting with a letter.
+    #[schema(value_type = String, required = true, pattern = "^[a-z][a-z0-9_]{0,63}$")]
     pub meter: Option<String>,
+    /// 1 when absent.
+    #[schema(minimum = 1, maximum = 1_000_000_000)]
     pub quantity: Option<i64>,
 }
 
 /// `POST /api/v1/usage` `{meter, quantity}`: adds to a per-cycle meter, within the plan's limit
 /// (402 `quota_exceeded` otherwise). `quantity` defaults to 1. Accepts `Idempotency-Key`.
+#[utoipa::path(
+    post,
+    path = "/usage",
+    tag = "usage",
+    summary = "Record usage",
+    description = "Adds to a per-cycle meter, within the plan's limit. With an `Idempotency-Key`, \
+                   a retry gets the first answer back instead of counting twice.",
+    security(("session" = []), ("api_key" = []), ("bot_token" = [])),
+    params(crate::http::openapi::IdempotencyKeyHeader),
+    request_body = UsageRequest,
+    responses(
+        (status = 200, description = "The meter after this use.", body = metering::Consumed,
+            headers(("Idempotent-Replayed" = String, description = "`true` when this is the stored answer to an earlier request with the same key."))),
+        (status = 400, description = "`invalid_idempotency_key`, or a body that is not JSON."),
+        (status = 402, description = "`quota_exceeded` (with the meter, limit and reset time) or `no_active_subscription`."),
+        (status = 422, description = "`validation_failed`, `invalid_body`, or `idempotency_key_reused`: the key was used for a different request."),
+    ),
+)]
 pub async fn record_usage(
     State(app): State<AppState>,
     Sdk(p): Sdk,
@@ -72,16 +95,18 @@ pub async fn record_usage(
     Ok(stored)
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Period {
     pub start: Timestamp,
     pub end: Timestamp,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct UsageResponse {
     /// The current plan's code, if the business has a subscription.
+    #[schema(required = true)]
     pub plan: Option<String>,
+    #[schema(required = true)]
     pub period: Option<Period>,
     /// Every meter the plan limits or the business has used, in the current cycle.
     pub meters: BTreeMap<String, MeterStatus>,
@@ -90,6 +115,15 @@ pub struct UsageResponse {
 }
 
 /// `GET /api/v1/usage`: per meter, used and limit in the current cycle, and past cycles.
+#[utoipa::path(
+    get,
+    path = "/usage",
+    tag = "usage",
+    summary = "What was used",
+    description = "Per meter, used and limit in the current cycle, and past cycles.",
+    security(("session" = []), ("bot_token" = [])),
+    responses((status = 200, description = "The usage.", body = UsageResponse)),
+)]
 pub async fn get_usage(
     State(app): State<AppState>,
     DashboardRead(p): DashboardRead,
@@ -108,20 +142,33 @@ pub async fn get_usage(
     }))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub struct Entitlements {
+    #[schema(required = true)]
     pub plan: Option<String>,
     /// The subscription's status (`trialing`, `active`, `past_due`, `canceled`, `expired`).
+    #[schema(required = true)]
     pub status: Option<String>,
     /// Whether metered calls are accepted now at all.
     pub live: bool,
     /// When per-cycle meters start again at zero.
+    #[schema(required = true)]
     pub resets_at: Option<Timestamp>,
     pub meters: BTreeMap<String, MeterStatus>,
 }
 
 /// `GET /api/v1/entitlements`: in one small answer, whether and how much the business may
 /// still use, so an SDK can decide before it calls.
+#[utoipa::path(
+    get,
+    path = "/entitlements",
+    tag = "usage",
+    summary = "What may still be used",
+    description = "In one small answer, whether and how much the business may still use, so an \
+                   SDK can decide before it calls.",
+    security(("session" = []), ("api_key" = []), ("bot_token" = [])),
+    responses((status = 200, description = "The entitlements.", body = Entitlements)),
+)]
 pub async fn get_entitlements(
     State(app): State<AppState>,
     SdkOrDashboardRead(p): SdkOrDashboardRead,

@@ -166,10 +166,9 @@ where
                     Some(key),
                     fingerprint,
                     status,
-                    async |tx| -> Result<Consumed, Rejected> {
-                        write_postgres(tx.conn(), &counter, &row)
-                            .await
-                            .map(consumed)
+                    async |tx| -> Result<T, Rejected> {
+                        let used = write_postgres(tx.conn(), &counter, &row).await?;
+                        Ok(respond(consumed(used)))
                     },
                 )
                 .await

@@ -23,7 +23,7 @@ use crate::store::{plans, subscriptions};
 /// The most one call may consume, so counters can never overflow.
 pub const MAX_QUANTITY: i64 = 1_000_000_000;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum MeterKind {
     /// Counts use within a billing cycle; a new cycle starts at zero.
@@ -54,14 +54,17 @@ pub fn is_meter_name(s: &str) -> bool {
 }
 
 /// What a successful consume left.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Consumed {
     pub meter: String,
     pub used: i64,
     /// `None`: the plan does not limit this meter.
+    #[schema(required = true)]
     pub limit: Option<i64>,
+    #[schema(required = true)]
     pub remaining: Option<i64>,
     /// When a per-cycle meter starts again at zero; `None` for gauges.
+    #[schema(required = true)]
     pub resets_at: Option<Timestamp>,
 }
 
@@ -319,12 +322,17 @@ async fn plans_allowing(c: Conn<'_>, meter: &str, needed: i64) -> sqlx::Result<V
 }
 
 /// One meter as the usage and entitlements endpoints show it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct MeterStatus {
     pub kind: MeterKind,
     pub used: i64,
+    /// Null: the plan does not limit this meter.
+    #[schema(required = true)]
     pub limit: Option<i64>,
+    #[schema(required = true)]
     pub remaining: Option<i64>,
+    /// When a per-cycle meter starts again at zero; null for gauges.
+    #[schema(required = true)]
     pub resets_at: Option<Timestamp>,
 }
 
@@ -376,7 +384,7 @@ pub async fn meter_statuses(
 }
 
 /// A past (or the current) cycle's use of the per-cycle meters.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CycleUsage {
     pub period_start: Timestamp,
     pub period_end: Timestamp,

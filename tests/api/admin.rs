@@ -197,3 +197,30 @@ db_test! {
         assert!(!ok);
     }
 }
+
+db_test! {
+    // Found by the fuzzer (.ci/fuzz) on PostgreSQL: two grants of i64::MAX made the balance's
+    // SUM overflow BIGINT, a 500. Amounts and prices are bounded so no sum can overflow.
+    async fn credits_and_prices_stay_far_from_overflowing(app) {
+        let staff = staff_token(&app, "staff@example.com").await;
+        let customer = app.signup("rich@example.com").await;
+        let business = customer["business"]["id"].as_str().expect("id").to_owned();
+        let credits = format!("/api/v1/admin/businesses/{business}/credits");
+        for amount in [i64::MAX, i64::MIN, 1_000_000_000_001, -1_000_000_000_001] {
+            let body = json!({"amount": amount});
+            assert_problem(admin_call(&app, Method::POST, &credits, &staff, Some(body)).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        }
+        for _ in 0..2 {
+            let (status, body) = read(admin_call(&app, Method::POST, &credits, &staff, Some(json!({"amount": 1_000_000_000_000_i64}))).await).await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+        let (status, body) = read(admin_call(&app, Method::GET, &format!("/api/v1/admin/businesses/{business}"), &staff, None).await).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(body["credit_balance"], 2_000_000_000_000_i64);
+
+        let plan = json!({"code": "gold", "name": "Gold", "price": i64::MAX, "cycle_days": 30});
+        assert_problem(admin_call(&app, Method::POST, "/api/v1/admin/plans", &staff, Some(plan)).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+        let change = json!({"price": 1_000_000_000_001_i64});
+        assert_problem(admin_call(&app, Method::PATCH, "/api/v1/admin/plans/free-trial", &staff, Some(change)).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    }
+}

@@ -17,6 +17,8 @@ use sqlx::ConnectOptions as _;
 use sqlx::postgres::PgConnectOptions;
 use uuid::Uuid;
 
+use crate::conformance;
+
 pub const POSTGRES_ENV: &str = "SAASKIT_TEST_POSTGRES_URL";
 
 /// Runs a scenario once per database: `sqlite` always, `postgres` when `SAASKIT_TEST_POSTGRES_URL`
@@ -152,6 +154,9 @@ pub struct TestApp {
     pub app: AppState,
     pub db: Db,
     pub mail_dir: PathBuf,
+    /// Exchanges that broke the OpenAPI document (see `conformance`); checked at every `call`
+    /// and when the app is dropped.
+    violations: conformance::Violations,
     server: tokio::task::JoinHandle<()>,
     // Dropped last: the database outlives the server using it.
     pub test_db: Arc<TestDb>,
@@ -194,7 +199,11 @@ impl TestApp {
             .await
             .expect("bind a free port");
         let address = format!("http://{}", listener.local_addr().expect("local address"));
-        let router = saaskit::http::router(app.clone());
+        let violations = conformance::Violations::default();
+        let recorder = violations.clone();
+        let router = saaskit::http::router(app.clone()).layer(axum::middleware::from_fn(
+            move |req, next| conformance::record(recorder.clone(), req, next),
+        ));
         let server_app = app.clone();
         let server = tokio::spawn(async move {
             let _ = saaskit::app::serve(server_app, router, listener, std::future::pending()).await;
@@ -206,16 +215,32 @@ impl TestApp {
             app,
             db,
             mail_dir,
+            violations,
             server,
             test_db,
         }
+    }
+
+    /// Fails the test if an exchange so far did not match the OpenAPI document.
+    pub fn assert_conformant(&self) {
+        let found: Vec<String> = match self.violations.lock() {
+            Ok(mut all) => all.drain(..).collect(),
+            Err(_) => return,
+        };
+        assert!(
+            found.is_empty(),
+            "{} exchange(s) do not match the OpenAPI document (/api/v1/openapi.json):\n{}",
+            found.len(),
+            found.join("\n")
+        );
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.address, path)
     }
 
-    /// Sends a request and returns the status and the body as JSON (Null when empty).
+    /// Sends a request and returns the status and the body as JSON (Null when empty, a string for
+    /// a `text/…` body such as `/docs` or `/metrics`).
     pub async fn call(
         &self,
         method: Method,
@@ -231,7 +256,9 @@ impl TestApp {
             req = req.json(&body);
         }
         let res = req.send().await.expect("request reaches the server");
-        read(res).await
+        let answer = read(res).await;
+        self.assert_conformant();
+        answer
     }
 
     pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> (StatusCode, Value) {
@@ -375,6 +402,11 @@ impl Drop for TestApp {
     fn drop(&mut self) {
         self.server.abort();
         let _ = std::fs::remove_dir_all(&self.mail_dir);
+        // The requests a test made without `call` (reqwest directly, `raw`) are checked here;
+        // not while unwinding from another failure, which would abort the test binary.
+        if !std::thread::panicking() {
+            self.assert_conformant();
+        }
     }
 }
 
@@ -389,7 +421,18 @@ pub fn token_of(body: &Value) -> String {
 
 pub async fn read(res: reqwest::Response) -> (StatusCode, Value) {
     let status = res.status();
+    let is_text = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/"));
     let bytes = res.bytes().await.expect("read the body");
+    if is_text {
+        return (
+            status,
+            Value::String(String::from_utf8_lossy(&bytes).into_owned()),
+        );
+    }
     if bytes.is_empty() {
         return (status, Value::Null);
     }

@@ -1,5 +1,6 @@
 //! The API's behaviour, through HTTP, on SQLite and on PostgreSQL.
 
+mod conformance;
 mod helpers;
 mod smtp_sink;
 
@@ -19,6 +20,7 @@ mod matrix;
 mod me;
 mod members;
 mod metering;
+mod openapi;
 mod password_reset;
 mod schema;
 mod security;

@@ -67,6 +67,8 @@ fn table() -> Vec<Row> {
         // Public.                                          anon  own   adm   mem   bot   sdk   rvk   exp   oth   dusr  dbiz
         row!("GET",    "/healthz",                            [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
         row!("GET",    "/api/v1/healthz",                     [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        row!("GET",    "/api/v1/openapi.json",                [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        row!("GET",    "/docs",                               [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
         // Tests serve without the background jobs, so readiness reports the mail worker down.
         row!("GET",    "/readyz",                             [503, 503, 503, 503, 503, 503, 503, 503, 503, 503, 503]),
         // No SAASKIT_METRICS_TOKEN in tests: the endpoint does not exist for anyone.

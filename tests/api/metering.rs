@@ -294,6 +294,8 @@ db_test!(
         assert_eq!(first.status(), StatusCode::CREATED);
         assert!(first.headers().get("idempotent-replayed").is_none());
         let (_, first) = read(first).await;
+        assert!(first["id"].is_string(), "the recording itself: {first}");
+        assert_eq!(first["usage"]["used"], 1);
         for _ in 0..3 {
             let again = app.record_with_key(&p, "rec-1", body.clone()).await;
             assert_eq!(again.status(), StatusCode::CREATED);
@@ -534,7 +536,8 @@ db_test!(
 db_test!(
     async fn accepting_an_invitation_is_refused_when_the_members_limit_is_reached(app) {
         let p = product(&app, "team@example.com").await;
-        put_on_plan(&app, p.business, "duo", &[("members", 2)]).await;
+        // Room for the owner and both invitations when they are sent...
+        put_on_plan(&app, p.business, "trio", &[("members", 3)]).await;
         let mut keys = Vec::new();
         for email in ["one@example.com", "two@example.com"] {
             let (status, inv) = app
@@ -547,6 +550,8 @@ db_test!(
             assert_eq!(status, StatusCode::CREATED, "{inv}");
             keys.push(inv["key"].as_str().expect("key").to_owned());
         }
+        // ...then the business moves to a plan with room for one of them only.
+        put_on_plan(&app, p.business, "duo", &[("members", 2)]).await;
         let accept = json!({"password": PASSWORD, "first_name": "A", "last_name": "B"});
         let (status, body) = app
             .post(&format!("/api/v1/invitations/{}/accept", keys[0]), None, accept.clone())

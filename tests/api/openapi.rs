@@ -1,0 +1,217 @@
+//! The OpenAPI document: served as OpenAPI 3.1, rendered at `/docs`, and describing every route
+//! the server answers — each path and method — and nothing else. (That every exchange of the
+//! suite matches it is checked by `conformance`, for every test.)
+
+use std::collections::BTreeSet;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+
+use crate::helpers::*;
+
+const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
+
+/// A template with every `{placeholder}` replaced by a value no fixture has.
+fn dummy_path(template: &str) -> String {
+    template
+        .split('/')
+        .map(|segment| {
+            if segment.starts_with('{') && segment.ends_with('}') {
+                "00000000-0000-0000-0000-000000000000"
+            } else {
+                segment
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+async fn served_document(app: &TestApp) -> Value {
+    let res = app
+        .client
+        .get(app.url("/api/v1/openapi.json"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok()),
+        Some("application/json")
+    );
+    res.json().await.expect("the document is JSON")
+}
+
+/// Every (method, path template) the document describes.
+fn documented(document: &Value) -> BTreeSet<(String, String)> {
+    let mut found = BTreeSet::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for method in item.as_object().expect("a path item").keys() {
+            if METHODS.iter().any(|m| m.eq_ignore_ascii_case(method)) {
+                found.insert((method.to_ascii_uppercase(), path.clone()));
+            }
+        }
+    }
+    found
+}
+
+/// Every (method, path template) the server routes: a request that is not answered 405.
+async fn routed(app: &TestApp) -> BTreeSet<(String, String)> {
+    let mut found = BTreeSet::new();
+    for template in saaskit::http::all_paths() {
+        let path = dummy_path(&template);
+        for name in METHODS {
+            let method = Method::from_bytes(name.as_bytes()).expect("a method");
+            let (status, _) = app.call(method, &path, None, None).await;
+            if status != StatusCode::METHOD_NOT_ALLOWED {
+                found.insert((name.to_owned(), template.clone()));
+            }
+        }
+    }
+    found
+}
+
+fn listing(set: Vec<&(String, String)>) -> String {
+    set.iter()
+        .map(|(m, p)| format!("  {m} {p}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn the_document_describes_every_route_and_nothing_else() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let document = served_document(&app).await;
+    let documented = documented(&document);
+    let routed = routed(&app).await;
+
+    let undocumented: Vec<_> = routed.difference(&documented).collect();
+    assert!(
+        undocumented.is_empty(),
+        "routes the server answers that the OpenAPI document does not describe; give each \
+         handler a #[utoipa::path] and serve it through a route table:\n{}",
+        listing(undocumented)
+    );
+    let unrouted: Vec<_> = documented.difference(&routed).collect();
+    assert!(
+        unrouted.is_empty(),
+        "operations in the OpenAPI document that the server does not answer:\n{}",
+        listing(unrouted)
+    );
+
+    let paths: BTreeSet<String> = saaskit::http::all_paths().into_iter().collect();
+    let documented_paths: BTreeSet<String> = document["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .cloned()
+        .collect();
+    assert_eq!(
+        paths, documented_paths,
+        "all_paths() and the document differ"
+    );
+}
+
+#[tokio::test]
+async fn the_document_is_openapi_3_1_and_the_one_generated_from_the_code() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let document = served_document(&app).await;
+    assert_eq!(document["openapi"], "3.1.0");
+    assert_eq!(document["info"]["title"], "saaskit");
+    let generated = serde_json::to_value(saaskit::http::openapi()).expect("JSON");
+    assert_eq!(
+        document, generated,
+        "the served document is not the generated one"
+    );
+
+    for scheme in ["session", "api_key", "bot_token", "metrics_token"] {
+        let scheme = &document["components"]["securitySchemes"][scheme];
+        assert_eq!(scheme["type"], "http", "{scheme}");
+        assert_eq!(scheme["scheme"], "bearer", "{scheme}");
+    }
+    let problem = &document["components"]["schemas"]["Problem"];
+    for member in ["type", "title", "status", "code", "detail"] {
+        assert!(
+            problem["required"]
+                .as_array()
+                .is_some_and(|r| r.iter().any(|m| m == member)),
+            "Problem requires {member}"
+        );
+    }
+}
+
+/// The whole document, so that every change to the API's surface shows in review as a diff of
+/// `tests/api/snapshots/api__openapi__document.snap` (accept one with `cargo insta review`, or
+/// `INSTA_UPDATE=always cargo test --test api openapi`).
+#[test]
+fn document() {
+    let document = serde_json::to_value(saaskit::http::openapi()).expect("JSON");
+    insta::assert_json_snapshot!(document);
+}
+
+#[tokio::test]
+async fn every_operation_documents_its_parameters_and_problem_errors() {
+    let document = serde_json::to_value(saaskit::http::openapi()).expect("JSON");
+    let mut operation_ids = BTreeSet::new();
+    let mut failures = Vec::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, op) in item.as_object().expect("a path item") {
+            let what = format!("{} {path}", method.to_uppercase());
+            let id = op["operationId"].as_str().unwrap_or_default().to_owned();
+            if id.is_empty() || !operation_ids.insert(id.clone()) {
+                failures.push(format!("{what}: operationId {id:?} is missing or repeated"));
+            }
+            let parameters = op["parameters"].as_array().cloned().unwrap_or_default();
+            for segment in path.split('/') {
+                if let Some(name) = segment.strip_prefix('{').and_then(|s| s.strip_suffix('}'))
+                    && !parameters
+                        .iter()
+                        .any(|p| p["in"] == "path" && p["name"] == name)
+                {
+                    failures.push(format!("{what}: path parameter {name} is not documented"));
+                }
+            }
+            let responses = op["responses"].as_object().expect("responses");
+            if !responses.keys().any(|s| s.starts_with('2')) {
+                failures.push(format!("{what}: no success response"));
+            }
+            for (status, response) in responses {
+                let problem = &response["content"]["application/problem+json"]["schema"]["$ref"];
+                // `/readyz` answers 503 with its own report, not a problem.
+                if status.starts_with('4') && problem != "#/components/schemas/Problem" {
+                    failures.push(format!("{what}: {status} is not a problem document"));
+                }
+            }
+            let secured = op["security"].as_array().is_some_and(|s| !s.is_empty());
+            if secured && !responses.contains_key("401") {
+                failures.push(format!("{what}: needs a credential but documents no 401"));
+            }
+            if op.get("requestBody").is_some() {
+                for status in ["400", "413", "415", "422"] {
+                    if !responses.contains_key(status) {
+                        failures.push(format!("{what}: takes a body but documents no {status}"));
+                    }
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+#[tokio::test]
+async fn docs_is_an_html_page_that_reads_the_document() {
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let res = app.client.get(app.url("/docs")).send().await.expect("send");
+    assert_eq!(res.status(), StatusCode::OK);
+    let content_type = res
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(content_type.starts_with("text/html"), "{content_type}");
+    let page = res.text().await.expect("text");
+    assert!(page.contains("<html"), "{page}");
+    assert!(page.contains("/api/v1/openapi.json"), "{page}");
+}

@@ -128,7 +128,9 @@ db_test!(
         unknown.sort();
         let (k, u) = (known[7].as_secs_f64(), unknown[7].as_secs_f64());
         // Both verify one Argon2id hash; skipping it would make the unknown email ~20x faster.
-        assert!(u > k * 0.6 && u < k / 0.6, "known {k:.4} s, unknown {u:.4} s");
+        // The bound is loose on purpose (tests share the cores); what it catches is an order
+        // of magnitude.
+        assert!(u > k * 0.5 && u < k * 2.0, "known {k:.4} s, unknown {u:.4} s");
     }
 );
 

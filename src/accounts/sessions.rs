@@ -25,7 +25,18 @@ pub enum SessionError {
     #[error("the new password does not meet the policy")]
     Password(Invalid),
     #[error(transparent)]
+    Limited(crate::ratelimit::Limited),
+    #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
+}
+
+impl From<crate::ratelimit::HitError> for SessionError {
+    fn from(err: crate::ratelimit::HitError) -> Self {
+        match err {
+            crate::ratelimit::HitError::Limited(limited) => SessionError::Limited(limited),
+            crate::ratelimit::HitError::Unexpected(e) => SessionError::Unexpected(e),
+        }
+    }
 }
 
 impl From<sqlx::Error> for SessionError {
@@ -112,9 +123,18 @@ pub async fn change_password(
     }
     .filter(|c| c.user.id == user)
     .ok_or(SessionError::NotAPerson)?;
+    // Whoever holds a stolen session may not guess the password at leisure: wrong current
+    // passwords count like failed logins to the account.
+    let attempt = crate::ratelimit::hit(
+        app,
+        app.config.rate_limit_login_account,
+        crate::ratelimit::bucket("password-change", &user.to_string()),
+    )
+    .await?;
     if !app.hasher.verify(current, &creds.password_hash).await? {
         return Err(SessionError::WrongPassword);
     }
+    attempt.refund(app).await?;
     let email = Email::parse(&member.email).ok();
     let password = Password::parse(new, email.as_ref()).map_err(SessionError::Password)?;
     let hash = app.hasher.hash(password.expose()).await?;

@@ -170,7 +170,15 @@ impl Batch {
         work: impl FnOnce(&mut Batch) -> Result<T, E>,
     ) -> Result<T, E> {
         self.execute("SAVEPOINT write", &[])?;
-        let outcome = work(self);
+        // A panicking write (its response builder is the product's code) must not take the
+        // thread down with it, or every later write would fail until a restart: it is caught,
+        // rolled back like any failed write, and answered as an error.
+        let outcome = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| work(self))) {
+            Ok(outcome) => outcome,
+            Err(_) => {
+                Err(sqlx::Error::Protocol("a write panicked and was rolled back".into()).into())
+            }
+        };
         if outcome.is_err() {
             self.execute("ROLLBACK TO write", &[])?;
         }

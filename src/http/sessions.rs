@@ -32,6 +32,7 @@ impl From<SessionError> for ApiError {
                 invalid.code,
                 invalid.message,
             )]),
+            SessionError::Limited(limited) => limited.into(),
             SessionError::Unexpected(e) => e.into(),
         }
     }
@@ -165,6 +166,7 @@ pub struct PasswordChange {
     responses(
         (status = 200, description = "Changed; how many other sessions ended.", body = SessionsEnded),
         (status = 403, description = "`not_a_person`: API keys and bots have no password."),
+        (status = 429, description = "`rate_limited`: too many wrong current passwords; `Retry-After` says when to try again."),
     ),
 )]
 pub async fn change_password(

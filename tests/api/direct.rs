@@ -168,3 +168,36 @@ async fn futures_join<T: Send + 'static>(
     }
     out
 }
+
+#[tokio::test]
+async fn a_panicking_write_is_rolled_back_and_the_writer_goes_on() {
+    use saaskit::db::writer::Writer;
+
+    let test_db = TestDb::create(Backend::Sqlite).await;
+    let db = test_db.connect().await;
+    let Db::Sqlite(pool) = &db else {
+        panic!("a SQLite database")
+    };
+    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        .execute(pool)
+        .await
+        .expect("create");
+    let writer = Writer::start(pool).await.expect("writer");
+    let panicked = writer
+        .run(|b| -> Result<(), sqlx::Error> {
+            b.execute("INSERT INTO t (id) VALUES (1)", &[])?;
+            panic!("a product's response builder failed");
+        })
+        .await;
+    assert!(panicked.is_err());
+    let written = writer
+        .run(|b| b.execute("INSERT INTO t (id) VALUES (2)", &[]))
+        .await
+        .expect("the writer still writes");
+    assert_eq!(written, 1);
+    let ids: Vec<i64> = sqlx::query_scalar("SELECT id FROM t ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .expect("read");
+    assert_eq!(ids, [2], "the panicking write left nothing");
+}

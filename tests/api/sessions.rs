@@ -215,3 +215,15 @@ db_test!(
         assert_eq!(listed[0]["kind"], "bot");
     }
 );
+
+db_test!(
+    async fn a_stolen_session_cannot_guess_the_current_password_at_leisure(app) {
+        let token = app.signup_token("ada@example.com").await;
+        let mut statuses = Vec::new();
+        for i in 0..7 {
+            let body = json!({"current_password": format!("guess number {i}"), "new_password": "a fresh passphrase"});
+            statuses.push(app.post("/api/v1/password/change", Some(&token), body).await.0.as_u16());
+        }
+        assert_eq!(statuses, [422, 422, 422, 422, 422, 429, 429]);
+    }
+);

@@ -382,15 +382,6 @@ impl From<crate::ratelimit::Limited> for ApiError {
     }
 }
 
-impl From<crate::ratelimit::HitError> for ApiError {
-    fn from(err: crate::ratelimit::HitError) -> Self {
-        match err {
-            crate::ratelimit::HitError::Limited(limited) => limited.into(),
-            crate::ratelimit::HitError::Unexpected(e) => e.into(),
-        }
-    }
-}
-
 /// The general answer to a refused metered write; a handler that knows which field named the
 /// missing row says so itself (see `create_recording`).
 impl From<crate::metering::MeteredError> for ApiError {

@@ -16,8 +16,9 @@ use chrono::Duration;
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
+use crate::accounts::ClientInfo;
 use crate::app::App;
-use crate::db::Timestamp;
+use crate::db::{Conn, Timestamp};
 use crate::store::rate_limits;
 
 /// At most `limit` hits per `period_secs`-long window.
@@ -83,7 +84,7 @@ pub struct Hit {
     bucket: Option<(String, Timestamp)>,
 }
 
-/// Which limits apply, from the configuration.
+/// Whether rate limits apply at all (`SAASKIT_RATE_LIMIT`).
 pub fn enabled(app: &App) -> bool {
     app.config.rate_limit == Switch::On
 }
@@ -110,10 +111,12 @@ fn digest(s: &str) -> String {
     d.iter().take(12).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Counts a hit in `bucket` under `rule`; refuses when the window is full.
-pub async fn hit(app: &App, rule: Rule, bucket: String) -> Result<Hit, HitError> {
+/// Counts a hit in `bucket` under `rule`; `Ok(Err(Limited))` when the window is full. Services
+/// give their error enums a `Limited(#[from] Limited)` variant and write
+/// `ratelimit::hit(…).await??`.
+pub async fn hit(app: &App, rule: Rule, bucket: String) -> anyhow::Result<Result<Hit, Limited>> {
     if !enabled(app) {
-        return Ok(Hit { bucket: None });
+        return Ok(Ok(Hit { bucket: None }));
     }
     let now = app.clock.now();
     let period_micros = rule.period_secs * 1_000_000;
@@ -125,7 +128,7 @@ pub async fn hit(app: &App, rule: Rule, bucket: String) -> Result<Hit, HitError>
     let counted =
         rate_limits::hit(tx.conn(), &bucket, window_start, window_end, rule.limit).await?;
     tx.commit_quietly().await?;
-    match counted {
+    Ok(match counted {
         Some(_) => Ok(Hit {
             bucket: Some((bucket, window_start)),
         }),
@@ -133,9 +136,23 @@ pub async fn hit(app: &App, rule: Rule, bucket: String) -> Result<Hit, HitError>
             let left_micros = window_end.micros() - now.micros();
             let retry_after =
                 u64::try_from(((left_micros + 999_999) / 1_000_000).max(1)).unwrap_or(1);
-            Err(HitError::Limited(Limited { retry_after }))
+            Err(Limited { retry_after })
         }
-    }
+    })
+}
+
+/// A use of a mailed key (reset confirmation, invitation acceptance) from the client's
+/// address; give the hit back when the key worked, so only failures count.
+pub async fn key_attempt(app: &App, client: &ClientInfo) -> anyhow::Result<Result<Hit, Limited>> {
+    let ip = client.ip.as_deref().unwrap_or("-");
+    hit(app, app.config.rate_limit_keys_ip, bucket("keys-ip", ip)).await
+}
+
+/// Forgets the failed logins counted against an account (every address's), in `c`'s
+/// transaction: after a password reset, its owner is back in.
+pub async fn forget_login_failures(mut c: Conn<'_>, email_key: &str) -> sqlx::Result<()> {
+    rate_limits::clear(c.reborrow(), &bucket("login", email_key)).await?;
+    rate_limits::clear(c, &bucket("login-any", email_key)).await
 }
 
 impl Hit {
@@ -150,34 +167,12 @@ impl Hit {
     }
 }
 
-/// Forgets every window of `bucket(kind, subject)` and its per-address buckets.
-pub async fn clear(app: &App, kind: &str, subject: &str) -> anyhow::Result<()> {
-    let mut tx = app.db.begin().await?;
-    rate_limits::clear(tx.conn(), &bucket(kind, subject)).await?;
-    tx.commit_quietly().await?;
-    Ok(())
-}
-
 /// Forgets windows that ended more than a day ago; run by the background jobs.
 pub async fn purge(app: &App) -> anyhow::Result<u64> {
     let mut tx = app.db.begin().await?;
     let n = rate_limits::purge(tx.conn(), app.clock.now().plus(Duration::days(-1))).await?;
     tx.commit_quietly().await?;
     Ok(n)
-}
-
-#[derive(Debug, Error)]
-pub enum HitError {
-    #[error(transparent)]
-    Limited(Limited),
-    #[error(transparent)]
-    Unexpected(#[from] anyhow::Error),
-}
-
-impl From<sqlx::Error> for HitError {
-    fn from(err: sqlx::Error) -> Self {
-        HitError::Unexpected(err.into())
-    }
 }
 
 /// Addresses and networks (`10.0.0.0/8`, `::1`) whose `X-Forwarded-For` is believed.

@@ -64,18 +64,9 @@ pub enum SignupError {
     #[error("an account with this email already exists")]
     EmailTaken,
     #[error(transparent)]
-    Limited(ratelimit::Limited),
+    Limited(#[from] ratelimit::Limited),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
-}
-
-impl From<ratelimit::HitError> for SignupError {
-    fn from(err: ratelimit::HitError) -> Self {
-        match err {
-            ratelimit::HitError::Limited(limited) => SignupError::Limited(limited),
-            ratelimit::HitError::Unexpected(e) => SignupError::Unexpected(e),
-        }
-    }
 }
 
 impl From<sqlx::Error> for SignupError {
@@ -97,7 +88,7 @@ pub async fn signup(
         app.config.rate_limit_signup_ip,
         ratelimit::bucket("signup-ip", ip),
     )
-    .await?;
+    .await??;
     // Hash before taking the write lock: it is the slow part and needs no database.
     let password_hash = app.hasher.hash(new.password.expose()).await?;
     let now = app.clock.now();
@@ -209,18 +200,9 @@ pub enum LoginError {
     #[error("invalid email or password")]
     InvalidCredentials,
     #[error(transparent)]
-    Limited(ratelimit::Limited),
+    Limited(#[from] ratelimit::Limited),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
-}
-
-impl From<ratelimit::HitError> for LoginError {
-    fn from(err: ratelimit::HitError) -> Self {
-        match err {
-            ratelimit::HitError::Limited(limited) => LoginError::Limited(limited),
-            ratelimit::HitError::Unexpected(e) => LoginError::Unexpected(e),
-        }
-    }
 }
 
 impl From<sqlx::Error> for LoginError {
@@ -251,13 +233,13 @@ pub async fn login(
         c.rate_limit_login_ip,
         ratelimit::bucket("login-ip", ip.unwrap_or("-")),
     )
-    .await?;
+    .await??;
     let by_account = ratelimit::hit(
         app,
         c.rate_limit_login_account,
         ratelimit::bucket_from("login", &key, ip),
     )
-    .await?;
+    .await??;
     let found = {
         let mut tx = app.db.read().await?;
         users::find_credentials_by_email_key(tx.conn(), &key).await?
@@ -267,11 +249,11 @@ pub async fn login(
         c.rate_limit_login_account_all,
         ratelimit::bucket("login-any", &key),
     )
-    .await
+    .await?
     {
         Ok(hit) => Some(hit),
         // The account is under attack from elsewhere: its owner's own addresses stay open.
-        Err(ratelimit::HitError::Limited(limited)) => {
+        Err(limited) => {
             // Asked for an unknown email too (of nobody), so both take the same time.
             let user = found.as_ref().map_or(Uuid::nil(), |creds| creds.user.id);
             let known = {
@@ -283,7 +265,6 @@ pub async fn login(
             }
             None
         }
-        Err(other) => return Err(other.into()),
     };
     let Some(creds) = found else {
         app.hasher.verify_decoy(password).await?;

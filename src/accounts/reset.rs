@@ -14,7 +14,7 @@ use crate::mail::{self, Template};
 use crate::ratelimit;
 use crate::secret;
 use crate::store::one_time_keys::{self, OneTimeKey};
-use crate::store::{members, rate_limits, tokens, users};
+use crate::store::{members, tokens, users};
 
 pub const PURPOSE: &str = "password_reset";
 pub const KEY_LIFETIME: Duration = Duration::hours(1);
@@ -23,11 +23,7 @@ pub const KEY_LIFETIME: Duration = Duration::hours(1);
 /// caller answers the same either way.
 ///
 /// Limited per client address and per email (known or not: the answer must not tell).
-pub async fn request_reset(
-    app: &App,
-    email: &str,
-    client: &ClientInfo,
-) -> Result<(), ratelimit::HitError> {
+pub async fn request_reset(app: &App, email: &str, client: &ClientInfo) -> Result<(), ResetError> {
     let ip = client.ip.as_deref().unwrap_or("-");
     let c = &app.config;
     ratelimit::hit(
@@ -35,7 +31,7 @@ pub async fn request_reset(
         c.rate_limit_reset_ip,
         ratelimit::bucket("reset-ip", ip),
     )
-    .await?;
+    .await??;
     if email.len() > 254 || email.chars().any(char::is_control) {
         return Ok(());
     }
@@ -45,7 +41,7 @@ pub async fn request_reset(
         c.rate_limit_reset_account,
         ratelimit::bucket("reset", &key),
     )
-    .await?;
+    .await??;
     request_for(app, &key).await?;
     Ok(())
 }
@@ -108,18 +104,9 @@ pub enum ResetError {
     #[error("the account has no business to open a session for")]
     NoBusiness,
     #[error(transparent)]
-    Limited(ratelimit::Limited),
+    Limited(#[from] ratelimit::Limited),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
-}
-
-impl From<ratelimit::HitError> for ResetError {
-    fn from(err: ratelimit::HitError) -> Self {
-        match err {
-            ratelimit::HitError::Limited(limited) => ResetError::Limited(limited),
-            ratelimit::HitError::Unexpected(e) => ResetError::Unexpected(e),
-        }
-    }
 }
 
 impl From<sqlx::Error> for ResetError {
@@ -135,13 +122,7 @@ pub async fn confirm_reset(
     new_password: &str,
     client: ClientInfo,
 ) -> Result<Session, ResetError> {
-    let ip = client.ip.as_deref().unwrap_or("-").to_owned();
-    let attempt = ratelimit::hit(
-        app,
-        app.config.rate_limit_keys_ip,
-        ratelimit::bucket("keys-ip", &ip),
-    )
-    .await?;
+    let attempt = ratelimit::key_attempt(app, &client).await??;
     let session = confirm(app, presented, new_password, client).await?;
     attempt.refund(app).await?;
     Ok(session)
@@ -201,9 +182,7 @@ async fn confirm(
     }
     users::set_password_hash(tx.conn(), user.id, &password_hash, now).await?;
     tokens::revoke_all_of_user(tx.conn(), user.id, now).await?;
-    // The owner is back in: what guessing at the account had counted is forgotten.
-    rate_limits::clear(tx.conn(), &ratelimit::bucket("login", &user.email_key)).await?;
-    rate_limits::clear(tx.conn(), &ratelimit::bucket("login-any", &user.email_key)).await?;
+    ratelimit::forget_login_failures(tx.conn(), &user.email_key).await?;
     let business_id = members::default_business_of(tx.conn(), user.id)
         .await?
         .ok_or(ResetError::NoBusiness)?;

@@ -25,18 +25,9 @@ pub enum SessionError {
     #[error("the new password does not meet the policy")]
     Password(Invalid),
     #[error(transparent)]
-    Limited(crate::ratelimit::Limited),
+    Limited(#[from] crate::ratelimit::Limited),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
-}
-
-impl From<crate::ratelimit::HitError> for SessionError {
-    fn from(err: crate::ratelimit::HitError) -> Self {
-        match err {
-            crate::ratelimit::HitError::Limited(limited) => SessionError::Limited(limited),
-            crate::ratelimit::HitError::Unexpected(e) => SessionError::Unexpected(e),
-        }
-    }
 }
 
 impl From<sqlx::Error> for SessionError {
@@ -130,7 +121,7 @@ pub async fn change_password(
         app.config.rate_limit_login_account,
         crate::ratelimit::bucket("password-change", &user.to_string()),
     )
-    .await?;
+    .await??;
     if !app.hasher.verify(current, &creds.password_hash).await? {
         return Err(SessionError::WrongPassword);
     }

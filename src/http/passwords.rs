@@ -96,7 +96,9 @@ pub async fn request_password_reset(
     let email = f.required("email", &body.email);
     f.finish()?;
     if let Some(email) = email {
-        reset::request_reset(&app, email, &client).await?;
+        reset::request_reset(&app, email, &client)
+            .await
+            .map_err(|e| reset_error(e, "password"))?;
     }
     Ok((
         StatusCode::ACCEPTED,

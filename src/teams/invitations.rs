@@ -351,18 +351,9 @@ pub enum AcceptError {
     #[error(transparent)]
     Quota(#[from] metering::QuotaError),
     #[error(transparent)]
-    Limited(ratelimit::Limited),
+    Limited(#[from] ratelimit::Limited),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
-}
-
-impl From<ratelimit::HitError> for AcceptError {
-    fn from(err: ratelimit::HitError) -> Self {
-        match err {
-            ratelimit::HitError::Limited(limited) => AcceptError::Limited(limited),
-            ratelimit::HitError::Unexpected(e) => AcceptError::Unexpected(e),
-        }
-    }
 }
 
 impl From<sqlx::Error> for AcceptError {
@@ -389,13 +380,7 @@ pub async fn accept(
     acceptance: Acceptance,
     client: ClientInfo,
 ) -> Result<Accepted, AcceptError> {
-    let ip = client.ip.as_deref().unwrap_or("-").to_owned();
-    let attempt = ratelimit::hit(
-        app,
-        app.config.rate_limit_keys_ip,
-        ratelimit::bucket("keys-ip", &ip),
-    )
-    .await?;
+    let attempt = ratelimit::key_attempt(app, &client).await??;
     let accepted = accept_with(app, presented, acceptance, client).await?;
     attempt.refund(app).await?;
     Ok(accepted)
@@ -409,13 +394,7 @@ pub async fn accept_as(
     caller: &Principal,
     client: ClientInfo,
 ) -> Result<Accepted, AcceptError> {
-    let ip = client.ip.as_deref().unwrap_or("-").to_owned();
-    let attempt = ratelimit::hit(
-        app,
-        app.config.rate_limit_keys_ip,
-        ratelimit::bucket("keys-ip", &ip),
-    )
-    .await?;
+    let attempt = ratelimit::key_attempt(app, &client).await??;
     let member = match &caller.member {
         Some(m) if caller.token_kind == "session" && m.role != Role::Bot => m,
         _ => return Err(AcceptError::NotAPerson),

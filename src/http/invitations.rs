@@ -14,7 +14,7 @@ use crate::domain::{Email, PersonName, Role};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::accounts::{BusinessView, Fields, UserView};
 use crate::http::extract::{
-    ApiJson, Client, Dashboard, DashboardRead, MaybeAuthenticated, OptionalJson,
+    ApiJson, Client, Dashboard, DashboardRead, MaybeAuthenticated, OptionalJson, PathId,
 };
 use crate::teams::invitations::{
     self, AcceptError, Acceptance, InvitationDetails, InviteError, LookupError, NewInvitation,
@@ -245,12 +245,6 @@ pub async fn list_invitations(
     }))
 }
 
-/// The invitation id of a management route. Management routes share the path of the public
-/// ones (`/invitations/{key}`), where the segment is the invitation's id, a UUID.
-fn invitation_id(path: Result<Path<String>, PathRejection>) -> ApiResult<Uuid> {
-    key_of(path).parse().map_err(|_| ApiError::not_found())
-}
-
 /// `DELETE /api/v1/invitations/{id}`: revokes a pending invitation; its link stops working.
 #[utoipa::path(
     delete,
@@ -268,9 +262,9 @@ fn invitation_id(path: Result<Path<String>, PathRejection>) -> ApiResult<Uuid> {
 pub async fn revoke_invitation(
     State(app): State<AppState>,
     Dashboard(principal): Dashboard,
-    path: Result<Path<String>, PathRejection>,
+    // The management routes share the public ones' path; here the segment is the id.
+    PathId(id): PathId,
 ) -> ApiResult<StatusCode> {
-    let id = invitation_id(path)?;
     invitations::revoke(&app, &principal, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -294,9 +288,8 @@ pub async fn revoke_invitation(
 pub async fn resend_invitation(
     State(app): State<AppState>,
     Dashboard(principal): Dashboard,
-    path: Result<Path<String>, PathRejection>,
+    PathId(id): PathId,
 ) -> ApiResult<Json<InvitationCreated>> {
-    let id = invitation_id(path)?;
     Ok(Json(
         invitations::resend(&app, &principal, id).await?.into(),
     ))

@@ -132,21 +132,60 @@ pub async fn count_failure(c: Conn<'_>, id: Uuid, max: i64, now: Timestamp) -> s
     .map(|_| ()))
 }
 
-/// A business's pending invitations (not used, revoked or expired), newest first.
+/// The condition of a business's pending invitations (not used, revoked or expired), with the
+/// business as `$1` and the time as `$2`.
+const PENDING_INVITATION: &str = "purpose = 'invitation' AND business_id = $1 \
+     AND used_at IS NULL AND revoked_at IS NULL AND expires_at > $2";
+
+/// A business's pending invitations, newest first.
 pub async fn pending_invitations(
     c: Conn<'_>,
     business_id: Uuid,
     now: Timestamp,
 ) -> sqlx::Result<Vec<OneTimeKey>> {
-    on_conn!(c, c => sqlx::query_as(
+    let sql = format!(
         "SELECT id, purpose, hash, user_id, business_id, email, role, created_by, \
          failed_attempts, created_at, expires_at, used_at, revoked_at FROM one_time_keys \
-         WHERE purpose = 'invitation' AND business_id = $1 AND used_at IS NULL \
-         AND revoked_at IS NULL AND expires_at > $2 ORDER BY created_at DESC, id DESC",
-    )
+         WHERE {PENDING_INVITATION} ORDER BY created_at DESC, id DESC"
+    );
+    on_conn!(c, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
     .bind(business_id)
     .bind(now)
     .fetch_all(&mut *c)
+    .await)
+}
+
+/// One pending invitation of a business.
+pub async fn find_pending_invitation(
+    c: Conn<'_>,
+    business_id: Uuid,
+    id: Uuid,
+    now: Timestamp,
+) -> sqlx::Result<Option<OneTimeKey>> {
+    let sql = format!(
+        "SELECT id, purpose, hash, user_id, business_id, email, role, created_by, \
+         failed_attempts, created_at, expires_at, used_at, revoked_at FROM one_time_keys \
+         WHERE {PENDING_INVITATION} AND id = $3"
+    );
+    on_conn!(c, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    .bind(business_id)
+    .bind(now)
+    .bind(id)
+    .fetch_optional(&mut *c)
+    .await)
+}
+
+/// How many pending invitations a business has: the seats they hold.
+pub async fn count_pending_invitations(
+    c: Conn<'_>,
+    business_id: Uuid,
+    now: Timestamp,
+) -> sqlx::Result<i64> {
+    let sql = format!("SELECT COUNT(*) FROM one_time_keys WHERE {PENDING_INVITATION}");
+    on_conn!(c, c => sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+    .bind(business_id)
+    .bind(now)
+    .fetch_one(&mut *c)
     .await)
 }
 

@@ -7,7 +7,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::accounts::keys::{self, KeyProblem};
-use crate::accounts::{ClientInfo, Principal, Session, open_session};
+use crate::accounts::{ClientInfo, Membership, Principal, Session, open_session};
 use crate::app::App;
 use crate::db::Timestamp;
 use crate::domain::{Email, Invalid, Password, PersonName, Role};
@@ -72,10 +72,7 @@ pub async fn invite(
     inviter: &Principal,
     new: NewInvitation,
 ) -> Result<CreatedInvitation, InviteError> {
-    let inviter_member = match &inviter.member {
-        Some(m) if m.role.can_manage() => m,
-        _ => return Err(InviteError::Forbidden),
-    };
+    let inviter_member = manager(inviter)?;
     let inviter_user_id = inviter_member.user_id;
     let now = app.clock.now();
     if !inviter
@@ -99,19 +96,10 @@ pub async fn invite(
         .await?;
     // The plan's `members` limit counts pending invitations as seats (checked again when one
     // is accepted, since the limit or the members may change meanwhile).
-    let pending = one_time_keys::pending_invitations(tx.conn(), inviter.business_id, now)
-        .await?
-        .len();
+    let pending =
+        one_time_keys::count_pending_invitations(tx.conn(), inviter.business_id, now).await?;
     if let Some(sub) = &inviter.subscription {
-        metering::ensure_room(
-            tx.conn(),
-            inviter.business_id,
-            sub,
-            "members",
-            i64::try_from(pending).unwrap_or(i64::MAX),
-            1,
-        )
-        .await?;
+        metering::ensure_room(tx.conn(), inviter.business_id, sub, "members", pending, 1).await?;
     }
     let secret = secret::generate("");
     let id = Uuid::now_v7();
@@ -181,20 +169,34 @@ pub async fn invite(
     })
 }
 
+/// The caller's membership if it may manage invitations (owners and admins).
+fn manager(caller: &Principal) -> Result<&Membership, InviteError> {
+    caller
+        .member
+        .as_ref()
+        .filter(|m| m.role.can_manage())
+        .ok_or(InviteError::Forbidden)
+}
+
+/// The role an invitation offers.
+fn role_of(key: &OneTimeKey) -> anyhow::Result<Role> {
+    key.role
+        .as_deref()
+        .unwrap_or("member")
+        .parse::<Role>()
+        .map_err(|e| anyhow::anyhow!("invitation {}: {e}", key.id))
+}
+
 /// A business's pending invitations, newest first (owners and admins).
 pub async fn list_pending(app: &App, caller: &Principal) -> Result<Vec<OneTimeKey>, InviteError> {
-    if !caller.member.as_ref().is_some_and(|m| m.role.can_manage()) {
-        return Err(InviteError::Forbidden);
-    }
+    manager(caller)?;
     let mut tx = app.db.read().await?;
     Ok(one_time_keys::pending_invitations(tx.conn(), caller.business_id, app.clock.now()).await?)
 }
 
 /// Revokes a pending invitation: its link stops working at once.
 pub async fn revoke(app: &App, caller: &Principal, id: Uuid) -> Result<(), InviteError> {
-    if !caller.member.as_ref().is_some_and(|m| m.role.can_manage()) {
-        return Err(InviteError::Forbidden);
-    }
+    manager(caller)?;
     let mut tx = app.db.begin().await?;
     if !one_time_keys::revoke_invitation(tx.conn(), caller.business_id, id, app.clock.now()).await?
     {
@@ -212,17 +214,14 @@ pub async fn resend(
     caller: &Principal,
     id: Uuid,
 ) -> Result<CreatedInvitation, InviteError> {
-    let pending = list_pending(app, caller).await?;
-    let old = pending
-        .into_iter()
-        .find(|k| k.id == id)
-        .ok_or(InviteError::NotFound)?;
-    let role = old
-        .role
-        .as_deref()
-        .unwrap_or("member")
-        .parse::<Role>()
-        .map_err(|e| anyhow::anyhow!("invitation {id}: {e}"))?;
+    manager(caller)?;
+    let old = {
+        let mut tx = app.db.read().await?;
+        one_time_keys::find_pending_invitation(tx.conn(), caller.business_id, id, app.clock.now())
+            .await?
+            .ok_or(InviteError::NotFound)?
+    };
+    let role = role_of(&old)?;
     let email = Email::from_stored_key(old.email.as_deref().unwrap_or_default());
     invite(
         app,
@@ -292,12 +291,7 @@ async fn load(app: &App, presented: &str) -> Result<(OneTimeKey, InvitationDetai
         Some(id) => users::find(tx.conn(), id).await?,
         None => None,
     };
-    let role = key
-        .role
-        .as_deref()
-        .unwrap_or("member")
-        .parse::<Role>()
-        .map_err(|e| anyhow::anyhow!("invitation {}: {e}", key.id))?;
+    let role = role_of(&key)?;
     let details = InvitationDetails {
         id: key.id,
         email: key.email.clone().unwrap_or_default(),

@@ -284,9 +284,15 @@ async fn join(app: &TestApp, setup: &str, email: &str, role: &str) -> Value {
     must(app, "POST", &path, None, Some(body), StatusCode::CREATED).await
 }
 
+/// A new pending invitation of the setup session's business: its key.
 async fn invitation(app: &TestApp, setup: &str, email: &str, role: &str) -> String {
+    text(&invite(app, setup, email, role).await, "/key")
+}
+
+/// A new pending invitation of the setup session's business: the whole answer.
+async fn invite(app: &TestApp, setup: &str, email: &str, role: &str) -> Value {
     let body = json!({"email": email, "role": role, "send_email": false});
-    let inv = must(
+    must(
         app,
         "POST",
         "/api/v1/invitations",
@@ -294,8 +300,7 @@ async fn invitation(app: &TestApp, setup: &str, email: &str, role: &str) -> Stri
         Some(body),
         StatusCode::CREATED,
     )
-    .await;
-    text(&inv, "/key")
+    .await
 }
 
 async fn application(app: &TestApp, w: &World) -> String {
@@ -420,16 +425,7 @@ async fn prepare(app: &TestApp, w: &World, verb: &str, template: &str) -> (Strin
             "password2": "a brand new passphrase",
         })),
         ("DELETE", "/api/v1/invitations/{key}") | ("POST", "/api/v1/invitations/{key}/resend") => {
-            let body = json!({"email": w.email("pending"), "role": "member", "send_email": false});
-            let inv = must(
-                app,
-                "POST",
-                "/api/v1/invitations",
-                Some(&w.setup),
-                Some(body),
-                StatusCode::CREATED,
-            )
-            .await;
+            let inv = invite(app, &w.setup, &w.email("pending"), "member").await;
             (at(&text(&inv, "/id")), None)
         }
         ("GET", "/api/v1/invitations/{key}") => {

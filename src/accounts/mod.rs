@@ -421,13 +421,10 @@ pub async fn authenticate(app: &App, presented: &str) -> anyhow::Result<Option<P
     let now = app.clock.now();
     let hash = secret::digest(presented);
     let stale_before = now.plus(Duration::seconds(-TOUCH_INTERVAL_SECS));
-    let idle_before = idle_before(app, now);
+    // The idle lifetime is checked by `find_auth` only: a cached entry lives at most
+    // SAASKIT_AUTH_CACHE_TTL_MS (≤ 60 s) and its `last_used_at` is at most a minute older than
+    // the read, far inside any idle lifetime (≥ 1 h).
     if let Some(entry) = app.auth_cache.get(&hash, now) {
-        if entry.principal.token_kind == "session"
-            && entry.token_last_used_at.is_some_and(|t| t < idle_before)
-        {
-            return Ok(None);
-        }
         if entry.token_last_used_at.is_none_or(|t| t < stale_before) {
             touch(app, entry.principal.token_id, now, stale_before).await?;
             app.auth_cache.touched(&hash, now);
@@ -438,7 +435,7 @@ pub async fn authenticate(app: &App, presented: &str) -> anyhow::Result<Option<P
     let generation = crate::db::write_generation();
     let (row, plan) = {
         let mut tx = app.db.read().await?;
-        match tokens::find_auth(tx.conn(), &hash, now, idle_before).await? {
+        match tokens::find_auth(tx.conn(), &hash, now, idle_before(app, now)).await? {
             None => return Ok(None),
             Some(row) => {
                 let plan = match row.plan_id {

@@ -172,12 +172,6 @@ impl Statement {
         unsafe { ffi::sqlite3_column_int64(self.raw, i) }
     }
 
-    /// Whether the current row's column `i` is NULL.
-    pub(crate) fn is_null(&self, i: c_int) -> bool {
-        // SAFETY: as for `int`.
-        unsafe { ffi::sqlite3_column_type(self.raw, i) == ffi::SQLITE_NULL }
-    }
-
     /// The current row's column `i` as bytes (text or blob), copied.
     pub(crate) fn bytes(&self, i: c_int) -> Vec<u8> {
         // SAFETY: as for `int`; the pointer is valid for `len` bytes until the next step,

@@ -114,9 +114,6 @@ impl Row<'_> {
     pub fn int(&self, i: c_int) -> i64 {
         self.0.int(i)
     }
-    pub fn is_null(&self, i: c_int) -> bool {
-        self.0.is_null(i)
-    }
     pub fn bytes(&self, i: c_int) -> Vec<u8> {
         self.0.bytes(i)
     }

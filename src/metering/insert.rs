@@ -300,7 +300,7 @@ fn write_direct(
         return Err(Rejected::Refused(Refused::Limit));
     };
     let params: Vec<Param<'_>> = row.values.iter().map(Value::param).collect();
-    batch.execute(&insert_sql(row, Placeholders::from(1)), &params)?;
+    batch.execute(&insert_sql(row), &params)?;
     let body = body(used)?;
     if let Some(key) = &key {
         batch.execute(
@@ -320,19 +320,9 @@ fn write_direct(
     })
 }
 
-/// `$from`, `$from+1`, … for generated SQL.
-struct Placeholders(usize);
-
-impl From<usize> for Placeholders {
-    fn from(first: usize) -> Self {
-        Placeholders(first)
-    }
-}
-
-fn insert_sql(row: &MeteredInsert, first: Placeholders) -> String {
-    let values: Vec<String> = (0..row.values.len())
-        .map(|i| format!("${}", first.0 + i))
-        .collect();
+/// `INSERT INTO table (columns) VALUES ($1, …)`.
+fn insert_sql(row: &MeteredInsert) -> String {
+    let values: Vec<String> = (1..=row.values.len()).map(|i| format!("${i}")).collect();
     format!(
         "INSERT INTO {} ({}) VALUES ({})",
         row.table,

@@ -142,13 +142,14 @@ pub fn router_with(app: AppState, extra: OpenApiRouter<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(openapi::ServedDocument(served.into())))
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            record_metrics,
-        ))
+        // The timeout sits inside the metrics so that a request cut short is counted too.
         .layer(axum::middleware::from_fn_with_state(
             Duration::from_secs(app.config.request_timeout_secs),
             enforce_timeout,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            record_metrics,
         ))
         .with_state(app.clone());
     with_layers(routes, &app.config)

@@ -83,3 +83,48 @@ db_test!(
         assert!(!text.contains(&owner));
     }
 );
+
+db_test!(
+    async fn a_request_that_outlasts_the_timeout_is_abandoned_with_503_and_counted(app) {
+        use tower::ServiceExt;
+        // A product route that never finishes, served with a one-second limit.
+        let mut config = app.app.config.clone();
+        config.request_timeout_secs = 1;
+        config.metrics_token = Some("metrics-token-0123456789".to_owned());
+        let slow_app = saaskit::app::App::with_db(config, app.db.clone(), std::sync::Arc::new(app.clock.clone()))
+            .expect("valid configuration");
+        let extra = utoipa_axum::router::OpenApiRouter::new().route(
+            "/never",
+            axum::routing::get(|| std::future::pending::<&'static str>()),
+        );
+        let router = saaskit::http::router_with(slow_app, extra);
+        let request = |uri: &str| {
+            axum::http::Request::builder()
+                .uri(uri)
+                .header("authorization", "Bearer metrics-token-0123456789")
+                .body(axum::body::Body::empty())
+                .expect("request")
+        };
+        let response = router
+            .clone()
+            .oneshot(request("/api/v1/never"))
+            .await
+            .expect("infallible");
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        let body = http_body_util::BodyExt::collect(response.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).expect("JSON problem");
+        assert_eq!(body["code"], "timeout", "{body}");
+
+        let metrics = router.oneshot(request("/metrics")).await.expect("infallible");
+        let text = http_body_util::BodyExt::collect(metrics.into_body())
+            .await
+            .expect("body")
+            .to_bytes();
+        let text = String::from_utf8_lossy(&text);
+        let expected = "saaskit_http_requests_total{method=\"GET\",route=\"/api/v1/never\",status=\"503\"} 1";
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+);

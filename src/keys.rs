@@ -9,11 +9,13 @@
 
 use chrono::Duration;
 use serde::Serialize;
+use serde_json::json;
 use thiserror::Error;
 use uuid::Uuid;
 
 use crate::accounts::{ClientInfo, Principal};
 use crate::app::App;
+use crate::audit::{self, Action, Actor, Event};
 use crate::db::Timestamp;
 use crate::domain::{Role, Scope, Scopes};
 use crate::metering::{self, QuotaError};
@@ -142,6 +144,10 @@ pub async fn create_api_key(
     };
     let mut tx = app.db.begin().await?;
     tokens::insert(tx.conn(), &token).await?;
+    let event = Event::by(Action::ApiKeyCreated, principal)
+        .target("api_key", token.id)
+        .details(json!({"name": name, "prefix": secret.prefix}));
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     tracing::info!(key_id = %token.id, business_id = %principal.business_id, "API key created");
     Ok(NewKey {
@@ -177,6 +183,8 @@ pub async fn revoke_api_key(app: &App, principal: &Principal, id: Uuid) -> Resul
         .await?
         .ok_or(KeyError::NotFound)?;
     tokens::revoke_with_overlaps(tx.conn(), id, "revoked", now).await?;
+    let event = Event::by(Action::ApiKeyRevoked, principal).target("api_key", id);
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     tracing::info!(key_id = %id, business_id = %principal.business_id, "API key revoked");
     Ok(())
@@ -223,6 +231,10 @@ pub async fn rotate_api_key(
     } else {
         None
     };
+    let event = Event::by(Action::ApiKeyRotated, principal)
+        .target("api_key", id)
+        .details(json!({"prefix": secret.prefix, "overlap_seconds": overlap_secs}));
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     tracing::info!(key_id = %id, overlap_secs, "API key rotated");
     Ok(NewKey {
@@ -275,6 +287,13 @@ pub async fn revoke_leaked(
     if token.replaced_by.is_none() {
         tokens::revoke_with_overlaps(tx.conn(), token.id, "leaked", now).await?;
     }
+    let mut event = Event::new(Action::SecretReportedLeaked, Actor::Anonymous)
+        .target("token", token.id)
+        .details(json!({"kind": token.kind, "prefix": token.prefix}));
+    if let Some(business) = token.business_id {
+        event = event.business(business);
+    }
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     tracing::warn!(
         token_id = %token.id,
@@ -374,6 +393,10 @@ pub async fn create_bot(
     users::insert_bot(tx.conn(), &user).await?;
     members::insert(tx.conn(), &member).await?;
     tokens::insert(tx.conn(), &token).await?;
+    let event = Event::by(Action::BotCreated, principal)
+        .target("member", member.id)
+        .details(json!({"name": name, "scopes": token.scopes}));
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     tracing::info!(member_id = %member.id, business_id = %principal.business_id, "bot created");
     Ok(NewBot {

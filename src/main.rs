@@ -43,6 +43,9 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Print the OpenAPI 3.1 document the server serves at /api/v1/openapi.json (for client
     /// generators and linters; needs no database).
     Openapi,
@@ -142,6 +145,13 @@ enum BusinessCommand {
         #[arg(long)]
         note: Option<String>,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the audit log's hash chain; print the entry count and exit 0 when intact, or
+    /// name the first broken entry and exit 1.
+    Verify,
 }
 
 #[derive(Debug, Subcommand)]
@@ -247,6 +257,21 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let result = ops::user(&app, cmd).await;
             app.db.close().await;
             result
+        }
+        Command::Audit(AuditCommand::Verify) => {
+            let db = Db::connect(&config.database_url, 1).await?;
+            let verdict = saaskit::audit::verify(&db).await;
+            db.close().await;
+            match verdict? {
+                saaskit::audit::Verdict::Intact { entries } => {
+                    println!("audit log intact: {entries} entries, every hash chained");
+                    Ok(())
+                }
+                saaskit::audit::Verdict::Broken { seq, reason } => {
+                    println!("audit log broken at entry {seq}: {reason}");
+                    anyhow::bail!("the audit log's chain is broken at entry {seq}")
+                }
+            }
         }
         Command::Serve => {
             let bind = config.bind;

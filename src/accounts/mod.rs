@@ -8,10 +8,12 @@ pub mod reset;
 pub mod sessions;
 
 use chrono::Duration;
+use serde_json::json;
 use thiserror::Error;
 use uuid::Uuid;
 
 use crate::app::App;
+use crate::audit::{self, Action, Actor, Event};
 use crate::db::Timestamp;
 use crate::domain::{BusinessName, Email, Password, PersonName, Role, Scope, Scopes};
 use crate::store::businesses::{self, Business};
@@ -174,6 +176,12 @@ pub async fn signup(
     .await?;
 
     let session = open_session(app, &mut tx, user.id, business.id, now, client).await?;
+    audit::record(
+        tx.conn(),
+        now,
+        Event::new(Action::UserSignedUp, Actor::User(user.id)).business(business.id),
+    )
+    .await?;
     // Only new rows: nothing any cached auth context depends on.
     tx.commit_quietly().await?;
     tracing::info!(user_id = %user.id, business_id = %business.id, "signed up");
@@ -268,9 +276,11 @@ pub async fn login(
     };
     let Some(creds) = found else {
         app.hasher.verify_decoy(password).await?;
+        record_failed_login(app, None).await?;
         return Err(LoginError::InvalidCredentials);
     };
     if !app.hasher.verify(password, &creds.password_hash).await? || !creds.user.is_active {
+        record_failed_login(app, Some(creds.user.id)).await?;
         return Err(LoginError::InvalidCredentials);
     }
     let user = creds.user;
@@ -291,6 +301,14 @@ pub async fn login(
         .await?
         .ok_or_else(|| anyhow::anyhow!("business {business_id} vanished during login"))?;
     let session = open_session(app, &mut tx, user.id, business.id, now, client).await?;
+    audit::record(
+        tx.conn(),
+        now,
+        Event::new(Action::LoginSucceeded, Actor::User(user.id))
+            .business(business.id)
+            .target("session", session.token_id),
+    )
+    .await?;
     // A new session changes no other token's auth context.
     tx.commit_quietly().await?;
     Ok(LoggedIn {
@@ -298,6 +316,20 @@ pub async fn login(
         user,
         business,
     })
+}
+
+/// A wrong password (`user`: whose) or an unknown email (`None`: the same write, so both cost
+/// the same), in a transaction of its own.
+async fn record_failed_login(app: &App, user: Option<Uuid>) -> Result<(), sqlx::Error> {
+    let actor = user.map_or(Actor::Anonymous, Actor::User);
+    let mut tx = app.db.begin().await?;
+    audit::record(
+        tx.conn(),
+        app.clock.now(),
+        Event::new(Action::LoginFailed, actor).details(json!({"reason": "invalid_credentials"})),
+    )
+    .await?;
+    tx.commit_quietly().await
 }
 
 pub(crate) async fn open_session(
@@ -558,8 +590,11 @@ fn principal_from(row: AuthRow) -> anyhow::Result<Principal> {
 
 /// Revokes the session the caller presented.
 pub async fn logout(app: &App, principal: &Principal) -> anyhow::Result<()> {
+    let now = app.clock.now();
     let mut tx = app.db.begin().await?;
-    tokens::revoke(tx.conn(), principal.token_id, app.clock.now()).await?;
+    tokens::revoke(tx.conn(), principal.token_id, now).await?;
+    let event = Event::by(Action::Logout, principal).target("session", principal.token_id);
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     Ok(())
 }

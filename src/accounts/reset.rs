@@ -187,6 +187,16 @@ async fn confirm(
         .await?
         .ok_or(ResetError::NoBusiness)?;
     let session = open_session(app, &mut tx, user.id, business_id, now, client).await?;
+    crate::audit::record(
+        tx.conn(),
+        now,
+        crate::audit::Event::new(
+            crate::audit::Action::PasswordReset,
+            crate::audit::Actor::User(user.id),
+        )
+        .target("user", user.id),
+    )
+    .await?;
     tx.commit().await?;
     tracing::info!(user_id = %user.id, "password reset");
     Ok(session)

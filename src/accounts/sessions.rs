@@ -3,15 +3,18 @@
 //! [`Tx::commit`](crate::db::Tx::commit), so the revoked tokens stop working at once on this
 //! replica and within the auth cache's TTL on the others.
 
+use serde_json::json;
 use thiserror::Error;
 use uuid::Uuid;
 
 use super::{Principal, idle_before};
 use crate::app::App;
+use crate::audit::{self, Action, Actor, Event};
 use crate::db::Timestamp;
+use crate::domain::Role;
 use crate::domain::{Email, Invalid, Password};
 use crate::store::tokens::{self, SessionRow};
-use crate::store::users;
+use crate::store::{businesses, members, one_time_keys, subscriptions, users};
 
 #[derive(Debug, Error)]
 pub enum SessionError {
@@ -24,6 +27,8 @@ pub enum SessionError {
     WrongPassword,
     #[error("the new password does not meet the policy")]
     Password(Invalid),
+    #[error("the caller is the only owner of businesses with other members")]
+    OwnershipTransferRequired(Vec<Uuid>),
     #[error(transparent)]
     Limited(#[from] crate::ratelimit::Limited),
     #[error(transparent)]
@@ -72,9 +77,12 @@ pub async fn list(app: &App, principal: &Principal) -> Result<Vec<SessionListing
 pub async fn revoke(app: &App, principal: &Principal, id: Uuid) -> Result<(), SessionError> {
     let user = user_of(principal)?;
     let mut tx = app.db.begin().await?;
-    if !tokens::revoke_of_user(tx.conn(), user, id, app.clock.now(), "session_revoked").await? {
+    let now = app.clock.now();
+    if !tokens::revoke_of_user(tx.conn(), user, id, now, "session_revoked").await? {
         return Err(SessionError::NotFound);
     }
+    let event = Event::by(Action::SessionRevoked, principal).target("session", id);
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -82,30 +90,28 @@ pub async fn revoke(app: &App, principal: &Principal, id: Uuid) -> Result<(), Se
 /// Revokes every session of the caller but the current one; returns how many.
 pub async fn revoke_others(app: &App, principal: &Principal) -> Result<u64, SessionError> {
     let user = user_of(principal)?;
+    let now = app.clock.now();
     let mut tx = app.db.begin().await?;
-    let n = tokens::revoke_others_of_user(
-        tx.conn(),
-        user,
-        principal.token_id,
-        app.clock.now(),
-        "session_revoked",
-    )
-    .await?;
+    let n =
+        tokens::revoke_others_of_user(tx.conn(), user, principal.token_id, now, "session_revoked")
+            .await?;
+    let event = Event::by(Action::SessionRevoked, principal)
+        .details(json!({"all_others": true, "revoked": n}));
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     Ok(n)
 }
 
-/// Changes the caller's password after checking the current one, and ends every other session
-/// (the current one stays). Returns how many sessions ended.
-pub async fn change_password(
+/// Checks the caller's current password (counted like failed logins to the account); returns
+/// the caller's user id and membership.
+async fn check_password(
     app: &App,
     principal: &Principal,
     current: &str,
-    new: &str,
-) -> Result<u64, SessionError> {
+) -> Result<(Uuid, super::Membership), SessionError> {
     let user = user_of(principal)?;
     let member = principal.member.as_ref().ok_or(SessionError::NotAPerson)?;
-    if member.role == crate::domain::Role::Bot {
+    if member.role == crate::domain::Role::Bot || principal.token_kind != "session" {
         return Err(SessionError::NotAPerson);
     }
     let creds = {
@@ -126,6 +132,18 @@ pub async fn change_password(
         return Err(SessionError::WrongPassword);
     }
     attempt.refund(app).await?;
+    Ok((user, member.clone()))
+}
+
+/// Changes the caller's password after checking the current one, and ends every other session
+/// (the current one stays). Returns how many sessions ended.
+pub async fn change_password(
+    app: &App,
+    principal: &Principal,
+    current: &str,
+    new: &str,
+) -> Result<u64, SessionError> {
+    let (user, member) = check_password(app, principal, current).await?;
     let email = Email::parse(&member.email).ok();
     let password = Password::parse(new, email.as_ref()).map_err(SessionError::Password)?;
     let hash = app.hasher.hash(password.expose()).await?;
@@ -136,6 +154,145 @@ pub async fn change_password(
     let ended =
         tokens::revoke_others_of_user(tx.conn(), user, principal.token_id, now, "password_changed")
             .await?;
+    let event = Event::by(Action::PasswordChanged, principal).details(json!({"revoked": ended}));
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     Ok(ended)
+}
+
+/// Deletes the caller's own account, after checking their password. Each business of which
+/// they are the only person goes with it (closed: every token, key and invitation revoked, the
+/// subscription ended, the members let go); a business with other people needs another owner
+/// first when the caller is its only one. Their personal data is erased and every session ends;
+/// the row stays, anonymous, so the ledger and the audit log still point somewhere. Returns the
+/// businesses closed.
+pub async fn delete_account(
+    app: &App,
+    principal: &Principal,
+    password: &str,
+) -> Result<Vec<Uuid>, SessionError> {
+    let (user, _) = check_password(app, principal, password).await?;
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    users::lock(tx.conn(), user).await?;
+    let memberships = members::active_of_user(tx.conn(), user).await?;
+    let mut closing = Vec::new();
+    let mut leaving = Vec::new();
+    let mut blocked = Vec::new();
+    for m in memberships {
+        businesses::lock(tx.conn(), m.business_id).await?;
+        if members::count_active_people(tx.conn(), m.business_id).await? <= 1 {
+            closing.push(m);
+        } else if m.role == Role::Owner.as_str()
+            && members::count_owners(tx.conn(), m.business_id).await? <= 1
+        {
+            blocked.push(m.business_id);
+        } else {
+            leaving.push(m);
+        }
+    }
+    if !blocked.is_empty() {
+        return Err(SessionError::OwnershipTransferRequired(blocked));
+    }
+    for m in &leaving {
+        members::suspend(tx.conn(), m.id, now).await?;
+        crate::metering::release(&mut tx, m.business_id, "members", 1).await?;
+        let event = Event::new(Action::MemberLeft, Actor::User(user))
+            .business(m.business_id)
+            .target("member", m.id)
+            .details(json!({"user_id": user, "role": m.role, "account_deleted": true}));
+        audit::record(tx.conn(), now, event).await?;
+    }
+    let mut closed = Vec::new();
+    for m in &closing {
+        close_business(&mut tx, m.business_id, now).await?;
+        let event = Event::new(Action::BusinessClosed, Actor::User(user))
+            .business(m.business_id)
+            .target("business", m.business_id);
+        audit::record(tx.conn(), now, event).await?;
+        closed.push(m.business_id);
+    }
+    tokens::revoke_all_of_user(tx.conn(), user, now).await?;
+    for purpose in ["password_reset", "email_verification"] {
+        one_time_keys::revoke_for_user(tx.conn(), user, purpose, now).await?;
+    }
+    users::erase(tx.conn(), user, now).await?;
+    let event = Event::new(Action::AccountDeleted, Actor::User(user))
+        .target("user", user)
+        .details(json!({"closed_businesses": closed}));
+    audit::record(tx.conn(), now, event).await?;
+    tx.commit().await?;
+    tracing::info!(user_id = %user, closed = closed.len(), "account deleted");
+    Ok(closed)
+}
+
+/// Closes a business whose last person is leaving: nothing of it works any more, and its
+/// subscription stops (the sweep neither renews nor charges it). Its rows stay for the ledger.
+async fn close_business(
+    tx: &mut crate::db::Tx,
+    business_id: Uuid,
+    now: crate::db::Timestamp,
+) -> Result<(), SessionError> {
+    businesses::set_active(tx.conn(), business_id, false, now).await?;
+    tokens::revoke_all_of_business(tx.conn(), business_id, now).await?;
+    one_time_keys::revoke_all_invitations_of(tx.conn(), business_id, now).await?;
+    members::suspend_all_of_business(tx.conn(), business_id, now).await?;
+    if let Some(current) = subscriptions::current_of(tx.conn(), business_id).await? {
+        let ended = subscriptions::Subscription {
+            status: "canceled".to_owned(),
+            ended_at: Some(now),
+            cancel_at_period_end: false,
+            pending_plan_id: None,
+            updated_at: now,
+            ..current.clone()
+        };
+        if !subscriptions::update_state(tx.conn(), &current, &ended).await? {
+            return Err(anyhow::anyhow!("subscription of {business_id} changed meanwhile").into());
+        }
+    }
+    Ok(())
+}
+
+/// Moves the caller to another business they belong to: the current session ends and a new one,
+/// acting for `business_id`, replaces it. A business they do not (or no longer) belong to, or
+/// one that is off, is not found.
+pub async fn switch_business(
+    app: &App,
+    principal: &Principal,
+    business_id: Uuid,
+    client: super::ClientInfo,
+) -> Result<(super::Session, businesses::Business), SessionError> {
+    let user = user_of(principal)?;
+    if principal.token_kind != "session" {
+        return Err(SessionError::NotAPerson);
+    }
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    let business = businesses::find(tx.conn(), business_id)
+        .await?
+        .filter(|b| b.is_active)
+        .ok_or(SessionError::NotFound)?;
+    members::find(tx.conn(), business_id, user)
+        .await?
+        .filter(|m| m.status == "active")
+        .ok_or(SessionError::NotFound)?;
+    tokens::revoke(tx.conn(), principal.token_id, now).await?;
+    let session = super::open_session(app, &mut tx, user, business_id, now, client).await?;
+    let event = Event::new(Action::BusinessSwitched, Actor::User(user))
+        .business(business_id)
+        .target("session", session.token_id)
+        .details(json!({"from_business": principal.business_id}));
+    audit::record(tx.conn(), now, event).await?;
+    tx.commit().await?;
+    Ok((session, business))
+}
+
+/// The businesses the caller belongs to, with their role in each.
+pub async fn businesses_of(
+    app: &App,
+    principal: &Principal,
+) -> Result<Vec<members::BusinessOfUser>, SessionError> {
+    let user = user_of(principal)?;
+    let mut tx = app.db.read().await?;
+    Ok(members::businesses_of_user(tx.conn(), user).await?)
 }

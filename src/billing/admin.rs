@@ -1,11 +1,13 @@
 //! Operations for staff and operators: credits, plans, and moving a business to a plan.
 
 use chrono::Duration;
+use serde_json::json;
 use thiserror::Error;
 use uuid::Uuid;
 
 use super::events::{self, Actor};
 use crate::app::App;
+use crate::audit;
 use crate::store::ledger::{self, LedgerEntry};
 use crate::store::plans::{self, Limits, Plan};
 use crate::store::subscriptions::{self, Subscription};
@@ -92,6 +94,10 @@ pub async fn grant_credits(
     )
     .await?;
     let balance = ledger::balance(tx.conn(), business_id).await?;
+    let event = audit::Event::new(audit::Action::CreditsGranted, actor.into())
+        .business(business_id)
+        .details(json!({"amount": amount, "balance": balance}));
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     Ok(balance)
 }
@@ -213,12 +219,14 @@ pub async fn set_plan(
         .await?
         .ok_or_else(|| AdminError::PlanNotFound(plan_code.to_owned()))?;
     let mut before = None;
+    let mut from = None;
     if let Some(current) = subscriptions::current_of(tx.conn(), business_id).await? {
         let old_code = plans::find(tx.conn(), current.plan_id)
             .await?
             .map(|p| p.code)
             .unwrap_or_default();
         before = Some(events::snapshot(&current, &old_code));
+        from = Some(old_code);
         let closed = Subscription {
             is_current: false,
             ended_at: Some(now),
@@ -254,6 +262,10 @@ pub async fn set_plan(
         now,
     )
     .await?;
+    let event = audit::Event::new(audit::Action::PlanChanged, actor.into())
+        .business(business_id)
+        .details(json!({"from": from, "to": plan.code, "when": "now"}));
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     Ok(sub)
 }
@@ -380,13 +392,18 @@ pub async fn business_summary(
 
 /// Gives or takes away staff rights (the admin API).
 pub async fn set_staff(app: &App, email: &str, staff: bool) -> Result<(), AdminError> {
+    let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     let key = crate::domain::Email::key_of(email);
-    if !crate::store::users::set_staff(tx.conn(), &key, staff, app.clock.now()).await? {
+    if !crate::store::users::set_staff(tx.conn(), &key, staff, now).await? {
         return Err(AdminError::Invalid(format!(
             "no user with the email {email:?}"
         )));
     }
+    let event = audit::Event::new(audit::Action::StaffChanged, audit::Actor::Staff(None))
+        .target("user", &key)
+        .details(json!({"staff": staff}));
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     Ok(())
 }

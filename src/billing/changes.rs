@@ -3,6 +3,7 @@
 
 use chrono::Duration;
 use serde::Serialize;
+use serde_json::json;
 use thiserror::Error;
 use uuid::Uuid;
 
@@ -10,6 +11,7 @@ use super::events::{self, Actor};
 use super::proration::unused_credit;
 use crate::accounts::Principal;
 use crate::app::App;
+use crate::audit::{self, Action, Event};
 use crate::db::{Timestamp, Tx};
 use crate::store::ledger::{self, LedgerEntry};
 use crate::store::plans::{self, Plan};
@@ -316,6 +318,12 @@ pub async fn change(
             .await?;
         }
     }
+    let event = Event::by(Action::PlanChanged, principal).details(json!({
+        "from": l.current_plan.code,
+        "to": l.target.code,
+        "when": match when { When::Now => "now", When::PeriodEnd => "period_end" },
+    }));
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     Ok(preview)
 }
@@ -397,6 +405,13 @@ pub async fn set_cancel(app: &App, principal: &Principal, cancel: bool) -> Resul
         now,
     )
     .await?;
+    let action = if cancel {
+        Action::SubscriptionCanceled
+    } else {
+        Action::SubscriptionResumed
+    };
+    let event = Event::by(action, principal).details(json!({"plan": plan_code}));
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     Ok(())
 }

@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::accounts::Principal;
 use crate::app::AppState;
+use crate::audit;
 use crate::billing::admin::{self, AdminError, NewPlan, PlanUpdate};
 use crate::billing::events::Actor;
 use crate::db::Timestamp;
@@ -507,10 +508,18 @@ pub async fn admin_deactivate_business(
     PathId(id): PathId,
 ) -> ApiResult<StatusCode> {
     staff(&p)?;
+    let now = app.clock.now();
     let mut tx = app.db.begin().await?;
-    if !crate::store::businesses::set_active(tx.conn(), id, false, app.clock.now()).await? {
+    if !crate::store::businesses::set_active(tx.conn(), id, false, now).await? {
         return Err(AdminError::BusinessNotFound.into());
     }
+    let event = audit::Event::new(
+        audit::Action::BusinessDeactivated,
+        audit::Actor::Staff(p.user_id()),
+    )
+    .business(id)
+    .target("business", id);
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     tracing::info!(business_id = %id, "business deactivated by staff");
     Ok(StatusCode::NO_CONTENT)
@@ -537,10 +546,17 @@ pub async fn admin_deactivate_user(
     PathId(id): PathId,
 ) -> ApiResult<StatusCode> {
     staff(&p)?;
+    let now = app.clock.now();
     let mut tx = app.db.begin().await?;
-    if !crate::store::users::set_active(tx.conn(), id, false, app.clock.now()).await? {
+    if !crate::store::users::set_active(tx.conn(), id, false, now).await? {
         return Err(ApiError::not_found());
     }
+    let event = audit::Event::new(
+        audit::Action::UserDeactivated,
+        audit::Actor::Staff(p.user_id()),
+    )
+    .target("user", id);
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     tracing::info!(user_id = %id, "user deactivated by staff");
     Ok(StatusCode::NO_CONTENT)

@@ -30,6 +30,13 @@ impl From<MemberError> for ApiError {
                 "invalid_role",
                 "Bots keep the bot role, and nobody else can be given it.",
             )]),
+            MemberError::BotOwner => {
+                ApiError::conflict("bot_cannot_own", "A bot cannot own a business.")
+            }
+            MemberError::SelfTransfer => ApiError::conflict(
+                "self_transfer",
+                "Ownership is transferred to another member.",
+            ),
             MemberError::Unexpected(e) => e.into(),
         }
     }
@@ -168,4 +175,31 @@ pub async fn delete_member(
 ) -> ApiResult<StatusCode> {
     members::remove(&app, &p, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/members/{id}/transfer-ownership`: the member becomes an owner and the calling
+/// owner an admin, in one step.
+#[utoipa::path(
+    post,
+    path = "/members/{id}/transfer-ownership",
+    tag = "members",
+    summary = "Transfer ownership",
+    description = "The member becomes an owner and the calling owner becomes an admin, in one \
+                   transaction. Owners only; not to a bot, nor to oneself.",
+    security(("session" = [])),
+    params(("id" = Uuid, Path, description = "The member's id.")),
+    responses(
+        (status = 200, description = "The new owner.", body = MemberView),
+        (status = 404, description = "`not_found`."),
+        (status = 409, description = "`self_transfer`: ownership goes to someone else; `bot_cannot_own`."),
+    ),
+)]
+pub async fn transfer_ownership(
+    State(app): State<AppState>,
+    Dashboard(p): Dashboard,
+    PathId(id): PathId,
+) -> ApiResult<Json<MemberView>> {
+    Ok(Json(
+        members::transfer_ownership(&app, &p, id).await?.into(),
+    ))
 }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod admin;
+pub mod audit;
 pub mod billing;
 pub mod compat;
 pub mod extract;
@@ -48,7 +49,7 @@ pub fn api_route_table() -> Vec<Route> {
         routes!(accounts::create_account),
         routes!(accounts::login_user),
         routes!(accounts::logout_user),
-        routes!(accounts::get_current_user),
+        routes!(accounts::get_current_user, sessions::delete_account),
         routes!(health::get_api_health),
         routes!(openapi::get_openapi),
         routes!(billing::list_plans),
@@ -68,6 +69,8 @@ pub fn api_route_table() -> Vec<Route> {
         routes!(sessions::change_password),
         routes!(sessions::list_sessions, sessions::delete_other_sessions),
         routes!(sessions::delete_session),
+        routes!(sessions::switch_business),
+        routes!(sessions::list_my_businesses),
         routes!(passwords::confirm_password_reset),
         routes!(
             invitations::list_invitations,
@@ -86,6 +89,8 @@ pub fn api_route_table() -> Vec<Route> {
         routes!(keys::delete_bot),
         routes!(members::list_members),
         routes!(members::update_member, members::delete_member),
+        routes!(members::transfer_ownership),
+        routes!(audit::list_audit_log),
         routes!(usage::get_usage, usage::record_usage),
         routes!(usage::get_entitlements),
     ]
@@ -150,6 +155,10 @@ pub fn router_with(app: AppState, extra: OpenApiRouter<AppState>) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),
             record_metrics,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            app.clone(),
+            audit_context,
         ))
         .with_state(app.clone());
     with_layers(routes, &app.config)
@@ -300,6 +309,15 @@ fn cors(config: &crate::config::Config) -> Option<CorsLayer> {
             ])
             .max_age(Duration::from_secs(3600)),
     )
+}
+
+/// Runs the request with its client's address and user agent at hand for the audit log.
+async fn audit_context(
+    extract::Client(client): extract::Client,
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    crate::audit::with_client(client, next.run(req)).await
 }
 
 /// Answers 503 `timeout` when a request takes longer than `SAASKIT_REQUEST_TIMEOUT`; the handler

@@ -46,6 +46,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
         (name = "api-keys", description = "API keys (`sk_live_…`, scope `sdk`) and leaked secrets."),
         (name = "bots", description = "Bot members and their tokens (`skb_…`)."),
         (name = "usage", description = "Metering: what was used and what may still be."),
+        (name = "audit", description = "The tamper-evident log of security, team and billing events."),
         (name = "admin", description = "Staff only: plans, credits, businesses and users."),
         (name = "example: applications", description = "The example product: a gauge-metered resource."),
         (name = "example: recordings", description = "The example product: a per-cycle-metered resource written by the SDK."),

@@ -32,6 +32,18 @@ impl From<SessionError> for ApiError {
                 invalid.code,
                 invalid.message,
             )]),
+            SessionError::OwnershipTransferRequired(businesses) => ApiError::conflict(
+                "ownership_transfer_required",
+                format!(
+                    "You are the only owner of businesses with other members: transfer their \
+                     ownership first ({}).",
+                    businesses
+                        .iter()
+                        .map(Uuid::to_string)
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            ),
             SessionError::Limited(limited) => limited.into(),
             SessionError::Unexpected(e) => e.into(),
         }
@@ -192,4 +204,170 @@ pub async fn change_password(
     };
     let revoked = sessions::change_password(&app, &p, &current, &new).await?;
     Ok(Json(SessionsEnded { revoked }))
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct AccountDeletion {
+    /// The account's current password, to confirm.
+    #[schema(value_type = String, required = true)]
+    pub password: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AccountDeleted {
+    /// Businesses closed with the account (those of which it was the only person).
+    pub closed_businesses: Vec<Uuid>,
+}
+
+/// `DELETE /api/v1/me` `{password}`: deletes the caller's account.
+#[utoipa::path(
+    delete,
+    path = "/me",
+    tag = "accounts",
+    summary = "Delete my account",
+    description = "Needs the current password. Each business of which the caller is the only \
+                   person is closed with the account (its tokens, keys and invitations revoked, \
+                   its subscription ended); in a business with other members the caller leaves, \
+                   and must first transfer ownership if they are its only owner (409 \
+                   `ownership_transfer_required`). Personal data is erased, every session ends, \
+                   and the email is free to sign up again.",
+    security(("session" = [])),
+    request_body = AccountDeletion,
+    responses(
+        (status = 200, description = "Deleted.", body = AccountDeleted),
+        (status = 403, description = "`not_a_person`: API keys and bots have no account to delete."),
+        (status = 409, description = "`ownership_transfer_required`: the caller is the only owner of a business with other members."),
+        (status = 429, description = "`rate_limited`: too many wrong passwords; `Retry-After` says when to try again."),
+    ),
+)]
+pub async fn delete_account(
+    State(app): State<AppState>,
+    Dashboard(p): Dashboard,
+    ApiJson(body): ApiJson<AccountDeletion>,
+) -> ApiResult<Json<AccountDeleted>> {
+    let Some(password) = body.password else {
+        return Err(ApiError::validation(vec![FieldError::new(
+            "password",
+            "required",
+            "This field is required.",
+        )]));
+    };
+    match sessions::delete_account(&app, &p, &password).await {
+        Ok(closed_businesses) => Ok(Json(AccountDeleted { closed_businesses })),
+        Err(SessionError::WrongPassword) => Err(ApiError::validation(vec![FieldError::new(
+            "password",
+            "incorrect",
+            "This is not the account's current password.",
+        )])),
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MyBusiness {
+    pub id: Uuid,
+    pub name: String,
+    #[schema(value_type = crate::domain::Role)]
+    pub role: String,
+    /// Whether the token of this request acts for it.
+    pub current: bool,
+    pub created_at: Timestamp,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MyBusinesses {
+    pub data: Vec<MyBusiness>,
+}
+
+/// `GET /api/v1/businesses`: the businesses the caller belongs to.
+#[utoipa::path(
+    get,
+    path = "/businesses",
+    tag = "accounts",
+    summary = "List my businesses",
+    description = "Every business the caller is a member of, with their role, and which one this \
+                   token acts for. A token acts for one business; `POST /sessions/switch` gets a \
+                   session for another.",
+    security(("session" = []), ("bot_token" = [])),
+    responses(
+        (status = 200, description = "The caller's businesses.", body = MyBusinesses),
+        (status = 403, description = "`not_a_person`: an API key belongs to its business only."),
+    ),
+)]
+pub async fn list_my_businesses(
+    State(app): State<AppState>,
+    DashboardRead(p): DashboardRead,
+) -> ApiResult<Json<MyBusinesses>> {
+    let rows = sessions::businesses_of(&app, &p).await?;
+    Ok(Json(MyBusinesses {
+        data: rows
+            .into_iter()
+            .map(|b| MyBusiness {
+                current: b.business_id == p.business_id,
+                id: b.business_id,
+                name: b.name,
+                role: b.role,
+                created_at: b.created_at,
+            })
+            .collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize, Serialize, ToSchema)]
+pub struct BusinessSwitch {
+    #[schema(value_type = Uuid, required = true)]
+    pub business_id: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SwitchedSession {
+    pub token: String,
+    pub token_expires_at: Timestamp,
+    pub business: crate::http::accounts::BusinessView,
+}
+
+/// `POST /api/v1/sessions/switch` `{business_id}`: a session for another of the caller's
+/// businesses, replacing the current one.
+#[utoipa::path(
+    post,
+    path = "/sessions/switch",
+    tag = "accounts",
+    summary = "Switch business",
+    description = "Ends the current session and returns a new one acting for `business_id`, a \
+                   business the caller belongs to. Login picks the business whose session the \
+                   user used last (else the one joined first).",
+    security(("session" = [])),
+    request_body = BusinessSwitch,
+    responses(
+        (status = 200, description = "The new session.", body = SwitchedSession),
+        (status = 403, description = "`not_a_person`: API keys and bots act for one business."),
+        (status = 404, description = "`not_found`: not a business of the caller's (or it is off)."),
+    ),
+)]
+pub async fn switch_business(
+    State(app): State<AppState>,
+    Dashboard(p): Dashboard,
+    crate::http::extract::Client(client): crate::http::extract::Client,
+    ApiJson(body): ApiJson<BusinessSwitch>,
+) -> ApiResult<Json<SwitchedSession>> {
+    let business_id = match body.business_id.as_deref().map(str::parse::<Uuid>) {
+        Some(Ok(id)) => id,
+        other => {
+            return Err(ApiError::validation(vec![FieldError::new(
+                "business_id",
+                if other.is_none() {
+                    "required"
+                } else {
+                    "invalid_uuid"
+                },
+                "The id of a business you belong to.",
+            )]));
+        }
+    };
+    let (session, business) = sessions::switch_business(&app, &p, business_id, client).await?;
+    Ok(Json(SwitchedSession {
+        token: session.token,
+        token_expires_at: session.expires_at,
+        business: crate::http::accounts::BusinessView::from(&business),
+    }))
 }

@@ -145,3 +145,64 @@ pub async fn set_role(c: Conn<'_>, id: Uuid, role: &str, now: Timestamp) -> sqlx
     .await
     .map(|_| ()))
 }
+
+/// A user's active memberships, of active businesses or not.
+pub async fn active_of_user(c: Conn<'_>, user_id: Uuid) -> sqlx::Result<Vec<Member>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, business_id, user_id, role, status, created_at, updated_at \
+         FROM members WHERE user_id = $1 AND status = 'active' ORDER BY created_at, id",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// Active members of a business who are people (not bots).
+pub async fn count_active_people(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<i64> {
+    on_conn!(c, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM members m JOIN users u ON u.id = m.user_id \
+         WHERE m.business_id = $1 AND m.status = 'active' AND NOT u.is_bot",
+    )
+    .bind(business_id)
+    .fetch_one(&mut *c)
+    .await)
+}
+
+/// Ends every active membership of a business (it is being closed).
+pub async fn suspend_all_of_business(
+    c: Conn<'_>,
+    business_id: Uuid,
+    now: Timestamp,
+) -> sqlx::Result<u64> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE members SET status = 'suspended', updated_at = $2 \
+         WHERE business_id = $1 AND status = 'active'",
+    )
+    .bind(business_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}
+
+/// A business a user belongs to, with their role in it.
+#[derive(Debug, Clone, FromRow)]
+pub struct BusinessOfUser {
+    pub business_id: Uuid,
+    pub name: String,
+    pub role: String,
+    pub created_at: Timestamp,
+}
+
+/// The active businesses a user is an active member of, in the order they joined.
+pub async fn businesses_of_user(c: Conn<'_>, user_id: Uuid) -> sqlx::Result<Vec<BusinessOfUser>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT b.id AS business_id, b.name, m.role, b.created_at FROM members m \
+         JOIN businesses b ON b.id = m.business_id \
+         WHERE m.user_id = $1 AND m.status = 'active' AND b.is_active \
+         ORDER BY m.created_at, m.id",
+    )
+    .bind(user_id)
+    .fetch_all(&mut *c)
+    .await)
+}

@@ -3,6 +3,7 @@
 //!
 //! [`Conn`]: crate::db::Conn
 
+pub mod audit;
 pub mod businesses;
 pub mod events;
 pub mod ledger;

@@ -208,3 +208,21 @@ pub async fn revoke_invitation(
     .await
     .map(|r| r.rows_affected() == 1))
 }
+
+/// Revokes every pending invitation of a business (it is being closed).
+pub async fn revoke_all_invitations_of(
+    c: Conn<'_>,
+    business_id: Uuid,
+    now: Timestamp,
+) -> sqlx::Result<u64> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE one_time_keys SET revoked_at = $2 \
+         WHERE purpose = 'invitation' AND business_id = $1 \
+         AND used_at IS NULL AND revoked_at IS NULL",
+    )
+    .bind(business_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}

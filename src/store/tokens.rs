@@ -414,3 +414,20 @@ pub async fn has_logged_in_from(c: Conn<'_>, user_id: Uuid, ip: &str) -> sqlx::R
     .fetch_one(&mut *c)
     .await)
 }
+
+/// Revokes every live token of a business: sessions, bots and API keys (it is being closed).
+pub async fn revoke_all_of_business(
+    c: Conn<'_>,
+    business_id: Uuid,
+    now: Timestamp,
+) -> sqlx::Result<u64> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE tokens SET revoked_at = $2, revoked_reason = 'business_closed' \
+         WHERE business_id = $1 AND revoked_at IS NULL",
+    )
+    .bind(business_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected()))
+}

@@ -55,7 +55,7 @@ pub async fn find_credentials_by_email_key(
     on_conn!(c, c => sqlx::query_as(
         "SELECT id, email, email_key, first_name, last_name, is_active, is_staff, \
          email_verified_at, created_at, updated_at, password_hash \
-         FROM users WHERE email_key = $1 AND NOT is_bot",
+         FROM users WHERE email_key = $1 AND NOT is_bot AND password_hash <> '!'",
     )
     .bind(email_key)
     .fetch_optional(&mut *c)
@@ -159,6 +159,24 @@ pub async fn set_active(c: Conn<'_>, id: Uuid, active: bool, now: Timestamp) -> 
     )
     .bind(id)
     .bind(active)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}
+
+/// Erases a user's personal data and turns the account off for good: the email becomes
+/// `deleted-<id>@deleted.invalid` (so the address is free to sign up again), the names empty,
+/// the password unusable. The row stays, so the ledger, the audit log and past memberships
+/// still name who acted.
+pub async fn erase(c: Conn<'_>, id: Uuid, now: Timestamp) -> sqlx::Result<bool> {
+    let tombstone = format!("deleted-{}@deleted.invalid", id.simple());
+    on_conn!(c, c => sqlx::query(
+        "UPDATE users SET email = $2, email_key = $2, first_name = '', last_name = '', \
+         password_hash = '!', is_active = FALSE, is_staff = FALSE, updated_at = $3 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(&tombstone)
     .bind(now)
     .execute(&mut *c)
     .await

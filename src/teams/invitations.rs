@@ -3,12 +3,14 @@
 //! Inviting an email that already has an account never changes that account.
 
 use chrono::Duration;
+use serde_json::json;
 use thiserror::Error;
 use uuid::Uuid;
 
 use crate::accounts::keys::{self, KeyProblem};
 use crate::accounts::{ClientInfo, Membership, Principal, Session, open_session};
 use crate::app::App;
+use crate::audit::{self, Action, Actor, Event};
 use crate::db::Timestamp;
 use crate::domain::{Email, Invalid, Password, PersonName, Role};
 use crate::mail::{self, Template};
@@ -71,6 +73,15 @@ pub async fn invite(
     app: &App,
     inviter: &Principal,
     new: NewInvitation,
+) -> Result<CreatedInvitation, InviteError> {
+    create(app, inviter, new, Action::InvitationSent).await
+}
+
+async fn create(
+    app: &App,
+    inviter: &Principal,
+    new: NewInvitation,
+    action: Action,
 ) -> Result<CreatedInvitation, InviteError> {
     let inviter_member = manager(inviter)?;
     let inviter_user_id = inviter_member.user_id;
@@ -151,6 +162,14 @@ pub async fn invite(
         )
         .await?;
     }
+    let event = Event::by(action, inviter)
+        .target("invitation", id)
+        .details(json!({
+            "email": new.email.key(),
+            "role": new.role.as_str(),
+            "emailed": new.send_email,
+        }));
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     if new.send_email {
         app.mail_queued.notify_one();
@@ -197,11 +216,13 @@ pub async fn list_pending(app: &App, caller: &Principal) -> Result<Vec<OneTimeKe
 /// Revokes a pending invitation: its link stops working at once.
 pub async fn revoke(app: &App, caller: &Principal, id: Uuid) -> Result<(), InviteError> {
     manager(caller)?;
+    let now = app.clock.now();
     let mut tx = app.db.begin().await?;
-    if !one_time_keys::revoke_invitation(tx.conn(), caller.business_id, id, app.clock.now()).await?
-    {
+    if !one_time_keys::revoke_invitation(tx.conn(), caller.business_id, id, now).await? {
         return Err(InviteError::NotFound);
     }
+    let event = Event::by(Action::InvitationRevoked, caller).target("invitation", id);
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     tracing::info!(invitation_id = %id, business_id = %caller.business_id, "invitation revoked");
     Ok(())
@@ -223,7 +244,7 @@ pub async fn resend(
     };
     let role = role_of(&old)?;
     let email = Email::from_stored_key(old.email.as_deref().unwrap_or_default());
-    invite(
+    create(
         app,
         caller,
         NewInvitation {
@@ -231,6 +252,7 @@ pub async fn resend(
             role,
             send_email: true,
         },
+        Action::InvitationResent,
     )
     .await
 }
@@ -449,6 +471,11 @@ async fn join(
     // The plan's `members` limit, checked again now that the member is really added.
     let sub = metering::current_subscription(tx.conn(), details.business.id).await?;
     metering::consume_for(tx, details.business.id, sub.as_ref(), "members", 1, now).await?;
+    let event = Event::new(Action::InvitationAccepted, Actor::User(user_id))
+        .business(details.business.id)
+        .target("invitation", details.id)
+        .details(json!({"email": details.email, "role": details.role.as_str()}));
+    audit::record(tx.conn(), now, event).await?;
     Ok(())
 }
 

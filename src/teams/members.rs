@@ -1,13 +1,16 @@
 //! Managing the members of a business: listing them, changing roles, removing them (or
 //! leaving). A business always keeps at least one owner; admins manage members and admins but
-//! never owners; only owners make owners (which is how ownership is transferred: make the new
-//! owner, then step down).
+//! never owners; only owners make owners. Ownership is transferred in one step
+//! ([`transfer_ownership`]: the new owner is made, the old one becomes an admin), or in two
+//! (make the new owner, then step down).
 
+use serde_json::json;
 use thiserror::Error;
 use uuid::Uuid;
 
 use crate::accounts::Principal;
 use crate::app::App;
+use crate::audit::{self, Action, Event};
 use crate::domain::Role;
 use crate::metering;
 use crate::store::members::{self, MemberListing};
@@ -23,6 +26,10 @@ pub enum MemberError {
     LastOwner,
     #[error("a bot's role cannot be changed, nor can anyone be made a bot")]
     BotRole,
+    #[error("a bot cannot own a business")]
+    BotOwner,
+    #[error("ownership can only be transferred to someone else")]
+    SelfTransfer,
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -86,6 +93,10 @@ pub async fn change_role(
         return Err(MemberError::LastOwner);
     }
     members::set_role(tx.conn(), id, role.as_str(), now).await?;
+    let event = Event::by(Action::MemberRoleChanged, principal)
+        .target("member", id)
+        .details(json!({"user_id": target.user_id, "from": current.as_str(), "to": role.as_str()}));
+    audit::record(tx.conn(), now, event).await?;
     let listing = members::list_active(tx.conn(), principal.business_id)
         .await?
         .into_iter()
@@ -130,9 +141,61 @@ pub async fn remove(app: &App, principal: &Principal, id: Uuid) -> Result<(), Me
     }
     tokens::revoke_all_of_member(tx.conn(), principal.business_id, target.user_id, now).await?;
     metering::release(&mut tx, principal.business_id, "members", 1).await?;
+    let action = if target.role == Role::Bot.as_str() {
+        Action::BotDeleted
+    } else if leaving {
+        Action::MemberLeft
+    } else {
+        Action::MemberRemoved
+    };
+    let event = Event::by(action, principal)
+        .target("member", id)
+        .details(json!({"user_id": target.user_id, "role": target.role}));
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     tracing::info!(member_id = %id, leaving, "member removed");
     Ok(())
+}
+
+/// Makes member `id` an owner and the calling owner an admin, in one transaction.
+pub async fn transfer_ownership(
+    app: &App,
+    principal: &Principal,
+    id: Uuid,
+) -> Result<MemberListing, MemberError> {
+    let Some(caller) = &principal.member else {
+        return Err(MemberError::Forbidden("Only owners transfer ownership."));
+    };
+    if caller.member_id == id {
+        return Err(MemberError::SelfTransfer);
+    }
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    businesses::lock(tx.conn(), principal.business_id).await?;
+    if current_role(&mut tx, principal.business_id, caller.member_id).await? != Role::Owner {
+        return Err(MemberError::Forbidden("Only owners transfer ownership."));
+    }
+    let target = members::find_by_id(tx.conn(), principal.business_id, id)
+        .await?
+        .filter(|m| m.status == "active")
+        .ok_or(MemberError::NotFound)?;
+    if target.role == Role::Bot.as_str() {
+        return Err(MemberError::BotOwner);
+    }
+    members::set_role(tx.conn(), id, Role::Owner.as_str(), now).await?;
+    members::set_role(tx.conn(), caller.member_id, Role::Admin.as_str(), now).await?;
+    let event = Event::by(Action::OwnershipTransferred, principal)
+        .target("member", id)
+        .details(json!({"user_id": target.user_id, "previous_role": target.role, "from_member": caller.member_id}));
+    audit::record(tx.conn(), now, event).await?;
+    let listing = members::list_active(tx.conn(), principal.business_id)
+        .await?
+        .into_iter()
+        .find(|m| m.id == id)
+        .ok_or_else(|| anyhow::anyhow!("member {id} vanished during the transfer"))?;
+    tx.commit().await?;
+    tracing::info!(member_id = %id, "ownership transferred");
+    Ok(listing)
 }
 
 async fn current_role(

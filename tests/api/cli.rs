@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::*;
 
-fn saaskit() -> Command {
+pub fn saaskit() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_saaskit"));
     // Only what each test sets: no SAASKIT_* from the environment running the tests.
     for (key, _) in std::env::vars() {

@@ -380,6 +380,23 @@ impl TestApp {
         .expect("count rows")
     }
 
+    /// Runs one SQL statement directly on the database (to tamper with it, as an attacker with
+    /// database access would).
+    pub async fn exec(&self, sql: &str) -> u64 {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match &self.db {
+            Db::Sqlite(pool) => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+            Db::Postgres(pool) => sqlx::query(sql)
+                .execute(pool)
+                .await
+                .map(|r| r.rows_affected()),
+        }
+        .expect("run SQL")
+    }
+
     /// Row counts of every table that a request could write to.
     pub async fn counts(&self) -> Vec<(String, i64)> {
         let mut all = Vec::new();

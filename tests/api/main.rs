@@ -5,6 +5,7 @@ mod helpers;
 mod smtp_sink;
 
 mod admin;
+mod audit;
 mod billing;
 mod cli;
 mod compat;
@@ -27,3 +28,4 @@ mod security;
 mod sessions;
 mod signup;
 mod storage;
+mod teams;

@@ -103,6 +103,13 @@ fn table() -> Vec<Row> {
         row!("DELETE", "/api/v1/sessions",                    [401, 200, 200, 200, 200, 403, 401, 401, 200, 401, 401]),
         // Bots have no password.
         row!("POST",   "/api/v1/password/change",             [401, 200, 200, 200, 403, 403, 401, 401, 200, 401, 401]),
+        row!("GET",    "/api/v1/businesses",                  [401, 200, 200, 200, 200, 403, 401, 401, 200, 401, 401]),
+        // To a business the caller does not belong to (switching ends the caller's session;
+        // the switch itself is tested in tests/api/teams.rs).
+        row!("POST",   "/api/v1/sessions/switch",             [401, 404, 404, 404, 403, 403, 401, 401, 404, 401, 401]),
+        // With a wrong password: the matrix must not delete its callers (deletion is tested in
+        // tests/api/teams.rs). Bots and API keys have no account to delete.
+        row!("DELETE", "/api/v1/me",                          [401, 422, 422, 422, 403, 403, 401, 401, 422, 401, 401]),
         // Revokes the caller's own token: run last for each caller.
         row!("POST",   "/api/v1/logout",                      [401, 204, 204, 204, 204, 403, 401, 401, 204, 401, 401]),
 
@@ -134,6 +141,11 @@ fn table() -> Vec<Row> {
         row!("GET",    "/api/v1/members",                     [401, 200, 200, 200, 200, 403, 401, 401, 200, 401, 401]),
         row!("PATCH",  "/api/v1/members/{id}",                [401, 200, 200, 403, 403, 403, 401, 401, 404, 401, 401]),
         row!("DELETE", "/api/v1/members/{id}",                [401, 204, 204, 403, 403, 403, 401, 401, 404, 401, 401]),
+        // Owners only. The owner is an admin afterwards: run late for each caller (before what ends
+        // the caller's other sessions, which ends the fixtures' session too).
+        row!("POST",   "/api/v1/members/{id}/transfer-ownership", [401, 200, 403, 403, 403, 403, 401, 401, 404, 401, 401]),
+        // Owners and admins read their business's log.
+        row!("GET",    "/api/v1/audit-log",                   [401, 200, 200, 403, 403, 403, 401, 401, 200, 401, 401]),
 
         // SDK: `sdk` (API keys; sessions and bots through `dashboard`).
         //                                                    anon  own   adm   mem   bot   sdk   rvk   exp   oth   dusr  dbiz
@@ -503,10 +515,13 @@ async fn prepare(app: &TestApp, w: &World, verb: &str, template: &str) -> (Strin
             "current_password": PASSWORD,
             "new_password": PASSWORD,
         })),
-        ("DELETE", "/api/v1/members/{id}") => {
+        ("DELETE", "/api/v1/members/{id}")
+        | ("POST", "/api/v1/members/{id}/transfer-ownership") => {
             let id = human_member(app, w).await;
             (at(&id), None)
         }
+        ("POST", "/api/v1/sessions/switch") => with(json!({"business_id": w.victim_business})),
+        ("DELETE", "/api/v1/me") => with(json!({"password": "not the password"})),
         ("POST", "/api/v1/admin/plans") => with(json!({
             "code": w.unique("matrix-plan-"),
             "name": "Matrix",
@@ -558,7 +573,12 @@ fn expected_code(caller: usize, row: &Row, status: u16) -> Option<&'static str> 
         }
         403 if caller == SDK_KEY => Some("insufficient_scope"),
         403 if row.path.starts_with("/api/v1/admin/") => Some("staff_only"),
-        403 if row.path == "/api/v1/password/change" => Some("not_a_person"),
+        403 if row.path == "/api/v1/password/change"
+            || row.path == "/api/v1/sessions/switch"
+            || row.path == "/api/v1/me" =>
+        {
+            Some("not_a_person")
+        }
         403 if row.path.starts_with("/api/v1/subscription/")
             || row.path.starts_with("/api/v1/invitations")
             || row.path == "/saas/invite" =>
@@ -585,9 +605,11 @@ async fn run_column(
         (r.method, r.path) == ("DELETE", "/api/v1/sessions") || r.path == "/api/v1/password/change"
     };
     let is_logout = |r: &&Row| r.path == "/api/v1/logout";
+    let demotes = |r: &&Row| r.path == "/api/v1/members/{id}/transfer-ownership";
     let ordered = rows
         .iter()
-        .filter(|r| !is_logout(r) && !ends_others(r))
+        .filter(|r| !is_logout(r) && !ends_others(r) && !demotes(r))
+        .chain(rows.iter().filter(demotes))
         .chain(rows.iter().filter(ends_others))
         .chain(rows.iter().filter(is_logout));
     for row in ordered {

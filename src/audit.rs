@@ -402,7 +402,8 @@ mod tests {
     #[test]
     fn every_field_is_covered_by_the_hash() {
         let base = entry();
-        let edits: Vec<Box<dyn Fn(&mut Entry)>> = vec![
+        type Edit = Box<dyn Fn(&mut Entry)>;
+        let edits: Vec<Edit> = vec![
             Box::new(|e| e.seq = 2),
             Box::new(|e| e.occurred_at = e.occurred_at.plus(chrono::Duration::microseconds(1))),
             Box::new(|e| e.action = "login.failed".into()),

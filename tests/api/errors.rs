@@ -91,7 +91,7 @@ db_test! {
         assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
         let res = app.client.get(app.url("/api/v1/signup")).send().await.expect("send");
         assert_problem(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
-        let res = app.client.delete(app.url("/api/v1/me")).send().await.expect("send");
+        let res = app.client.put(app.url("/api/v1/me")).send().await.expect("send");
         assert_problem(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;
     }
 }

@@ -95,7 +95,7 @@ db_test!(
             .expect("valid configuration");
         let extra = utoipa_axum::router::OpenApiRouter::new().route(
             "/never",
-            axum::routing::get(|| std::future::pending::<&'static str>()),
+            axum::routing::get(std::future::pending::<&'static str>),
         );
         let router = saaskit::http::router_with(slow_app, extra);
         let request = |uri: &str| {

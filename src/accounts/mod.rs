@@ -6,6 +6,7 @@ pub mod hashing;
 pub mod keys;
 pub mod reset;
 pub mod sessions;
+pub mod verification;
 
 use chrono::Duration;
 use thiserror::Error;
@@ -52,7 +53,8 @@ pub struct Session {
 
 #[derive(Debug)]
 pub struct SignedUp {
-    pub session: Session,
+    /// `None` when the email must be verified first (`SAASKIT_REQUIRE_VERIFIED_EMAIL`).
+    pub session: Option<Session>,
     pub user: User,
     pub business: Business,
     pub subscription: Subscription,
@@ -75,8 +77,9 @@ impl From<sqlx::Error> for SignupError {
     }
 }
 
-/// Creates the user, their business, the owner membership, a subscription to the default plan
-/// and a first session, all in one transaction.
+/// Creates the user, their business, the owner membership, a subscription to the default plan,
+/// the email verification mail and a first session (unless the email must be verified first),
+/// all in one transaction.
 pub async fn signup(
     app: &App,
     new: NewAccount,
@@ -173,9 +176,15 @@ pub async fn signup(
     )
     .await?;
 
-    let session = open_session(app, &mut tx, user.id, business.id, now, client).await?;
+    verification::issue(app, &mut tx, &user, now).await?;
+    let session = if verification::may_open_session(app, &user) {
+        Some(open_session(app, &mut tx, user.id, business.id, now, client).await?)
+    } else {
+        None
+    };
     // Only new rows: nothing any cached auth context depends on.
     tx.commit_quietly().await?;
+    app.mail_queued.notify_one();
     tracing::info!(user_id = %user.id, business_id = %business.id, "signed up");
     Ok(SignedUp {
         session,
@@ -199,6 +208,10 @@ pub enum LoginError {
     /// so the answer never tells which.
     #[error("invalid email or password")]
     InvalidCredentials,
+    /// The password was right, but `SAASKIT_REQUIRE_VERIFIED_EMAIL` is on and the email is not
+    /// verified. Told only to someone who knows the password.
+    #[error("the email address is not verified")]
+    EmailNotVerified,
     #[error(transparent)]
     Limited(#[from] ratelimit::Limited),
     #[error(transparent)]
@@ -280,6 +293,9 @@ pub async fn login(
         .flatten()
     {
         hit.refund(app).await?;
+    }
+    if !verification::may_open_session(app, &user) {
+        return Err(LoginError::EmailNotVerified);
     }
 
     let now = app.clock.now();

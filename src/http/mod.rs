@@ -14,6 +14,7 @@ pub mod openapi;
 pub mod passwords;
 pub mod sessions;
 pub mod usage;
+pub mod verification;
 
 use std::time::Duration;
 
@@ -69,6 +70,8 @@ pub fn api_route_table() -> Vec<Route> {
         routes!(sessions::list_sessions, sessions::delete_other_sessions),
         routes!(sessions::delete_session),
         routes!(passwords::confirm_password_reset),
+        routes!(verification::verify_email),
+        routes!(verification::resend_verification_email),
         routes!(
             invitations::list_invitations,
             invitations::create_invitation

@@ -9,6 +9,7 @@ mod billing;
 mod cli;
 mod compat;
 mod direct;
+mod email_verification;
 mod errors;
 mod health;
 mod invitations;

@@ -120,6 +120,29 @@ pub struct Config {
     )]
     pub invitation_ttl_days: u32,
 
+    /// How long an email verification link works, in hours.
+    #[arg(
+        long,
+        env = "SAASKIT_EMAIL_VERIFICATION_TTL_HOURS",
+        default_value_t = 48,
+        value_parser = clap::value_parser!(u32).range(1..=24 * 366),
+        global = true
+    )]
+    pub email_verification_ttl_hours: u32,
+
+    /// Refuse to log in (403 `email_not_verified`) people who have not verified their email,
+    /// and give no session at signup until they do. Off: they may log in, and `me` says
+    /// `email_verified: false`.
+    #[arg(
+        long,
+        env = "SAASKIT_REQUIRE_VERIFIED_EMAIL",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        value_parser = clap::builder::BoolishValueParser::new(),
+        global = true
+    )]
+    pub require_verified_email: bool,
+
     /// How long a login session survives without being used, in hours.
     #[arg(
         long,
@@ -257,8 +280,17 @@ pub struct Config {
     )]
     pub rate_limit_reset_account: Rule,
 
-    /// Failed uses of mailed keys (reset confirmations, invitation lookups and acceptances)
-    /// from one client address.
+    /// Verification mails a person may ask to be sent again.
+    #[arg(
+        long,
+        env = "SAASKIT_RATE_LIMIT_VERIFY_ACCOUNT",
+        default_value = "5/1h",
+        global = true
+    )]
+    pub rate_limit_verify_account: Rule,
+
+    /// Failed uses of mailed keys (reset confirmations, email verifications, invitation
+    /// lookups and acceptances) from one client address.
     #[arg(
         long,
         env = "SAASKIT_RATE_LIMIT_KEYS_IP",
@@ -366,6 +398,8 @@ impl Config {
             session_lifetime_hours: 24 * 30,
             session_idle_hours: 24 * 7,
             invitation_ttl_days: 7,
+            email_verification_ttl_hours: 48,
+            require_verified_email: false,
             auth_cache_ttl_ms: 1000,
             key_rotation_overlap_secs: 0,
             metrics_token: None,
@@ -380,6 +414,7 @@ impl Config {
             rate_limit_signup_ip: Rule::per(50, 3600),
             rate_limit_reset_ip: Rule::per(20, 3600),
             rate_limit_reset_account: Rule::per(5, 3600),
+            rate_limit_verify_account: Rule::per(5, 3600),
             rate_limit_keys_ip: Rule::per(30, 600),
             trusted_proxies: TrustedProxies::default(),
             cors_origins: Vec::new(),

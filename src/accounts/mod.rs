@@ -6,6 +6,7 @@ pub mod hashing;
 pub mod keys;
 pub mod reset;
 pub mod sessions;
+pub mod verification;
 
 use chrono::Duration;
 use serde_json::json;
@@ -54,7 +55,8 @@ pub struct Session {
 
 #[derive(Debug)]
 pub struct SignedUp {
-    pub session: Session,
+    /// `None` when the email must be verified first (`SAASKIT_REQUIRE_VERIFIED_EMAIL`).
+    pub session: Option<Session>,
     pub user: User,
     pub business: Business,
     pub subscription: Subscription,
@@ -77,8 +79,9 @@ impl From<sqlx::Error> for SignupError {
     }
 }
 
-/// Creates the user, their business, the owner membership, a subscription to the default plan
-/// and a first session, all in one transaction.
+/// Creates the user, their business, the owner membership, a subscription to the default plan,
+/// the email verification mail and a first session (unless the email must be verified first),
+/// all in one transaction.
 pub async fn signup(
     app: &App,
     new: NewAccount,
@@ -175,7 +178,12 @@ pub async fn signup(
     )
     .await?;
 
-    let session = open_session(app, &mut tx, user.id, business.id, now, client).await?;
+    verification::issue(app, &mut tx, &user, now).await?;
+    let session = if verification::may_open_session(app, &user) {
+        Some(open_session(app, &mut tx, user.id, business.id, now, client).await?)
+    } else {
+        None
+    };
     audit::record(
         tx.conn(),
         now,
@@ -184,6 +192,7 @@ pub async fn signup(
     .await?;
     // Only new rows: nothing any cached auth context depends on.
     tx.commit_quietly().await?;
+    app.mail_queued.notify_one();
     tracing::info!(user_id = %user.id, business_id = %business.id, "signed up");
     Ok(SignedUp {
         session,
@@ -207,6 +216,10 @@ pub enum LoginError {
     /// so the answer never tells which.
     #[error("invalid email or password")]
     InvalidCredentials,
+    /// The password was right, but `SAASKIT_REQUIRE_VERIFIED_EMAIL` is on and the email is not
+    /// verified. Told only to someone who knows the password.
+    #[error("the email address is not verified")]
+    EmailNotVerified,
     #[error(transparent)]
     Limited(#[from] ratelimit::Limited),
     #[error(transparent)]
@@ -290,6 +303,9 @@ pub async fn login(
         .flatten()
     {
         hit.refund(app).await?;
+    }
+    if !verification::may_open_session(app, &user) {
+        return Err(LoginError::EmailNotVerified);
     }
 
     let now = app.clock.now();

@@ -1,6 +1,6 @@
 //! Password reset: a single-use key, valid one hour, mailed to the account's address and never
 //! shown in a response. Confirming it sets the new password, ends every other session of the
-//! user and opens a new one.
+//! user and opens a new one. It also proves the address: the key went only to its mailbox.
 
 use chrono::Duration;
 use thiserror::Error;
@@ -181,6 +181,9 @@ async fn confirm(
         return Err(KeyProblem::Used.into());
     }
     users::set_password_hash(tx.conn(), user.id, &password_hash, now).await?;
+    if key.email.as_deref() == Some(user.email_key.as_str()) {
+        users::mark_email_verified(tx.conn(), user.id, now).await?;
+    }
     tokens::revoke_all_of_user(tx.conn(), user.id, now).await?;
     ratelimit::forget_login_failures(tx.conn(), &user.email_key).await?;
     let business_id = members::default_business_of(tx.conn(), user.id)

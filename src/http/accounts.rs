@@ -124,9 +124,13 @@ pub struct SubscriptionView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SignupResponse {
-    /// A session token (`sks_…`): `Authorization: Bearer <token>`.
-    pub token: String,
-    pub token_expires_at: Timestamp,
+    /// A session token (`sks_…`): `Authorization: Bearer <token>`. Null when
+    /// `SAASKIT_REQUIRE_VERIFIED_EMAIL` is on: the account logs in once its email is verified
+    /// with the mailed link.
+    #[schema(required = true)]
+    pub token: Option<String>,
+    #[schema(required = true)]
+    pub token_expires_at: Option<Timestamp>,
     pub user: UserView,
     pub business: BusinessView,
     pub subscription: SubscriptionView,
@@ -247,10 +251,12 @@ impl From<SignupError> for ApiError {
     path = "/signup",
     tag = "accounts",
     summary = "Sign up",
-    description = "A new user, their business (they own it) and its first subscription; returns a session token.",
+    description = "A new user, their business (they own it) and its first subscription; mails a \
+                   link to verify the email and returns a session token (null while verified \
+                   emails are required: `SAASKIT_REQUIRE_VERIFIED_EMAIL`).",
     request_body = SignupRequest,
     responses(
-        (status = 201, description = "The account, its business and a session.", body = SignupResponse),
+        (status = 201, description = "The account, its business and a session (none while verified emails are required).", body = SignupResponse),
         (status = 409, description = "`email_taken`: an account with this email exists."),
         (status = 429, description = "`rate_limited`: too many attempts; `Retry-After` says when to try again."),
     ),
@@ -265,8 +271,8 @@ pub async fn create_account(
     Ok((
         StatusCode::CREATED,
         Json(SignupResponse {
-            token: done.session.token,
-            token_expires_at: done.session.expires_at,
+            token: done.session.as_ref().map(|s| s.token.clone()),
+            token_expires_at: done.session.as_ref().map(|s| s.expires_at),
             user: UserView::from(&done.user),
             business: BusinessView::from(&done.business),
             subscription: SubscriptionView {
@@ -304,6 +310,10 @@ impl From<LoginError> for ApiError {
                 "invalid_credentials",
                 "The email or the password is wrong.",
             ),
+            LoginError::EmailNotVerified => ApiError::forbidden(
+                "email_not_verified",
+                "Verify your email address first, with the link mailed to it.",
+            ),
             LoginError::Limited(limited) => limited.into(),
             LoginError::Unexpected(e) => e.into(),
         }
@@ -321,6 +331,7 @@ impl From<LoginError> for ApiError {
     responses(
         (status = 200, description = "A new session.", body = LoginResponse),
         (status = 401, description = "`invalid_credentials`: the email or the password is wrong."),
+        (status = 403, description = "`email_not_verified`: the password is right, but verified emails are required and this one is not yet."),
         (status = 429, description = "`rate_limited`: too many attempts; `Retry-After` says when to try again."),
     ),
 )]

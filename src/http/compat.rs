@@ -41,6 +41,14 @@ pub struct TokenOnly {
     pub token: String,
 }
 
+#[derive(Debug, Serialize, ToSchema)]
+pub struct CompatSignedUp {
+    /// A session token; null while verified emails are required (`SAASKIT_REQUIRE_VERIFIED_EMAIL`)
+    /// until the mailed link is used.
+    #[schema(required = true)]
+    pub token: Option<String>,
+}
+
 /// `name` for a new business; `id` (with `activation_key`) to complete an invitation.
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CompatBusiness {
@@ -92,7 +100,7 @@ fn passwords_match(p1: Option<&str>, p2: Option<&str>) -> ApiResult<()> {
                    invitation's `activation_key`) the completion of an invitation.",
     request_body = CompatSignup,
     responses(
-        (status = 201, description = "A session.", body = TokenOnly),
+        (status = 201, description = "A session (none while verified emails are required).", body = CompatSignedUp),
         (status = 400, description = "`password_mismatch`, `invitation_mismatch`, or a body that is not JSON."),
         (status = 402, description = "`quota_exceeded`: the business has no room for another member."),
         (status = 404, description = "`key_not_found`: no such invitation."),
@@ -105,7 +113,7 @@ pub async fn compat_signup(
     State(app): State<AppState>,
     Client(client): Client,
     ApiJson(body): ApiJson<CompatSignup>,
-) -> ApiResult<(StatusCode, Json<TokenOnly>)> {
+) -> ApiResult<(StatusCode, Json<CompatSignedUp>)> {
     let mut f = Fields::default();
     let password1 = f.required("password1", &body.password1);
     let password2 = f.required("password2", &body.password2);
@@ -134,8 +142,8 @@ pub async fn compat_signup(
             .map_err(|e| accept_error(e, "password1"))?;
         return Ok((
             StatusCode::CREATED,
-            Json(TokenOnly {
-                token: done.session.token,
+            Json(CompatSignedUp {
+                token: done.session.map(|s| s.token),
             }),
         ));
     }
@@ -179,8 +187,8 @@ pub async fn compat_signup(
     .await?;
     Ok((
         StatusCode::CREATED,
-        Json(TokenOnly {
-            token: done.session.token,
+        Json(CompatSignedUp {
+            token: done.session.map(|s| s.token),
         }),
     ))
 }
@@ -203,6 +211,7 @@ pub struct CompatLogin {
     responses(
         (status = 200, description = "A session.", body = TokenOnly),
         (status = 401, description = "`invalid_credentials`."),
+        (status = 403, description = "`email_not_verified`: the password is right, but verified emails are required and this one is not yet."),
         (status = 429, description = "`rate_limited`: too many attempts; `Retry-After` says when to try again."),
     ),
 )]

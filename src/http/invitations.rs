@@ -368,8 +368,12 @@ pub struct AcceptRequest {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AcceptResponse {
-    pub token: String,
-    pub token_expires_at: Timestamp,
+    /// A session token; null for a new account when `SAASKIT_REQUIRE_VERIFIED_EMAIL` is on: it
+    /// logs in once its email is verified with the mailed link.
+    #[schema(required = true)]
+    pub token: Option<String>,
+    #[schema(required = true)]
+    pub token_expires_at: Option<Timestamp>,
     pub user: UserView,
     pub business: BusinessView,
     pub role: Role,
@@ -410,7 +414,8 @@ pub(crate) fn parse_acceptance(
     tag = "invitations",
     summary = "Accept an invitation",
     description = "Without a token: creates the invitee's account and membership, and a session \
-        (the body is required). With the session of an existing account of the invited email: \
+        (the body is required); the new account is mailed an email verification link, and gets \
+        no session (`token: null`) while verified emails are required. With the session of an existing account of the invited email: \
         joins with that account, no body or password needed.",
     params(("key" = String, Path, description = "The invitation's key.")),
     security((), ("session" = [])),
@@ -452,8 +457,8 @@ pub async fn accept_invitation(
     Ok((
         StatusCode::CREATED,
         Json(AcceptResponse {
-            token: done.session.token,
-            token_expires_at: done.session.expires_at,
+            token: done.session.as_ref().map(|s| s.token.clone()),
+            token_expires_at: done.session.as_ref().map(|s| s.expires_at),
             user: UserView::from(&done.user),
             business: BusinessView::from(&done.business),
             role: done.role,

@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod passwords;
 pub mod sessions;
 pub mod usage;
+pub mod verification;
 
 use std::time::Duration;
 
@@ -72,6 +73,8 @@ pub fn api_route_table() -> Vec<Route> {
         routes!(sessions::switch_business),
         routes!(sessions::list_my_businesses),
         routes!(passwords::confirm_password_reset),
+        routes!(verification::verify_email),
+        routes!(verification::resend_verification_email),
         routes!(
             invitations::list_invitations,
             invitations::create_invitation

@@ -14,6 +14,7 @@ pub struct Rendered {
 pub enum Template {
     PasswordReset,
     Invitation,
+    EmailVerification,
 }
 
 impl Template {
@@ -28,6 +29,11 @@ impl Template {
                 include_str!("../../templates/invitation/subject"),
                 include_str!("../../templates/invitation/body.txt"),
                 include_str!("../../templates/invitation/body.html"),
+            ),
+            Template::EmailVerification => (
+                include_str!("../../templates/email_verification/subject"),
+                include_str!("../../templates/email_verification/body.txt"),
+                include_str!("../../templates/email_verification/body.html"),
             ),
         }
     }
@@ -121,5 +127,19 @@ mod tests {
         ]);
         assert!(!r.subject.contains("{{") && !r.text.contains("{{") && !r.html.contains("{{"));
         assert!(r.html.contains("http://x/reset?key=k"));
+    }
+
+    #[test]
+    fn verification_template_has_every_value() {
+        let r = Template::EmailVerification.render(&[
+            ("first_name", "Ada"),
+            ("email", "ada@example.com"),
+            ("valid_hours", "48"),
+            ("link", "http://x/verify-email?key=k&x=1"),
+        ]);
+        assert!(!r.subject.contains("{{") && !r.text.contains("{{") && !r.html.contains("{{"));
+        assert!(r.text.contains("http://x/verify-email?key=k&x=1"));
+        assert!(r.html.contains("http://x/verify-email?key=k&amp;x=1"));
+        assert!(r.text.contains("48 hours"));
     }
 }

@@ -182,3 +182,17 @@ pub async fn erase(c: Conn<'_>, id: Uuid, now: Timestamp) -> sqlx::Result<bool> 
     .await
     .map(|r| r.rows_affected() == 1))
 }
+
+/// Records that the user proved they read their mailbox (the first time only); whether this
+/// call was the one that did.
+pub async fn mark_email_verified(c: Conn<'_>, id: Uuid, now: Timestamp) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE users SET email_verified_at = $2, updated_at = $2 \
+         WHERE id = $1 AND email_verified_at IS NULL",
+    )
+    .bind(id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}

@@ -8,6 +8,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::accounts::keys::{self, KeyProblem};
+use crate::accounts::verification;
 use crate::accounts::{ClientInfo, Membership, Principal, Session, open_session};
 use crate::app::App;
 use crate::audit::{self, Action, Actor, Event};
@@ -344,7 +345,9 @@ pub struct Acceptance {
 
 #[derive(Debug)]
 pub struct Accepted {
-    pub session: Session,
+    /// `None` for a new account whose email must be verified first
+    /// (`SAASKIT_REQUIRE_VERIFIED_EMAIL`).
+    pub session: Option<Session>,
     pub user: User,
     pub business: Business,
     pub role: Role,
@@ -389,7 +392,8 @@ impl From<LookupError> for AcceptError {
 
 /// Accepts an invitation as a new account: creates the user, the membership, and a session, in
 /// one transaction. The email is not marked verified: the inviter also holds the key, so using
-/// it proves nothing about who reads that mailbox.
+/// it proves nothing about who reads that mailbox. The new account is mailed a verification
+/// link, as at signup (and gets no session yet when verified emails are required).
 pub async fn accept(
     app: &App,
     presented: &str,
@@ -441,7 +445,7 @@ pub async fn accept_as(
     attempt.refund(app).await?;
     tracing::info!(invitation_id = %key.id, user_id = %user.id, "invitation accepted by an existing account");
     Ok(Accepted {
-        session,
+        session: Some(session),
         user,
         business: details.business,
         role: details.role,
@@ -524,8 +528,14 @@ async fn accept_with(
         other => other?,
     }
     join(&mut tx, &details, user.id, now).await?;
-    let session = open_session(app, &mut tx, user.id, details.business.id, now, client).await?;
+    verification::issue(app, &mut tx, &user, now).await?;
+    let session = if verification::may_open_session(app, &user) {
+        Some(open_session(app, &mut tx, user.id, details.business.id, now, client).await?)
+    } else {
+        None
+    };
     tx.commit().await?;
+    app.mail_queued.notify_one();
     tracing::info!(invitation_id = %key.id, user_id = %user.id, "invitation accepted");
     Ok(Accepted {
         session,

@@ -52,6 +52,8 @@ db_test!(
         // A user's session is not the metrics token.
         let (status, _) = app.get("/metrics", Some(&owner)).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED);
+        // The signup's verification mail goes out, leaving the outbox empty.
+        assert_eq!(app.deliver_mail().await.sent, 1);
 
         let res = app
             .client

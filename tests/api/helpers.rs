@@ -351,24 +351,41 @@ impl TestApp {
             .collect()
     }
 
-    /// Delivers queued mail and returns the one message sent to `to`.
-    pub async fn only_mail_to(&self, to: &str) -> String {
+    /// Delivers queued mail and returns the messages sent to `to` whose subject contains
+    /// `about`, oldest first.
+    pub async fn mail_to(&self, to: &str, about: &str) -> Vec<String> {
         self.deliver_mail().await;
-        let found: Vec<String> = self
-            .mailbox()
+        self.mailbox()
             .into_iter()
             .filter(|m| {
                 m.lines()
                     .any(|l| l.eq_ignore_ascii_case(&format!("To: {to}")))
+                    && m.lines()
+                        .any(|l| l.starts_with("Subject: ") && l.contains(about))
             })
-            .collect();
+            .collect()
+    }
+
+    /// Delivers queued mail and returns the one message sent to `to` whose subject contains
+    /// `about` (every new account is also mailed an email verification link).
+    pub async fn only_mail_to(&self, to: &str, about: &str) -> String {
+        let found = self.mail_to(to, about).await;
         assert_eq!(
             found.len(),
             1,
-            "expected one message to {to}, found {}",
+            "expected one message about {about:?} to {to}, found {}",
             found.len()
         );
         found.into_iter().next().unwrap_or_default()
+    }
+
+    /// The key of the newest email verification link mailed to `to`.
+    pub async fn verification_key(&self, to: &str) -> String {
+        let mails = self.mail_to(to, VERIFICATION_SUBJECT).await;
+        let newest = mails
+            .last()
+            .unwrap_or_else(|| panic!("no verification mail to {to}"));
+        crate::smtp_sink::key_in(newest)
     }
 
     pub async fn count(&self, table: &str) -> i64 {
@@ -428,6 +445,11 @@ impl Drop for TestApp {
 }
 
 pub const PASSWORD: &str = "correct horse battery";
+
+/// The subject of the mail with an email verification link.
+pub const VERIFICATION_SUBJECT: &str = "Confirm your email address";
+/// The subject of the mail with a password reset link.
+pub const RESET_SUBJECT: &str = "Reset your password";
 
 pub fn token_of(body: &Value) -> String {
     body["token"]

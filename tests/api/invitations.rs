@@ -37,7 +37,7 @@ db_test! {
         assert_eq!(inv["link"], format!("http://localhost:8000/invitations/accept?key={key}"));
         assert_eq!(inv["expires_at"], "2026-03-08T12:00:00Z");
 
-        let mail = app.only_mail_to("grace@example.com").await;
+        let mail = app.only_mail_to("grace@example.com", "invited you").await;
         assert!(mail.contains("Ada Lovelace invited you to join"), "{mail}");
         assert!(mail.contains(inv["link"].as_str().unwrap_or("?")), "the link as it reads: {mail}");
         assert_eq!(key_in(&mail), key);
@@ -87,10 +87,11 @@ db_test! {
     async fn who_may_invite_and_what(app) {
         let owner = app.signup_token("ada@example.com").await;
         // send_email: false queues nothing.
+        let queued = app.count("outbox").await;
         let (status, inv) = invite(&app, &owner, json!({"email": "member@example.com", "send_email": false})).await;
         assert_eq!(status, StatusCode::CREATED);
         assert_eq!(inv["role"], "member", "the default role");
-        assert_eq!(app.count("outbox").await, 0);
+        assert_eq!(app.count("outbox").await, queued);
         let (_, joined) = read(accept(&app, inv["key"].as_str().expect("key"), invitee()).await).await;
         let member = token_of(&joined);
 
@@ -176,7 +177,8 @@ db_test! {
         for t in tasks {
             assert_eq!(t.await.expect("task"), StatusCode::CREATED);
         }
-        let sql = "SELECT COUNT(*) FROM one_time_keys WHERE used_at IS NULL AND revoked_at IS NULL";
+        let sql = "SELECT COUNT(*) FROM one_time_keys WHERE purpose = 'invitation' \
+                   AND used_at IS NULL AND revoked_at IS NULL";
         let live: i64 = match &app.db {
             saaskit::db::Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_one(p).await,
             saaskit::db::Db::Postgres(p) => sqlx::query_scalar(sql).fetch_one(p).await,
@@ -217,7 +219,7 @@ db_test! {
         assert_eq!(resent["emailed"], true);
         assert_eq!(resent["role"], "admin");
         assert_ne!(resent["key"], second["key"]);
-        let mailed = key_in(&app.only_mail_to("alan@example.com").await);
+        let mailed = key_in(&app.only_mail_to("alan@example.com", "invited you").await);
         assert_eq!(mailed, resent["key"].as_str().expect("key"));
         let res = accept(&app, second["key"].as_str().expect("key"), invitee()).await;
         assert_problem(res, StatusCode::GONE, "key_revoked").await;

@@ -9,6 +9,13 @@ use crate::db_test;
 use crate::helpers::*;
 use crate::smtp_sink::{SmtpSink, key_in};
 
+/// Signs up `email` and delivers the verification mail through the default transport (files),
+/// so the SMTP sink sees only what the test sends after.
+async fn signed_up(app: &TestApp, email: &str) {
+    app.signup(email).await;
+    assert_eq!(app.deliver_mail().await.sent, 1);
+}
+
 async fn smtp_app(app: TestApp, sink: &SmtpSink) -> TestApp {
     let (test_db, clock) = (app.test_db.clone(), app.clock.clone());
     drop(app);
@@ -16,8 +23,10 @@ async fn smtp_app(app: TestApp, sink: &SmtpSink) -> TestApp {
     TestApp::spawn_configured(test_db, clock, move |c| c.smtp_url = Some(url)).await
 }
 
+/// The reset mails in the outbox: attempts, sent, last error.
 async fn outbox_state(db: &Db) -> Vec<(i64, bool, Option<String>)> {
-    let sql = "SELECT attempts, sent_at IS NOT NULL, last_error FROM outbox ORDER BY created_at";
+    let sql = "SELECT attempts, sent_at IS NOT NULL, last_error FROM outbox \
+               WHERE subject = 'Reset your password' ORDER BY created_at";
     match db {
         Db::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await,
         Db::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await,
@@ -28,8 +37,8 @@ async fn outbox_state(db: &Db) -> Vec<(i64, bool, Option<String>)> {
 db_test! {
     async fn reset_mail_goes_out_over_smtp(app) {
         let sink = SmtpSink::start().await;
+        signed_up(&app, "ada@example.com").await;
         let app = smtp_app(app, &sink).await;
-        app.signup("ada@example.com").await;
         let (status, _) = app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"})).await;
         assert_eq!(status, StatusCode::ACCEPTED);
         let done = app.deliver_mail().await;
@@ -53,8 +62,8 @@ db_test! {
 db_test! {
     async fn mail_survives_an_smtp_outage(app) {
         let sink = SmtpSink::start().await;
+        signed_up(&app, "ada@example.com").await;
         let app = smtp_app(app, &sink).await;
-        app.signup("ada@example.com").await;
         sink.set_up(false);
         app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"})).await;
         let done = app.deliver_mail().await;
@@ -79,8 +88,8 @@ db_test! {
 db_test! {
     async fn mail_queued_before_a_restart_is_sent_after_it(app) {
         let sink = SmtpSink::start().await;
+        signed_up(&app, "ada@example.com").await;
         let app = smtp_app(app, &sink).await;
-        app.signup("ada@example.com").await;
         app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"})).await;
         // The server stops before its worker ran.
         let (test_db, clock) = (app.test_db.clone(), app.clock.clone());
@@ -93,31 +102,34 @@ db_test! {
     }
 }
 
+const KEY_HASHES: &str = "SELECT hash FROM one_time_keys ORDER BY created_at, id";
+
 db_test! {
     async fn sent_mail_keeps_no_secret_in_the_database(app) {
         app.signup("ada@example.com").await;
         app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"})).await;
-        let key = key_in(&app.only_mail_to("ada@example.com").await);
+        let key = key_in(&app.only_mail_to("ada@example.com", RESET_SUBJECT).await);
+        let verification = app.verification_key("ada@example.com").await;
         let sql = "SELECT subject || body_text || body_html FROM outbox";
         let stored: Vec<String> = match &app.db {
             Db::Sqlite(p) => sqlx::query_scalar(sql).fetch_all(p).await,
             Db::Postgres(p) => sqlx::query_scalar(sql).fetch_all(p).await,
         }
         .expect("read the outbox");
-        assert!(stored.iter().all(|s| !s.contains(&key)), "{stored:?}");
+        assert_eq!(stored.len(), 2);
+        assert!(stored.iter().all(|s| !s.contains(&key) && !s.contains(&verification)), "{stored:?}");
         let hashes: Vec<Vec<u8>> = match &app.db {
-            Db::Sqlite(p) => sqlx::query_scalar("SELECT hash FROM one_time_keys").fetch_all(p).await,
-            Db::Postgres(p) => sqlx::query_scalar("SELECT hash FROM one_time_keys").fetch_all(p).await,
+            Db::Sqlite(p) => sqlx::query_scalar(KEY_HASHES).fetch_all(p).await,
+            Db::Postgres(p) => sqlx::query_scalar(KEY_HASHES).fetch_all(p).await,
         }
         .expect("read keys");
-        assert_eq!(hashes, vec![saaskit::secret::digest(&key)]);
+        assert_eq!(hashes, vec![saaskit::secret::digest(&verification), saaskit::secret::digest(&key)]);
     }
 }
 
 db_test! {
     async fn non_ascii_mail_goes_out_as_8bit_over_smtp(app) {
         let sink = SmtpSink::start().await;
-        let app = smtp_app(app, &sink).await;
         let (status, _) = app
             .post(
                 "/api/v1/signup",
@@ -126,6 +138,8 @@ db_test! {
             )
             .await;
         assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(app.deliver_mail().await.sent, 1, "the verification mail, to a file");
+        let app = smtp_app(app, &sink).await;
         app.post("/api/v1/password/reset", None, json!({"email": "zoe@example.com"})).await;
         assert_eq!(app.deliver_mail().await.sent, 1);
         let data = &sink.messages()[0].data;

@@ -10,6 +10,7 @@ mod billing;
 mod cli;
 mod compat;
 mod direct;
+mod email_verification;
 mod errors;
 mod health;
 mod invitations;

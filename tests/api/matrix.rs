@@ -79,6 +79,8 @@ fn table() -> Vec<Row> {
         row!("POST",   "/api/v1/password/reset",              [202, 202, 202, 202, 202, 202, 202, 202, 202, 202, 202]),
         // An unknown key: 404 `key_not_found`.
         row!("POST",   "/api/v1/password/reset/confirm",      [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
+        // An unknown key: 404 `key_not_found`.
+        row!("POST",   "/api/v1/email/verify",                [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
         row!("GET",    "/api/v1/invitations/{key}",           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
         row!("POST",   "/api/v1/api-keys/revoke-leaked",      [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
         row!("POST",   "/saas/signup",                        [201, 201, 201, 201, 201, 201, 201, 201, 201, 201, 201]),
@@ -110,6 +112,9 @@ fn table() -> Vec<Row> {
         // With a wrong password: the matrix must not delete its callers (deletion is tested in
         // tests/api/teams.rs). Bots and API keys have no account to delete.
         row!("DELETE", "/api/v1/me",                          [401, 422, 422, 422, 403, 403, 401, 401, 422, 401, 401]),
+        // Every person here is unverified (signed up or joined by invitation); bots and API
+        // keys have no mailbox.
+        row!("POST",   "/api/v1/email/verify/resend",         [401, 202, 202, 202, 403, 403, 401, 401, 202, 401, 401]),
         // Revokes the caller's own token: run last for each caller.
         row!("POST",   "/api/v1/logout",                      [401, 204, 204, 204, 204, 403, 401, 401, 204, 401, 401]),
 
@@ -428,6 +433,7 @@ async fn prepare(app: &TestApp, w: &World, verb: &str, template: &str) -> (Strin
         ("POST", "/api/v1/password/reset" | "/saas/passwd/reset") => {
             with(json!({"email": w.owner_email}))
         }
+        ("POST", "/api/v1/email/verify") => with(json!({"key": "no-such-key"})),
         ("POST", "/api/v1/password/reset/confirm") => {
             with(json!({"key": "no-such-key", "password": "a brand new passphrase"}))
         }
@@ -556,7 +562,10 @@ async fn prepare(app: &TestApp, w: &World, verb: &str, template: &str) -> (Strin
 fn bodyless_post(template: &str) -> bool {
     matches!(
         template,
-        "/api/v1/logout" | "/api/v1/subscription/cancel" | "/api/v1/subscription/resume"
+        "/api/v1/logout"
+            | "/api/v1/subscription/cancel"
+            | "/api/v1/subscription/resume"
+            | "/api/v1/email/verify/resend"
     )
 }
 
@@ -575,7 +584,8 @@ fn expected_code(caller: usize, row: &Row, status: u16) -> Option<&'static str> 
         403 if row.path.starts_with("/api/v1/admin/") => Some("staff_only"),
         403 if row.path == "/api/v1/password/change"
             || row.path == "/api/v1/sessions/switch"
-            || row.path == "/api/v1/me" =>
+            || row.path == "/api/v1/me"
+            || row.path == "/api/v1/email/verify/resend" =>
         {
             Some("not_a_person")
         }

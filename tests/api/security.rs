@@ -154,7 +154,7 @@ db_test!(
         // A password reset ends the slowdown for everyone.
         let (status, _) = app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"})).await;
         assert_eq!(status, StatusCode::ACCEPTED);
-        let key = key_in(&app.only_mail_to("ada@example.com").await);
+        let key = key_in(&app.only_mail_to("ada@example.com", RESET_SUBJECT).await);
         let (status, _) = app
             .post("/api/v1/password/reset/confirm", None, json!({"key": key, "password": "a brand new passphrase"}))
             .await;
@@ -267,7 +267,7 @@ db_test!(
         app.signup("ada@example.com").await;
         let request = || app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"}));
         assert_eq!(request().await.0, StatusCode::ACCEPTED);
-        let key = key_in(&app.only_mail_to("ada@example.com").await);
+        let key = key_in(&app.only_mail_to("ada@example.com", RESET_SUBJECT).await);
         for _ in 0..5 {
             let (status, body) = app
                 .post("/api/v1/password/reset/confirm", None, json!({"key": key, "password": "short"}))

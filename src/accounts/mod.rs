@@ -120,13 +120,6 @@ pub async fn signup(
         created_at: now,
         updated_at: now,
     };
-    match users::insert(tx.conn(), &user, &password_hash).await {
-        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-            return Err(SignupError::EmailTaken);
-        }
-        other => other?,
-    }
-
     let business = Business {
         id: Uuid::now_v7(),
         name: new.business_name.as_str().to_owned(),
@@ -134,21 +127,6 @@ pub async fn signup(
         created_at: now,
         updated_at: now,
     };
-    businesses::insert(tx.conn(), &business).await?;
-    members::insert(
-        tx.conn(),
-        &Member {
-            id: Uuid::now_v7(),
-            business_id: business.id,
-            user_id: user.id,
-            role: Role::Owner.as_str().to_owned(),
-            status: "active".to_owned(),
-            created_at: now,
-            updated_at: now,
-        },
-    )
-    .await?;
-
     let subscription = Subscription {
         id: Uuid::now_v7(),
         business_id: business.id,
@@ -164,6 +142,42 @@ pub async fn signup(
         created_at: now,
         updated_at: now,
     };
+    match users::insert(tx.conn(), &user, &password_hash).await {
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            if !app.config.require_verified_email {
+                // Signup hands out a session, so it cannot hide that the address is taken.
+                return Err(SignupError::EmailTaken);
+            }
+            // Nobody gets a session before verifying: answer as if the account were new, and
+            // tell the address's owner instead.
+            drop(tx);
+            notify_account_exists(app, &new.email, now).await?;
+            return Ok(SignedUp {
+                session: None,
+                user,
+                business,
+                subscription,
+                plan,
+            });
+        }
+        other => other?,
+    }
+
+    businesses::insert(tx.conn(), &business).await?;
+    members::insert(
+        tx.conn(),
+        &Member {
+            id: Uuid::now_v7(),
+            business_id: business.id,
+            user_id: user.id,
+            role: Role::Owner.as_str().to_owned(),
+            status: "active".to_owned(),
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await?;
+
     subscriptions::insert(tx.conn(), &subscription).await?;
     // The owner is the first member, whatever the plan's limit.
     crate::metering::record_unchecked(&mut tx, business.id, "members", 1).await?;
@@ -332,6 +346,18 @@ pub async fn login(
         user,
         business,
     })
+}
+
+/// Mails the owner of `email` that someone tried to sign up with it again.
+async fn notify_account_exists(app: &App, email: &Email, now: Timestamp) -> anyhow::Result<()> {
+    let link = format!("{}/password/reset", app.config.public_base());
+    let rendered =
+        crate::mail::Template::AccountExists.render(&[("email", email.as_str()), ("link", &link)]);
+    let mut tx = app.db.begin().await?;
+    crate::mail::enqueue(&mut tx, app.mailer.domain(), email.as_str(), rendered, now).await?;
+    tx.commit_quietly().await?;
+    app.mail_queued.notify_one();
+    Ok(())
 }
 
 /// A wrong password (`user`: whose) or an unknown email (`None`: the same write, so both cost

@@ -15,6 +15,9 @@ pub enum Template {
     PasswordReset,
     Invitation,
     EmailVerification,
+    /// To the owner of an address someone tried to sign up with again (when signups do not
+    /// tell whether an address is registered).
+    AccountExists,
 }
 
 impl Template {
@@ -34,6 +37,11 @@ impl Template {
                 include_str!("../../templates/email_verification/subject"),
                 include_str!("../../templates/email_verification/body.txt"),
                 include_str!("../../templates/email_verification/body.html"),
+            ),
+            Template::AccountExists => (
+                include_str!("../../templates/account_exists/subject"),
+                include_str!("../../templates/account_exists/body.txt"),
+                include_str!("../../templates/account_exists/body.html"),
             ),
         }
     }

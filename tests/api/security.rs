@@ -358,3 +358,57 @@ db_test!(
         assert_eq!(status, 431, "a header too large");
     }
 );
+
+/// `value` with every string, number and boolean replaced by its type: what a response looks
+/// like, without the ids and times that differ between any two answers.
+fn shape(value: &Value) -> Value {
+    match value {
+        Value::Object(members) => members
+            .iter()
+            .map(|(k, v)| (k.clone(), shape(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+        Value::Array(items) => items.iter().map(shape).collect(),
+        Value::String(_) => json!("string"),
+        Value::Number(_) => json!("number"),
+        Value::Bool(b) => json!(b),
+        Value::Null => Value::Null,
+    }
+}
+
+db_test!(
+    async fn signup_does_not_tell_a_taken_email_when_verification_is_required(app) {
+        app.signup("ada@example.com").await;
+        let app = TestApp::spawn_configured(app.test_db.clone(), app.clock.clone(), |c| {
+            c.require_verified_email = true;
+        })
+        .await;
+        let users = app.count("users").await;
+        let attempt = |email: &str| {
+            json!({
+                "business": {"name": "Mallory's"},
+                "email": email,
+                "first_name": "Mallory",
+                "last_name": "M",
+                "password": "mallory's own passphrase",
+            })
+        };
+        let (taken_status, taken) = app.post("/api/v1/signup", None, attempt("ada@example.com")).await;
+        let (new_status, fresh) = app.post("/api/v1/signup", None, attempt("grace@example.com")).await;
+        assert_eq!((taken_status, new_status), (StatusCode::CREATED, StatusCode::CREATED), "{taken} {fresh}");
+        assert_eq!(shape(&taken), shape(&fresh), "{taken}\n{fresh}");
+        assert_eq!(taken["token"], Value::Null);
+        assert_eq!(taken["user"]["email"], "ada@example.com");
+        // Only the new address got an account; each address got one mail, the taken one a
+        // notice instead of a link.
+        assert_eq!(app.count("users").await, users + 1);
+        assert_eq!(app.mail_to("ada@example.com", "tried to sign up").await.len(), 1);
+        assert_eq!(app.mail_to("grace@example.com", "Confirm your email").await.len(), 1);
+        // The existing account is untouched: Mallory's password does not open it.
+        let (status, _) = app
+            .post("/api/v1/login", None, json!({"email": "ada@example.com", "password": "mallory's own passphrase"}))
+            .await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED);
+        app.assert_conformant();
+    }
+);

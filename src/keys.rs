@@ -17,7 +17,7 @@ use crate::accounts::{ClientInfo, Principal};
 use crate::app::App;
 use crate::audit::{self, Action, Actor, Event};
 use crate::db::Timestamp;
-use crate::domain::{Role, Scope, Scopes};
+use crate::domain::{Permission, Role, Scope, Scopes};
 use crate::metering::{self, QuotaError};
 use crate::secret;
 use crate::store::members::{self, Member};
@@ -108,7 +108,7 @@ pub struct NewKey {
 
 fn manager(principal: &Principal) -> Result<Uuid, KeyError> {
     match &principal.member {
-        Some(m) if m.role.can_manage() => Ok(m.user_id),
+        Some(m) if m.role.may(Permission::ManageKeys) => Ok(m.user_id),
         _ => Err(KeyError::Forbidden),
     }
 }

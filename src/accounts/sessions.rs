@@ -175,18 +175,37 @@ pub async fn delete_account(
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     users::lock(tx.conn(), user).await?;
-    let memberships = members::active_of_user(tx.conn(), user).await?;
+    let mut businesses_joined: Vec<Uuid> = members::active_of_user(tx.conn(), user)
+        .await?
+        .into_iter()
+        .map(|m| m.business_id)
+        .collect();
+    // Locked in one global order, so two deletions never wait on each other.
+    businesses_joined.sort();
     let mut closing = Vec::new();
     let mut leaving = Vec::new();
     let mut blocked = Vec::new();
-    for m in memberships {
-        businesses::lock(tx.conn(), m.business_id).await?;
-        if members::count_active_people(tx.conn(), m.business_id).await? <= 1 {
+    for business_id in businesses_joined {
+        businesses::lock(tx.conn(), business_id).await?;
+        // Read again under the lock: a removal or a transfer may just have committed.
+        let Some(m) = members::find(tx.conn(), business_id, user)
+            .await?
+            .filter(|m| m.status == "active")
+        else {
+            continue;
+        };
+        let others = members::count_active_people(tx.conn(), business_id).await? - 1;
+        let active = businesses::find(tx.conn(), business_id)
+            .await?
+            .is_some_and(|b| b.is_active);
+        if others <= 0 {
             closing.push(m);
-        } else if m.role == Role::Owner.as_str()
-            && members::count_owners(tx.conn(), m.business_id).await? <= 1
+        } else if active
+            && m.role == Role::Owner.as_str()
+            && members::count_owners(tx.conn(), business_id).await? <= 1
         {
-            blocked.push(m.business_id);
+            // A business that staff turned off never blocks: nobody could transfer it.
+            blocked.push(business_id);
         } else {
             leaving.push(m);
         }
@@ -194,33 +213,42 @@ pub async fn delete_account(
     if !blocked.is_empty() {
         return Err(SessionError::OwnershipTransferRequired(blocked));
     }
+    // Recorded last, all at once: the chain head stays unlocked until every row is.
+    let mut events = Vec::new();
     for m in &leaving {
-        members::suspend(tx.conn(), m.id, now).await?;
-        crate::metering::release(&mut tx, m.business_id, "members", 1).await?;
-        let event = Event::new(Action::MemberLeft, Actor::User(user))
-            .business(m.business_id)
-            .target("member", m.id)
-            .details(json!({"user_id": user, "role": m.role, "account_deleted": true}));
-        audit::record(tx.conn(), now, event).await?;
+        if members::suspend(tx.conn(), m.id, now).await? {
+            crate::metering::release(&mut tx, m.business_id, "members", 1).await?;
+        }
+        events.push(
+            Event::new(Action::MemberLeft, Actor::User(user))
+                .business(m.business_id)
+                .target("member", m.id)
+                .details(json!({"user_id": user, "role": m.role, "account_deleted": true})),
+        );
     }
     let mut closed = Vec::new();
     for m in &closing {
-        close_business(&mut tx, m.business_id, now).await?;
-        let event = Event::new(Action::BusinessClosed, Actor::User(user))
-            .business(m.business_id)
-            .target("business", m.business_id);
-        audit::record(tx.conn(), now, event).await?;
+        close_business(&mut tx, m.business_id, user, now).await?;
+        events.push(
+            Event::new(Action::BusinessClosed, Actor::User(user))
+                .business(m.business_id)
+                .target("business", m.business_id),
+        );
         closed.push(m.business_id);
     }
     tokens::revoke_all_of_user(tx.conn(), user, now).await?;
-    for purpose in ["password_reset", "email_verification"] {
+    for purpose in [super::reset::PURPOSE, super::verification::PURPOSE] {
         one_time_keys::revoke_for_user(tx.conn(), user, purpose, now).await?;
     }
     users::erase(tx.conn(), user, now).await?;
-    let event = Event::new(Action::AccountDeleted, Actor::User(user))
-        .target("user", user)
-        .details(json!({"closed_businesses": closed}));
-    audit::record(tx.conn(), now, event).await?;
+    events.push(
+        Event::new(Action::AccountDeleted, Actor::User(user))
+            .target("user", user)
+            .details(json!({"closed_businesses": closed})),
+    );
+    for event in events {
+        audit::record(tx.conn(), now, event).await?;
+    }
     tx.commit().await?;
     tracing::info!(user_id = %user, closed = closed.len(), "account deleted");
     Ok(closed)
@@ -231,13 +259,19 @@ pub async fn delete_account(
 async fn close_business(
     tx: &mut crate::db::Tx,
     business_id: Uuid,
+    user: Uuid,
     now: crate::db::Timestamp,
 ) -> Result<(), SessionError> {
     businesses::set_active(tx.conn(), business_id, false, now).await?;
     tokens::revoke_all_of_business(tx.conn(), business_id, now).await?;
     one_time_keys::revoke_all_invitations_of(tx.conn(), business_id, now).await?;
     members::suspend_all_of_business(tx.conn(), business_id, now).await?;
-    if let Some(current) = subscriptions::current_of(tx.conn(), business_id).await? {
+    // A renewal or a plan change may be changing the subscription right now: once it commits,
+    // look again (the conditional update fails on the state it replaced).
+    for _ in 0..5 {
+        let Some(current) = subscriptions::current_of(tx.conn(), business_id).await? else {
+            return Ok(());
+        };
         let ended = subscriptions::Subscription {
             status: "canceled".to_owned(),
             ended_at: Some(now),
@@ -246,11 +280,25 @@ async fn close_business(
             updated_at: now,
             ..current.clone()
         };
-        if !subscriptions::update_state(tx.conn(), &current, &ended).await? {
-            return Err(anyhow::anyhow!("subscription of {business_id} changed meanwhile").into());
+        if subscriptions::update_state(tx.conn(), &current, &ended).await? {
+            let plan = crate::store::plans::find(tx.conn(), current.plan_id)
+                .await?
+                .map(|p| p.code)
+                .unwrap_or_default();
+            crate::billing::events::record(
+                tx,
+                &ended,
+                "canceled",
+                crate::billing::events::Actor::User(user),
+                Some(crate::billing::events::snapshot(&current, &plan)),
+                Some(crate::billing::events::snapshot(&ended, &plan)),
+                now,
+            )
+            .await?;
+            return Ok(());
         }
     }
-    Ok(())
+    Err(anyhow::anyhow!("the subscription of {business_id} kept changing while closing it").into())
 }
 
 /// Moves the caller to another business they belong to: the current session ends and a new one,
@@ -280,8 +328,7 @@ pub async fn switch_business(
     let session = super::open_session(app, &mut tx, user, business_id, now, client).await?;
     let event = Event::new(Action::BusinessSwitched, Actor::User(user))
         .business(business_id)
-        .target("session", session.token_id)
-        .details(json!({"from_business": principal.business_id}));
+        .target("session", session.token_id);
     audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     Ok((session, business))

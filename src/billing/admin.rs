@@ -395,13 +395,15 @@ pub async fn set_staff(app: &App, email: &str, staff: bool) -> Result<(), AdminE
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     let key = crate::domain::Email::key_of(email);
-    if !crate::store::users::set_staff(tx.conn(), &key, staff, now).await? {
+    let user = crate::store::users::find_by_email_key(tx.conn(), &key).await?;
+    let Some(user) = user else {
         return Err(AdminError::Invalid(format!(
             "no user with the email {email:?}"
         )));
-    }
+    };
+    crate::store::users::set_staff(tx.conn(), &key, staff, now).await?;
     let event = audit::Event::new(audit::Action::StaffChanged, audit::Actor::Staff(None))
-        .target("user", &key)
+        .target("user", user.id)
         .details(json!({"staff": staff}));
     audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;

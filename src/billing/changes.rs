@@ -13,6 +13,7 @@ use crate::accounts::Principal;
 use crate::app::App;
 use crate::audit::{self, Action, Event};
 use crate::db::{Timestamp, Tx};
+use crate::domain::Permission;
 use crate::store::ledger::{self, LedgerEntry};
 use crate::store::plans::{self, Plan};
 use crate::store::subscriptions::{self, Subscription};
@@ -172,7 +173,10 @@ pub async fn preview(
     when: When,
 ) -> Result<Preview, ChangeError> {
     // A dry run answers what only managers may do, so only managers may ask.
-    if !principal.role().is_some_and(|r| r.can_manage()) {
+    if !principal
+        .role()
+        .is_some_and(|r| r.may(Permission::ManageBilling))
+    {
         return Err(ChangeError::Forbidden);
     }
     let mut tx = app.db.read().await?;
@@ -189,7 +193,7 @@ pub async fn change(
     when: When,
 ) -> Result<Preview, ChangeError> {
     let user_id = match &principal.member {
-        Some(m) if m.role.can_manage() => m.user_id,
+        Some(m) if m.role.may(Permission::ManageBilling) => m.user_id,
         _ => return Err(ChangeError::Forbidden),
     };
     let now = app.clock.now();
@@ -362,7 +366,7 @@ async fn write_entry(
 /// (`cancel: false`).
 pub async fn set_cancel(app: &App, principal: &Principal, cancel: bool) -> Result<(), ChangeError> {
     let user_id = match &principal.member {
-        Some(m) if m.role.can_manage() => m.user_id,
+        Some(m) if m.role.may(Permission::ManageBilling) => m.user_id,
         _ => return Err(ChangeError::Forbidden),
     };
     let now = app.clock.now();

@@ -9,7 +9,7 @@ mod scope;
 pub use email::Email;
 pub use names::{BusinessName, PersonName};
 pub use password::{MAX_LEN as PASSWORD_MAX_LEN, MIN_LEN as PASSWORD_MIN_LEN, Password};
-pub use role::Role;
+pub use role::{PERMISSIONS, Permission, Role};
 pub use scope::{Scope, Scopes};
 
 /// Why a value was refused: a stable code and a sentence for people.

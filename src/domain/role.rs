@@ -23,9 +23,18 @@ impl Role {
         }
     }
 
-    /// Owners and admins manage the business (invitations, keys, members).
-    pub fn can_manage(self) -> bool {
-        self.at_least(Role::Admin)
+    /// Whether this role may do `what`, by the table in [`PERMISSIONS`].
+    pub fn may(self, what: Permission) -> bool {
+        let column = match self {
+            Role::Owner => 0,
+            Role::Admin => 1,
+            Role::Member => 2,
+            Role::Bot => 3,
+        };
+        PERMISSIONS
+            .iter()
+            .find(|(p, _, _)| *p == what)
+            .is_some_and(|(_, _, allowed)| allowed[column])
     }
 
     /// How much the role may do: owner > admin > member = bot. A bot works on the business's
@@ -44,6 +53,62 @@ impl Role {
     }
 }
 
+/// What saaskit's routes ask of a member's role. (A product's own routes use
+/// [`Role::at_least`] through `Principal::require_role`, as `src/example` does.)
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Read the business's data and create or edit its resources.
+    UseProduct,
+    ManageBilling,
+    ManageInvitations,
+    ManageKeys,
+    /// Change the roles of members and admins, and remove them.
+    ManageMembers,
+    /// Make, unmake or remove owners, and transfer ownership.
+    ManageOwners,
+    ReadAuditLog,
+}
+
+/// The roles table: each permission, as the README words it, and whether an owner, an admin, a
+/// member and a bot have it (in that order). The README's table is checked against this one.
+pub const PERMISSIONS: [(Permission, &str, [bool; 4]); 7] = [
+    (
+        Permission::UseProduct,
+        "use the product: read the business's data, create and edit its resources",
+        [true, true, true, true],
+    ),
+    (
+        Permission::ManageBilling,
+        "change, cancel or resume the subscription",
+        [true, true, false, false],
+    ),
+    (
+        Permission::ManageInvitations,
+        "invite people; list, revoke and resend invitations",
+        [true, true, false, false],
+    ),
+    (
+        Permission::ManageKeys,
+        "create, rotate and revoke API keys; create and delete bots",
+        [true, true, false, false],
+    ),
+    (
+        Permission::ManageMembers,
+        "change the roles of members and admins; remove them",
+        [true, true, false, false],
+    ),
+    (
+        Permission::ManageOwners,
+        "make, unmake or remove owners; transfer ownership",
+        [true, false, false, false],
+    ),
+    (
+        Permission::ReadAuditLog,
+        "read the business's audit log",
+        [true, true, false, false],
+    ),
+];
+
 impl FromStr for Role {
     type Err = String;
     fn from_str(s: &str) -> Result<Role, String> {
@@ -60,5 +125,39 @@ impl FromStr for Role {
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_readme_shows_the_roles_table_of_the_code() {
+        let readme = include_str!("../../README.md");
+        let mark = |yes: bool| if yes { "✓" } else { "—" };
+        for (_, what, allowed) in PERMISSIONS {
+            let row = format!(
+                "| {what} | {} | {} | {} | {} |",
+                mark(allowed[0]),
+                mark(allowed[1]),
+                mark(allowed[2]),
+                mark(allowed[3])
+            );
+            assert!(
+                readme.contains(&row),
+                "README.md lacks the roles-table row:\n{row}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_owners_manage_owners_and_bots_manage_nothing() {
+        assert!(Role::Owner.may(Permission::ManageOwners));
+        assert!(!Role::Admin.may(Permission::ManageOwners));
+        for p in PERMISSIONS.map(|(p, _, _)| p) {
+            assert!(Role::Owner.may(p), "an owner may do everything");
+            assert_eq!(Role::Bot.may(p), p == Permission::UseProduct);
+        }
     }
 }

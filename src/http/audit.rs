@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::audit::{Action, Entry, Filter};
 use crate::db::Timestamp;
+use crate::domain::Permission;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::extract::DashboardRead;
 
@@ -125,7 +126,7 @@ pub async fn list_audit_log(
         )])
     })?;
     let staff = p.is_staff();
-    if !staff && !p.role().is_some_and(|r| r.can_manage()) {
+    if !staff && !p.role().is_some_and(|r| r.may(Permission::ReadAuditLog)) {
         return Err(ApiError::forbidden(
             "forbidden_role",
             "Owners and admins read the audit log.",
@@ -174,7 +175,16 @@ pub async fn list_audit_log(
     let data: Vec<AuditEntryView> = rows
         .into_iter()
         .take(limit as usize)
-        .map(AuditEntryView::from)
+        .map(|e| {
+            let mut view = AuditEntryView::from(e);
+            // Customers see that staff acted, not who, from where.
+            if !staff && view.actor.kind == "staff" {
+                view.actor.id = None;
+                view.ip = None;
+                view.user_agent = None;
+            }
+            view
+        })
         .collect();
     let next_cursor = if more {
         data.last().map(|e| e.seq)

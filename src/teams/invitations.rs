@@ -13,7 +13,7 @@ use crate::accounts::{ClientInfo, Membership, Principal, Session, open_session};
 use crate::app::App;
 use crate::audit::{self, Action, Actor, Event};
 use crate::db::Timestamp;
-use crate::domain::{Email, Invalid, Password, PersonName, Role};
+use crate::domain::{Email, Invalid, Password, Permission, PersonName, Role};
 use crate::mail::{self, Template};
 use crate::metering;
 use crate::ratelimit;
@@ -194,7 +194,7 @@ fn manager(caller: &Principal) -> Result<&Membership, InviteError> {
     caller
         .member
         .as_ref()
-        .filter(|m| m.role.can_manage())
+        .filter(|m| m.role.may(Permission::ManageInvitations))
         .ok_or(InviteError::Forbidden)
 }
 

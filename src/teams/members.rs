@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::accounts::Principal;
 use crate::app::App;
 use crate::audit::{self, Action, Event};
-use crate::domain::Role;
+use crate::domain::{Permission, Role};
 use crate::metering;
 use crate::store::members::{self, MemberListing};
 use crate::store::{businesses, tokens};
@@ -67,7 +67,7 @@ pub async fn change_role(
     // The caller's role as it is now, not as it was when the request was authenticated: a
     // concurrent change may just have demoted them.
     let caller = current_role(&mut tx, principal.business_id, member.member_id).await?;
-    if !caller.can_manage() {
+    if !caller.may(Permission::ManageMembers) {
         return Err(MemberError::Forbidden(
             "Only owners and admins change roles.",
         ));
@@ -83,7 +83,7 @@ pub async fn change_role(
     if current == Role::Bot {
         return Err(MemberError::BotRole);
     }
-    if caller != Role::Owner && (current == Role::Owner || role == Role::Owner) {
+    if !caller.may(Permission::ManageOwners) && (current == Role::Owner || role == Role::Owner) {
         return Err(MemberError::Forbidden("Only owners make or unmake owners."));
     }
     if current == Role::Owner
@@ -119,7 +119,7 @@ pub async fn remove(app: &App, principal: &Principal, id: Uuid) -> Result<(), Me
     businesses::lock(tx.conn(), principal.business_id).await?;
     // The caller's role as it is now (see `change_role`).
     let caller_role = current_role(&mut tx, principal.business_id, caller.member_id).await?;
-    if !leaving && !caller_role.can_manage() {
+    if !leaving && !caller_role.may(Permission::ManageMembers) {
         return Err(MemberError::Forbidden(
             "Only owners and admins remove members.",
         ));
@@ -129,7 +129,7 @@ pub async fn remove(app: &App, principal: &Principal, id: Uuid) -> Result<(), Me
         .filter(|m| m.status == "active")
         .ok_or(MemberError::NotFound)?;
     if target.role == Role::Owner.as_str() {
-        if !leaving && caller_role != Role::Owner {
+        if !leaving && !caller_role.may(Permission::ManageOwners) {
             return Err(MemberError::Forbidden("Only owners remove owners."));
         }
         if members::count_owners(tx.conn(), principal.business_id).await? <= 1 {
@@ -172,7 +172,10 @@ pub async fn transfer_ownership(
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     businesses::lock(tx.conn(), principal.business_id).await?;
-    if current_role(&mut tx, principal.business_id, caller.member_id).await? != Role::Owner {
+    if !current_role(&mut tx, principal.business_id, caller.member_id)
+        .await?
+        .may(Permission::ManageOwners)
+    {
         return Err(MemberError::Forbidden("Only owners transfer ownership."));
     }
     let target = members::find_by_id(tx.conn(), principal.business_id, id)
@@ -181,6 +184,13 @@ pub async fn transfer_ownership(
         .ok_or(MemberError::NotFound)?;
     if target.role == Role::Bot.as_str() {
         return Err(MemberError::BotOwner);
+    }
+    // Not to someone staff turned off: the business would be left without a working owner.
+    if !crate::store::users::find(tx.conn(), target.user_id)
+        .await?
+        .is_some_and(|u| u.is_active)
+    {
+        return Err(MemberError::NotFound);
     }
     members::set_role(tx.conn(), id, Role::Owner.as_str(), now).await?;
     members::set_role(tx.conn(), caller.member_id, Role::Admin.as_str(), now).await?;

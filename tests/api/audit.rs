@@ -295,3 +295,29 @@ db_test!(
         assert!(out.contains("head"), "{out}");
     }
 );
+
+db_test!(
+    async fn customers_see_that_staff_acted_but_not_who_or_from_where(app) {
+        let signed_up = app.signup("owner@example.com").await;
+        let owner = token_of(&signed_up);
+        let business = signed_up["business"]["id"].as_str().expect("id").to_owned();
+        app.signup("staff@example.com").await;
+        saaskit::billing::admin::set_staff(&app.app, "staff@example.com", true)
+            .await
+            .expect("make staff");
+        let staff = app.login_token("staff@example.com").await;
+        let (status, _) = app
+            .post(&format!("/api/v1/admin/businesses/{business}/credits"), Some(&staff), json!({"amount": 500}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (_, seen) = log(&app, &owner, "?action=credits.granted").await;
+        let entry = &seen["data"][0];
+        assert_eq!(entry["actor"], json!({"kind": "staff", "id": null}), "{entry}");
+        assert_eq!((&entry["ip"], &entry["user_agent"]), (&Value::Null, &Value::Null));
+        assert_eq!(entry["details"]["amount"], 500);
+        // Staff see it whole.
+        let (_, whole) = log(&app, &staff, "?action=credits.granted").await;
+        assert!(whole["data"][0]["actor"]["id"].is_string(), "{whole}");
+        assert_eq!(whole["data"][0]["ip"], "127.0.0.1");
+    }
+);

@@ -252,3 +252,34 @@ db_test!(
         app.assert_conformant();
     }
 );
+
+db_test!(
+    async fn a_business_staff_turned_off_does_not_block_deleting_an_account(app) {
+        let signed_up = app.signup("owner@example.com").await;
+        let owner = token_of(&signed_up);
+        let business = signed_up["business"]["id"].as_str().expect("id").to_owned();
+        join(&app, &owner, "member@example.com", "member").await;
+        // The owner also belongs to another business, where they are a member.
+        let other = app.signup_token("other@example.com").await;
+        let (_, inv) = app
+            .post("/api/v1/invitations", Some(&other), json!({"email": "owner@example.com", "role": "member", "send_email": false}))
+            .await;
+        let (status, _) = app
+            .call(Method::POST, &format!("/api/v1/invitations/{}/accept", inv["key"].as_str().expect("key")), Some(&owner), None)
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        app.signup("staff@example.com").await;
+        saaskit::billing::admin::set_staff(&app.app, "staff@example.com", true).await.expect("staff");
+        let staff = app.login_token("staff@example.com").await;
+        let (status, _) = app
+            .post(&format!("/api/v1/admin/businesses/{business}/deactivate"), Some(&staff), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        // Nobody can act in the business staff turned off, nor transfer it, so its only owner
+        // is not held back by it: they leave it with the account.
+        let owner = app.login_token("owner@example.com").await;
+        let (status, body) = delete_me(&app, &owner, PASSWORD).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert_eq!(body["closed_businesses"], json!([]));
+    }
+);

@@ -162,6 +162,12 @@ impl Batch {
         Ok(Some(value))
     }
 
+    /// Whether the batch's transaction is still open.
+    fn in_transaction(&self) -> bool {
+        // SAFETY: `db` is the open connection this thread holds for its whole life.
+        unsafe { libsqlite3_sys::sqlite3_get_autocommit(self.db) == 0 }
+    }
+
     fn in_savepoint<T, E: From<sqlx::Error>>(
         &mut self,
         work: impl FnOnce(&mut Batch) -> Result<T, E>,
@@ -237,12 +243,29 @@ fn commit_batch(batch: &mut Batch, jobs: &mut Vec<Job>) {
         }
         return;
     }
-    let replies: Vec<Reply> = jobs.drain(..).map(|job| job(Some(batch))).collect();
-    let committed = batch.execute("COMMIT", &[]).map(|_| ()).map_err(|e| {
-        tracing::error!(error = %e, "the SQLite writer could not commit a batch");
-        let _ = batch.execute("ROLLBACK", &[]);
-        e.to_string()
-    });
+    let mut replies: Vec<Reply> = Vec::with_capacity(jobs.len());
+    let mut lost = false;
+    for job in jobs.drain(..) {
+        if lost {
+            replies.push(job(None));
+            continue;
+        }
+        replies.push(job(Some(batch)));
+        // After some errors (a full disk, an I/O error, no memory) SQLite may roll the whole
+        // transaction back by itself: then no write of this batch stands, those already run
+        // included, and a later SAVEPOINT would silently start a new transaction.
+        lost = !batch.in_transaction();
+    }
+    let committed = if lost {
+        tracing::error!("SQLite rolled a write batch back; every write in it is refused");
+        Err("the write batch was rolled back by the database".to_owned())
+    } else {
+        batch.execute("COMMIT", &[]).map(|_| ()).map_err(|e| {
+            tracing::error!(error = %e, "the SQLite writer could not commit a batch");
+            let _ = batch.execute("ROLLBACK", &[]);
+            e.to_string()
+        })
+    };
     for reply in replies {
         reply(committed.clone());
     }

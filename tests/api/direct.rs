@@ -201,3 +201,76 @@ async fn a_panicking_write_is_rolled_back_and_the_writer_goes_on() {
         .expect("read");
     assert_eq!(ids, [2], "the panicking write left nothing");
 }
+
+#[tokio::test]
+async fn when_sqlite_rolls_a_batch_back_no_write_of_it_is_reported_done() {
+    use saaskit::db::writer::Writer;
+
+    let test_db = TestDb::create(Backend::Sqlite).await;
+    let db = test_db.connect().await;
+    let Db::Sqlite(pool) = &db else {
+        panic!("a SQLite database")
+    };
+    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+        .execute(pool)
+        .await
+        .expect("create");
+    let writer = Writer::start(pool).await.expect("writer");
+    // Hold the writer thread so that the next writes queue up and share one batch.
+    let hold = {
+        let writer = writer.clone();
+        tokio::spawn(async move {
+            writer
+                .run(|_| -> Result<(), sqlx::Error> {
+                    std::thread::sleep(std::time::Duration::from_millis(300));
+                    Ok(())
+                })
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let writes = (1..=10i64).map(|i| {
+        let writer = writer.clone();
+        let job = tokio::spawn(async move {
+            writer
+                .run(move |b| -> Result<(), sqlx::Error> {
+                    b.execute("INSERT INTO t (id) VALUES ($1)", &[Param::Int(i)])?;
+                    if i == 5 {
+                        // What SQLite does by itself after a full disk or an I/O error.
+                        b.execute("ROLLBACK", &[])?;
+                    }
+                    Ok(())
+                })
+                .await
+        });
+        (i, job)
+    });
+    let mut outcomes = Vec::new();
+    for (i, job) in writes.collect::<Vec<_>>() {
+        outcomes.push((i, job.await.expect("the task ran").is_ok()));
+    }
+    hold.await
+        .expect("the task ran")
+        .expect("the holding write");
+    let stored: Vec<i64> = sqlx::query_scalar("SELECT id FROM t ORDER BY id")
+        .fetch_all(pool)
+        .await
+        .expect("read");
+    // Nothing lost: a write reported done is stored, and one reported failed is not.
+    for (i, ok) in &outcomes {
+        assert_eq!(
+            stored.contains(i),
+            *ok,
+            "write {i}: reported ok={ok}, stored={stored:?}"
+        );
+    }
+    assert!(
+        !outcomes[4].1,
+        "the write whose batch was rolled back is refused"
+    );
+    // The writer goes on.
+    writer
+        .run(|b| b.execute("INSERT INTO t (id) VALUES (99)", &[]))
+        .await
+        .expect("the writer still writes");
+}

@@ -103,7 +103,28 @@ pub fn bucket(kind: &str, subject: &str) -> String {
 /// The bucket for `subject` from `ip`, under `bucket(kind, subject)` so both can be cleared at
 /// once.
 pub fn bucket_from(kind: &str, subject: &str, ip: Option<&str>) -> String {
-    format!("{}:{}", bucket(kind, subject), ip.unwrap_or("-"))
+    format!("{}:{}", bucket(kind, subject), network_of(ip))
+}
+
+/// The bucket of a client address: see [`network_of`].
+pub fn address_bucket(kind: &str, ip: Option<&str>) -> String {
+    bucket(kind, &network_of(ip))
+}
+
+/// What a per-address limit counts: an IPv4 address, or the /64 network of an IPv6 one (one
+/// customer line or host usually has a whole /64, so counting single IPv6 addresses would give
+/// an attacker 2^64 tries).
+pub fn network_of(ip: Option<&str>) -> String {
+    match ip.map(str::parse::<IpAddr>) {
+        Some(Ok(IpAddr::V6(v6))) if v6.to_ipv4_mapped().is_none() => {
+            let s = v6.segments();
+            let net = std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0);
+            format!("{net}/64")
+        }
+        Some(Ok(ip)) => canonical(ip).to_string(),
+        Some(Err(_)) => ip.unwrap_or("-").to_owned(),
+        None => "-".to_owned(),
+    }
 }
 
 fn digest(s: &str) -> String {
@@ -144,8 +165,8 @@ pub async fn hit(app: &App, rule: Rule, bucket: String) -> anyhow::Result<Result
 /// A use of a mailed key (reset confirmation, invitation acceptance) from the client's
 /// address; give the hit back when the key worked, so only failures count.
 pub async fn key_attempt(app: &App, client: &ClientInfo) -> anyhow::Result<Result<Hit, Limited>> {
-    let ip = client.ip.as_deref().unwrap_or("-");
-    hit(app, app.config.rate_limit_keys_ip, bucket("keys-ip", ip)).await
+    let bucket = address_bucket("keys-ip", client.ip.as_deref());
+    hit(app, app.config.rate_limit_keys_ip, bucket).await
 }
 
 /// Forgets the failed logins counted against an account (every address's), in `c`'s

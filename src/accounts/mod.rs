@@ -87,11 +87,10 @@ pub async fn signup(
     new: NewAccount,
     client: ClientInfo,
 ) -> Result<SignedUp, SignupError> {
-    let ip = client.ip.as_deref().unwrap_or("-");
     ratelimit::hit(
         app,
         app.config.rate_limit_signup_ip,
-        ratelimit::bucket("signup-ip", ip),
+        ratelimit::address_bucket("signup-ip", client.ip.as_deref()),
     )
     .await??;
     // Hash before taking the write lock: it is the slow part and needs no database.
@@ -266,7 +265,7 @@ pub async fn login(
     let by_ip = ratelimit::hit(
         app,
         c.rate_limit_login_ip,
-        ratelimit::bucket("login-ip", ip.unwrap_or("-")),
+        ratelimit::address_bucket("login-ip", ip),
     )
     .await??;
     let by_account = ratelimit::hit(

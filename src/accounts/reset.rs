@@ -24,12 +24,11 @@ pub const KEY_LIFETIME: Duration = Duration::hours(1);
 ///
 /// Limited per client address and per email (known or not: the answer must not tell).
 pub async fn request_reset(app: &App, email: &str, client: &ClientInfo) -> Result<(), ResetError> {
-    let ip = client.ip.as_deref().unwrap_or("-");
     let c = &app.config;
     ratelimit::hit(
         app,
         c.rate_limit_reset_ip,
-        ratelimit::bucket("reset-ip", ip),
+        ratelimit::address_bucket("reset-ip", client.ip.as_deref()),
     )
     .await??;
     if email.len() > 254 || email.chars().any(char::is_control) {

@@ -334,17 +334,23 @@ impl FromRequestParts<AppState> for Client {
             .get(header::USER_AGENT)
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
+        // A proxy may append its own header line instead of extending the first: read them all,
+        // in order. A line that is not text spoils the whole header (then only the peer counts).
         let forwarded_for = parts
             .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
+            .get_all("x-forwarded-for")
+            .iter()
+            .map(|v| v.to_str().ok())
+            .collect::<Option<Vec<&str>>>()
+            .filter(|lines| !lines.is_empty())
+            .map(|lines| lines.join(","));
         let ip = parts
             .extensions
             .get::<ConnectInfo<SocketAddr>>()
             .map(|ConnectInfo(addr)| {
                 app.config
                     .trusted_proxies
-                    .client_address(addr.ip(), forwarded_for)
+                    .client_address(addr.ip(), forwarded_for.as_deref())
                     .to_string()
             });
         Ok(Client(ClientInfo { user_agent, ip }))

@@ -412,3 +412,41 @@ db_test!(
         app.assert_conformant();
     }
 );
+
+db_test!(
+    async fn an_ipv6_network_is_one_address_for_the_limits(app) {
+        let app = behind_proxy(&app, |c| c.rate_limit_login_ip = Rule::per(3, 60)).await;
+        // Four addresses of one /64 (what one customer line or host gets) share a limit of 3.
+        let mut statuses = Vec::new();
+        for host in 1..=4 {
+            let ip = format!("2001:db8:1:2::{host}");
+            statuses.push(login_from(&app, &ip, &format!("u{host}@example.com"), "guess").await.status);
+        }
+        assert_eq!(statuses, [401, 401, 401, 429]);
+        // Another /64 is another client.
+        let other = login_from(&app, "2001:db8:1:3::1", "u5@example.com", "guess").await;
+        assert_eq!(other.status, 401);
+    }
+);
+
+db_test!(
+    async fn a_forwarded_for_line_the_proxy_appended_is_read_too(app) {
+        let app = behind_proxy(&app, |c| c.rate_limit_login_ip = Rule::per(2, 60)).await;
+        // The client sends its own header line, forged; the trusted proxy appends another with
+        // the address it saw. Rotating the forged line must not escape the limit.
+        let mut statuses = Vec::new();
+        for i in 0..3 {
+            let res = app
+                .client
+                .post(app.url("/api/v1/login"))
+                .header("X-Forwarded-For", format!("198.51.100.{i}"))
+                .header("X-Forwarded-For", "203.0.113.7")
+                .json(&json!({"email": "ada@example.com", "password": "guess"}))
+                .send()
+                .await
+                .expect("request");
+            statuses.push(res.status().as_u16());
+        }
+        assert_eq!(statuses, [401, 401, 429]);
+    }
+);

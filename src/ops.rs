@@ -85,6 +85,7 @@ pub async fn plan(app: &App, cmd: PlanCommand) -> anyhow::Result<()> {
                     limits: limits.into_iter().collect(),
                     is_public: !hidden,
                 },
+                Actor::Admin(None),
             )
             .await?;
             println!("created plan {}", plan.code);
@@ -127,12 +128,13 @@ pub async fn plan(app: &App, cmd: PlanCommand) -> anyhow::Result<()> {
                     is_public: (public || hidden).then_some(public),
                     archived: None,
                 },
+                Actor::Admin(None),
             )
             .await?;
             println!("updated plan {}", plan.code);
         }
         PlanCommand::Archive { code } => {
-            admin::archive_plan(app, &code).await?;
+            admin::archive_plan(app, &code, Actor::Admin(None)).await?;
             println!("archived plan {code}");
         }
     }

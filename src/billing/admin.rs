@@ -145,7 +145,7 @@ fn check_meters<'a>(mut meters: impl Iterator<Item = &'a String>) -> Result<(), 
     }
 }
 
-pub async fn create_plan(app: &App, new: NewPlan) -> Result<Plan, AdminError> {
+pub async fn create_plan(app: &App, new: NewPlan, actor: Actor) -> Result<Plan, AdminError> {
     if !is_slug(&new.code) {
         return Err(AdminError::Invalid(
             "a plan code is 1 to 64 of a-z, 0-9, - and _".into(),
@@ -195,6 +195,10 @@ pub async fn create_plan(app: &App, new: NewPlan) -> Result<Plan, AdminError> {
         }
         other => other?,
     }
+    let event = audit::Event::new(audit::Action::PlanCreated, actor.into())
+        .target("plan", &plan.code)
+        .details(json!({"price_minor": plan.price_minor, "currency": plan.currency}));
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     Ok(plan)
 }
@@ -287,7 +291,12 @@ pub struct PlanUpdate {
     pub archived: Option<bool>,
 }
 
-pub async fn update_plan(app: &App, code: &str, change: PlanUpdate) -> Result<Plan, AdminError> {
+pub async fn update_plan(
+    app: &App,
+    code: &str,
+    change: PlanUpdate,
+    actor: Actor,
+) -> Result<Plan, AdminError> {
     if let Some(currency) = &change.currency {
         check_currency(currency)?;
     }
@@ -362,13 +371,21 @@ pub async fn update_plan(app: &App, code: &str, change: PlanUpdate) -> Result<Pl
     }
     plan.updated_at = now;
     plans::update(tx.conn(), &plan).await?;
+    let event = audit::Event::new(audit::Action::PlanUpdated, actor.into())
+        .target("plan", &plan.code)
+        .details(json!({
+            "price_minor": plan.price_minor,
+            "currency": plan.currency,
+            "archived": plan.archived_at.is_some(),
+        }));
+    audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
     Ok(plan)
 }
 
 /// Archives a plan: it leaves the catalog and cannot be chosen, but subscriptions on it go on.
 /// Plans are never deleted.
-pub async fn archive_plan(app: &App, code: &str) -> Result<Plan, AdminError> {
+pub async fn archive_plan(app: &App, code: &str, actor: Actor) -> Result<Plan, AdminError> {
     update_plan(
         app,
         code,
@@ -376,6 +393,7 @@ pub async fn archive_plan(app: &App, code: &str) -> Result<Plan, AdminError> {
             archived: Some(true),
             ..PlanUpdate::default()
         },
+        actor,
     )
     .await
 }

@@ -209,6 +209,7 @@ pub async fn admin_create_plan(
             limits: body.limits.unwrap_or_default(),
             is_public: body.public.unwrap_or(true),
         },
+        Actor::Admin(p.user_id()),
     )
     .await?;
     Ok((StatusCode::CREATED, Json(admin_view(&app, plan).await?)))
@@ -296,6 +297,7 @@ pub async fn admin_update_plan(
             is_public: body.public,
             archived: body.archived,
         },
+        Actor::Admin(p.user_id()),
     )
     .await?;
     Ok(Json(admin_view(&app, plan).await?))
@@ -321,7 +323,7 @@ pub async fn admin_archive_plan(
     path: Result<Path<String>, PathRejection>,
 ) -> ApiResult<Json<AdminPlan>> {
     staff(&p)?;
-    let plan = admin::archive_plan(&app, &path_text(path)).await?;
+    let plan = admin::archive_plan(&app, &path_text(path), Actor::Admin(p.user_id())).await?;
     Ok(Json(admin_view(&app, plan).await?))
 }
 

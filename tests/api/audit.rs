@@ -190,6 +190,14 @@ db_test!(
         assert_eq!(actions(&one), ["user.signed_up"]);
         let (_, everything) = log(&app, &staff, "").await;
         assert!(actions(&everything).contains(&"user.staff_changed".to_owned()));
+        // The plan catalog's changes are billing events too.
+        let (status, _) = app
+            .post("/api/v1/admin/plans", Some(&staff), json!({"code": "team", "name": "Team", "price": 900, "cycle_days": 30}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        let (_, created) = log(&app, &staff, "?action=plan.created").await;
+        assert_eq!(created["data"][0]["target"], json!({"kind": "plan", "id": "team"}));
+        assert_eq!(created["data"][0]["actor"]["kind"], "staff");
 
         // A plain member may not read it.
         let (member, _) = join(&app, &owner, "member@example.com", "member").await;

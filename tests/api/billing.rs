@@ -53,12 +53,20 @@ fn plan(code: &str, price: i64, days: i64, renews: bool, fallback: Option<&str>)
 
 /// `free` (0, 30 days, renews) and `pro` (1,000 every 30 days, falls back to `free`).
 async fn paid_plans(app: &TestApp) {
-    admin::create_plan(&app.app, plan("free", 0, 30, true, None))
-        .await
-        .expect("free plan");
-    admin::create_plan(&app.app, plan("pro", 1000, 30, true, Some("free")))
-        .await
-        .expect("pro plan");
+    admin::create_plan(
+        &app.app,
+        plan("free", 0, 30, true, None),
+        Actor::Admin(None),
+    )
+    .await
+    .expect("free plan");
+    admin::create_plan(
+        &app.app,
+        plan("pro", 1000, 30, true, Some("free")),
+        Actor::Admin(None),
+    )
+    .await
+    .expect("pro plan");
 }
 
 fn rfc3339(at: chrono::DateTime<chrono::Utc>) -> String {
@@ -257,12 +265,20 @@ db_test! {
 
 /// `basic` (300 / 30 days) and `pro` (1,000 / 30 days), neither with a fallback.
 async fn two_tiers(app: &TestApp) {
-    admin::create_plan(&app.app, plan("basic", 300, 30, true, None))
-        .await
-        .expect("basic");
-    admin::create_plan(&app.app, plan("pro", 1000, 30, true, None))
-        .await
-        .expect("pro");
+    admin::create_plan(
+        &app.app,
+        plan("basic", 300, 30, true, None),
+        Actor::Admin(None),
+    )
+    .await
+    .expect("basic");
+    admin::create_plan(
+        &app.app,
+        plan("pro", 1000, 30, true, None),
+        Actor::Admin(None),
+    )
+    .await
+    .expect("pro");
 }
 
 async fn change(app: &TestApp, token: &str, body: Value) -> reqwest::Response {

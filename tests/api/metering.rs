@@ -32,6 +32,7 @@ async fn put_on_plan(app: &TestApp, business: Uuid, code: &str, limits: &[(&str,
                 .collect::<BTreeMap<_, _>>(),
             is_public: true,
         },
+        Actor::Admin(None),
     )
     .await
     .expect("create plan");
@@ -151,8 +152,7 @@ db_test!(
                 fallback_code: None,
                 limits: BTreeMap::from([("recordings".to_owned(), 10_000)]),
                 is_public: true,
-            },
-        )
+            }, Actor::Admin(None))
         .await
         .expect("plan");
         for _ in 0..2 {
@@ -474,8 +474,7 @@ db_test!(
             PlanUpdate {
                 limits: vec![("recordings".to_owned(), Some(2))],
                 ..Default::default()
-            },
-        )
+            }, Actor::Admin(None))
         .await
         .expect("update plan");
         assert_eq!(app.record(&p).await.0, StatusCode::CREATED);

@@ -451,6 +451,55 @@ async fn no_secret_in_the_logs(test_db: Arc<TestDb>) {
     .await;
     assert_eq!(status, StatusCode::OK);
     secrets.push("the newest passphrase".to_owned());
+    // Email verification: the link mailed at signup.
+    let mut verify_key = None;
+    for _ in 0..100 {
+        if let Some(mail) = std::fs::read_dir(workdir.join("mail"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .find(|m| m.contains("verify-email?key=") && m.contains("ada@example.com"))
+        {
+            verify_key = Some(crate::smtp_sink::key_in(&mail));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let verify_key = verify_key.expect("the verification mail was written");
+    secrets.push(verify_key.clone());
+    let (status, verified) = post("/api/v1/email/verify", None, json!({"key": verify_key})).await;
+    assert_eq!(status, StatusCode::OK, "{verified}");
+    // Switching business, and deleting an account with its password.
+    let grace = token_of(&joined);
+    let (_, me) = {
+        let res = client
+            .get(format!("{base}/api/v1/me"))
+            .bearer_auth(&grace)
+            .send()
+            .await
+            .expect("request");
+        (
+            res.status(),
+            res.json::<Value>().await.unwrap_or(Value::Null),
+        )
+    };
+    let (status, switched) = post(
+        "/api/v1/sessions/switch",
+        Some(&grace),
+        json!({"business_id": me["business"]["id"]}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{switched}");
+    secrets.push(token_of(&switched));
+    let res = client
+        .delete(format!("{base}/api/v1/me"))
+        .bearer_auth(token_of(&switched))
+        .json(&json!({"password": "grace's own passphrase"}))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(res.status(), StatusCode::OK);
     let res = client
         .get(format!("{base}/api/v1/me"))
         .bearer_auth(&token)

@@ -14,6 +14,7 @@ mod http;
 
 use clap::{Parser, Subcommand};
 use saaskit::app::App;
+use saaskit::billing::events::Actor;
 use saaskit::clock::ManualClock;
 use saaskit::config::Config;
 use saaskit::db::{Db, Timestamp};
@@ -168,8 +169,12 @@ async fn run_sweep(scratch: &Scratch, n: u64, paid_share: f64) -> anyhow::Result
     config.database_url = scratch.url.clone();
     let app = App::with_db(config, db.clone(), Arc::new(clock.clone()))?;
 
-    let free = saaskit::billing::admin::create_plan(&app, plan("bench-free", 0)).await?;
-    let paid = saaskit::billing::admin::create_plan(&app, plan("bench-paid", 500)).await?;
+    let free =
+        saaskit::billing::admin::create_plan(&app, plan("bench-free", 0), Actor::Admin(None))
+            .await?;
+    let paid =
+        saaskit::billing::admin::create_plan(&app, plan("bench-paid", 500), Actor::Admin(None))
+            .await?;
     let seeding = Instant::now();
     seed(&db, n, paid_share, free.id, paid.id, start).await?;
     let seeded_in = seeding.elapsed();

@@ -39,122 +39,65 @@ fn current_client() -> ClientInfo {
     CLIENT.try_with(Clone::clone).unwrap_or_default()
 }
 
-/// What happened. The names are stable: clients filter on them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Action {
-    UserSignedUp,
-    LoginSucceeded,
-    LoginFailed,
-    Logout,
-    SessionRevoked,
-    PasswordChanged,
-    PasswordReset,
-    EmailVerified,
-    MemberRoleChanged,
-    OwnershipTransferred,
-    MemberRemoved,
-    MemberLeft,
-    InvitationSent,
-    InvitationResent,
-    InvitationRevoked,
-    InvitationAccepted,
-    ApiKeyCreated,
-    ApiKeyRotated,
-    ApiKeyRevoked,
-    SecretReportedLeaked,
-    BotCreated,
-    BotDeleted,
-    PlanChanged,
-    PlanCreated,
-    PlanUpdated,
-    SubscriptionCanceled,
-    SubscriptionResumed,
-    CreditsGranted,
-    BusinessDeactivated,
-    UserDeactivated,
-    StaffChanged,
-    AccountDeleted,
-    BusinessClosed,
-    BusinessSwitched,
+/// Declares [`Action`] once: each variant with its stable name, and the list of all of them.
+macro_rules! actions {
+    ($($variant:ident => $name:literal,)+) => {
+        /// What happened. The names are stable: clients filter on them.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        pub enum Action {
+            $($variant,)+
+        }
+
+        impl Action {
+            pub const ALL: &'static [Action] = &[$(Action::$variant,)+];
+
+            pub fn as_str(self) -> &'static str {
+                match self {
+                    $(Action::$variant => $name,)+
+                }
+            }
+        }
+    };
+}
+
+actions! {
+    UserSignedUp => "user.signed_up",
+    LoginSucceeded => "login.succeeded",
+    LoginFailed => "login.failed",
+    Logout => "session.logout",
+    SessionRevoked => "session.revoked",
+    PasswordChanged => "password.changed",
+    PasswordReset => "password.reset",
+    EmailVerified => "email.verified",
+    MemberRoleChanged => "member.role_changed",
+    OwnershipTransferred => "member.ownership_transferred",
+    MemberRemoved => "member.removed",
+    MemberLeft => "member.left",
+    InvitationSent => "invitation.sent",
+    InvitationResent => "invitation.resent",
+    InvitationRevoked => "invitation.revoked",
+    InvitationAccepted => "invitation.accepted",
+    ApiKeyCreated => "api_key.created",
+    ApiKeyRotated => "api_key.rotated",
+    ApiKeyRevoked => "api_key.revoked",
+    SecretReportedLeaked => "token.reported_leaked",
+    BotCreated => "bot.created",
+    BotDeleted => "bot.deleted",
+    PlanChanged => "subscription.plan_changed",
+    PlanCreated => "plan.created",
+    PlanUpdated => "plan.updated",
+    SubscriptionCanceled => "subscription.canceled",
+    SubscriptionResumed => "subscription.resumed",
+    CreditsGranted => "credits.granted",
+    BusinessDeactivated => "business.deactivated",
+    UserDeactivated => "user.deactivated",
+    StaffChanged => "user.staff_changed",
+    AccountDeleted => "user.deleted",
+    BusinessClosed => "business.closed",
+    BusinessSwitched => "session.business_switched",
 }
 
 impl Action {
-    pub const ALL: &'static [Action] = &[
-        Action::UserSignedUp,
-        Action::LoginSucceeded,
-        Action::LoginFailed,
-        Action::Logout,
-        Action::SessionRevoked,
-        Action::PasswordChanged,
-        Action::PasswordReset,
-        Action::EmailVerified,
-        Action::MemberRoleChanged,
-        Action::OwnershipTransferred,
-        Action::MemberRemoved,
-        Action::MemberLeft,
-        Action::InvitationSent,
-        Action::InvitationResent,
-        Action::InvitationRevoked,
-        Action::InvitationAccepted,
-        Action::ApiKeyCreated,
-        Action::ApiKeyRotated,
-        Action::ApiKeyRevoked,
-        Action::SecretReportedLeaked,
-        Action::BotCreated,
-        Action::BotDeleted,
-        Action::PlanChanged,
-        Action::PlanCreated,
-        Action::PlanUpdated,
-        Action::SubscriptionCanceled,
-        Action::SubscriptionResumed,
-        Action::CreditsGranted,
-        Action::BusinessDeactivated,
-        Action::UserDeactivated,
-        Action::StaffChanged,
-        Action::AccountDeleted,
-        Action::BusinessClosed,
-        Action::BusinessSwitched,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::UserSignedUp => "user.signed_up",
-            Action::LoginSucceeded => "login.succeeded",
-            Action::LoginFailed => "login.failed",
-            Action::Logout => "session.logout",
-            Action::SessionRevoked => "session.revoked",
-            Action::PasswordChanged => "password.changed",
-            Action::PasswordReset => "password.reset",
-            Action::EmailVerified => "email.verified",
-            Action::MemberRoleChanged => "member.role_changed",
-            Action::OwnershipTransferred => "member.ownership_transferred",
-            Action::MemberRemoved => "member.removed",
-            Action::MemberLeft => "member.left",
-            Action::InvitationSent => "invitation.sent",
-            Action::InvitationResent => "invitation.resent",
-            Action::InvitationRevoked => "invitation.revoked",
-            Action::InvitationAccepted => "invitation.accepted",
-            Action::ApiKeyCreated => "api_key.created",
-            Action::ApiKeyRotated => "api_key.rotated",
-            Action::ApiKeyRevoked => "api_key.revoked",
-            Action::SecretReportedLeaked => "token.reported_leaked",
-            Action::BotCreated => "bot.created",
-            Action::BotDeleted => "bot.deleted",
-            Action::PlanChanged => "subscription.plan_changed",
-            Action::PlanCreated => "plan.created",
-            Action::PlanUpdated => "plan.updated",
-            Action::SubscriptionCanceled => "subscription.canceled",
-            Action::SubscriptionResumed => "subscription.resumed",
-            Action::CreditsGranted => "credits.granted",
-            Action::BusinessDeactivated => "business.deactivated",
-            Action::UserDeactivated => "user.deactivated",
-            Action::StaffChanged => "user.staff_changed",
-            Action::AccountDeleted => "user.deleted",
-            Action::BusinessClosed => "business.closed",
-            Action::BusinessSwitched => "session.business_switched",
-        }
-    }
-
     pub fn parse(s: &str) -> Option<Action> {
         Action::ALL.iter().copied().find(|a| a.as_str() == s)
     }

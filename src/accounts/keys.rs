@@ -1,7 +1,11 @@
 //! The life of a single-use key (reset, invitation, verification): what makes one unusable.
 
-use crate::db::Timestamp;
-use crate::store::one_time_keys::OneTimeKey;
+use uuid::Uuid;
+
+use crate::db::{Conn, Timestamp, Tx};
+use crate::secret::NewSecret;
+use crate::store::one_time_keys::{self, OneTimeKey};
+use crate::store::users::User;
 
 /// Why a presented key cannot be used. `NotFound` is also what a key of another purpose gets.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -36,6 +40,61 @@ pub fn plausible(presented: &str) -> bool {
         && presented
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The key of `purpose` that `presented` is, if it can be used at `now`; a key that is not
+/// even plausible is not looked up. Callers write `find_usable(…).await??`.
+pub async fn find_usable(
+    c: Conn<'_>,
+    purpose: &str,
+    presented: &str,
+    now: Timestamp,
+) -> sqlx::Result<Result<OneTimeKey, KeyProblem>> {
+    if !plausible(presented) {
+        return Ok(Err(KeyProblem::NotFound));
+    }
+    let hash = crate::secret::digest(presented);
+    Ok(
+        match one_time_keys::find_by_hash(c, purpose, &hash).await? {
+            Some(key) => check(&key, now).map(|()| key),
+            None => Err(KeyProblem::NotFound),
+        },
+    )
+}
+
+/// Mints a key of `purpose` for `user` (reset, verification), valid for `lifetime`, on the
+/// caller's transaction. The user's earlier keys of that purpose die: only the newest mailed link
+/// works. Returns the secret to put in the link.
+pub async fn mint_for_user(
+    tx: &mut Tx,
+    purpose: &str,
+    user: &User,
+    lifetime: chrono::Duration,
+    now: Timestamp,
+) -> sqlx::Result<NewSecret> {
+    one_time_keys::revoke_for_user(tx.conn(), user.id, purpose, now).await?;
+    let secret = crate::secret::generate("");
+    one_time_keys::insert(
+        tx.conn(),
+        &OneTimeKey {
+            id: Uuid::now_v7(),
+            purpose: purpose.to_owned(),
+            hash: secret.hash.clone(),
+            user_id: Some(user.id),
+            business_id: None,
+            // The address the key is for: once the account has another, it proves nothing.
+            email: Some(user.email_key.clone()),
+            role: None,
+            created_by: None,
+            failed_attempts: 0,
+            created_at: now,
+            expires_at: now.plus(lifetime),
+            used_at: None,
+            revoked_at: None,
+        },
+    )
+    .await?;
+    Ok(secret)
 }
 
 #[cfg(test)]

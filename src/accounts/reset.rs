@@ -4,7 +4,6 @@
 
 use chrono::Duration;
 use thiserror::Error;
-use uuid::Uuid;
 
 use super::keys::{self, KeyProblem};
 use super::{ClientInfo, Session, open_session};
@@ -12,8 +11,7 @@ use crate::app::App;
 use crate::domain::{Email, Invalid, Password};
 use crate::mail::{self, Template};
 use crate::ratelimit;
-use crate::secret;
-use crate::store::one_time_keys::{self, OneTimeKey};
+use crate::store::one_time_keys;
 use crate::store::{members, tokens, users};
 
 pub const PURPOSE: &str = "password_reset";
@@ -56,27 +54,7 @@ async fn request_for(app: &App, key: &str) -> anyhow::Result<()> {
     }
     // Only the newest link works: lock the user so concurrent requests revoke in turn.
     users::lock(tx.conn(), user.id).await?;
-    one_time_keys::revoke_for_user(tx.conn(), user.id, PURPOSE, now).await?;
-    let secret = secret::generate("");
-    one_time_keys::insert(
-        tx.conn(),
-        &OneTimeKey {
-            id: Uuid::now_v7(),
-            purpose: PURPOSE.to_owned(),
-            hash: secret.hash.clone(),
-            user_id: Some(user.id),
-            business_id: None,
-            email: Some(user.email_key.clone()),
-            role: None,
-            created_by: None,
-            failed_attempts: 0,
-            created_at: now,
-            expires_at: now.plus(KEY_LIFETIME),
-            used_at: None,
-            revoked_at: None,
-        },
-    )
-    .await?;
+    let secret = keys::mint_for_user(&mut tx, PURPOSE, &user, KEY_LIFETIME, now).await?;
     let link = format!(
         "{}/reset-password?key={}",
         app.config.public_base(),
@@ -136,16 +114,9 @@ async fn confirm(
     new_password: &str,
     client: ClientInfo,
 ) -> Result<Session, ResetError> {
-    if !keys::plausible(presented) {
-        return Err(KeyProblem::NotFound.into());
-    }
-    let hash = secret::digest(presented);
     let (key, user) = {
         let mut tx = app.db.read().await?;
-        let key = one_time_keys::find_by_hash(tx.conn(), PURPOSE, &hash)
-            .await?
-            .ok_or(KeyProblem::NotFound)?;
-        keys::check(&key, app.clock.now())?;
+        let key = keys::find_usable(tx.conn(), PURPOSE, presented, app.clock.now()).await??;
         let user_id = key
             .user_id
             .ok_or_else(|| anyhow::anyhow!("reset key {} has no user", key.id))?;
@@ -173,10 +144,7 @@ async fn confirm(
     let mut tx = app.db.begin().await?;
     if !one_time_keys::consume(tx.conn(), key.id, now).await? {
         // Used (or expired) between the check and now: look again to say which.
-        let again = one_time_keys::find_by_hash(tx.conn(), PURPOSE, &hash)
-            .await?
-            .ok_or(KeyProblem::NotFound)?;
-        keys::check(&again, now)?;
+        keys::find_usable(tx.conn(), PURPOSE, presented, now).await??;
         return Err(KeyProblem::Used.into());
     }
     users::set_password_hash(tx.conn(), user.id, &password_hash, now).await?;

@@ -8,7 +8,6 @@
 
 use chrono::Duration;
 use thiserror::Error;
-use uuid::Uuid;
 
 use super::keys::{self, KeyProblem};
 use super::{ClientInfo, Principal};
@@ -17,8 +16,7 @@ use crate::db::{Timestamp, Tx};
 use crate::domain::Role;
 use crate::mail::{self, Template};
 use crate::ratelimit;
-use crate::secret;
-use crate::store::one_time_keys::{self, OneTimeKey};
+use crate::store::one_time_keys;
 use crate::store::users::{self, User};
 
 pub const PURPOSE: &str = "email_verification";
@@ -27,30 +25,8 @@ pub const PURPOSE: &str = "email_verification";
 /// transaction; the user's older verification keys die. The caller notifies the mail worker
 /// (`app.mail_queued`) after committing.
 pub async fn issue(app: &App, tx: &mut Tx, user: &User, now: Timestamp) -> anyhow::Result<()> {
-    one_time_keys::revoke_for_user(tx.conn(), user.id, PURPOSE, now).await?;
-    let secret = secret::generate("");
     let valid_hours = i64::from(app.config.email_verification_ttl_hours);
-    one_time_keys::insert(
-        tx.conn(),
-        &OneTimeKey {
-            id: Uuid::now_v7(),
-            purpose: PURPOSE.to_owned(),
-            hash: secret.hash.clone(),
-            user_id: Some(user.id),
-            business_id: None,
-            // The address this key proves: a key for an address the account no longer has
-            // proves nothing.
-            email: Some(user.email_key.clone()),
-            role: None,
-            created_by: None,
-            failed_attempts: 0,
-            created_at: now,
-            expires_at: now.plus(Duration::hours(valid_hours)),
-            used_at: None,
-            revoked_at: None,
-        },
-    )
-    .await?;
+    let secret = keys::mint_for_user(tx, PURPOSE, user, Duration::hours(valid_hours), now).await?;
     let link = format!(
         "{}/verify-email?key={}",
         app.config.public_base(),
@@ -97,16 +73,9 @@ pub async fn verify(app: &App, presented: &str, client: &ClientInfo) -> Result<U
 }
 
 async fn verify_key(app: &App, presented: &str) -> Result<User, VerifyError> {
-    if !keys::plausible(presented) {
-        return Err(KeyProblem::NotFound.into());
-    }
-    let hash = secret::digest(presented);
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
-    let key = one_time_keys::find_by_hash(tx.conn(), PURPOSE, &hash)
-        .await?
-        .ok_or(KeyProblem::NotFound)?;
-    keys::check(&key, now)?;
+    let key = keys::find_usable(tx.conn(), PURPOSE, presented, now).await??;
     let user_id = key
         .user_id
         .ok_or_else(|| anyhow::anyhow!("verification key {} has no user", key.id))?;

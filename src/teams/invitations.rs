@@ -295,14 +295,8 @@ impl From<sqlx::Error> for LookupError {
 }
 
 async fn load(app: &App, presented: &str) -> Result<(OneTimeKey, InvitationDetails), LookupError> {
-    if !keys::plausible(presented) {
-        return Err(KeyProblem::NotFound.into());
-    }
     let mut tx = app.db.read().await?;
-    let key = one_time_keys::find_by_hash(tx.conn(), PURPOSE, &secret::digest(presented))
-        .await?
-        .ok_or(KeyProblem::NotFound)?;
-    keys::check(&key, app.clock.now())?;
+    let key = keys::find_usable(tx.conn(), PURPOSE, presented, app.clock.now()).await??;
     let business_id = key
         .business_id
         .ok_or_else(|| anyhow::anyhow!("invitation {} has no business", key.id))?;

@@ -23,35 +23,6 @@ fn actions(page: &Value) -> Vec<String> {
         .collect()
 }
 
-/// Invites `email` as `role` and accepts; returns (session, member id).
-async fn join(app: &TestApp, owner: &str, email: &str, role: &str) -> (String, String) {
-    let (status, inv) = app
-        .post(
-            "/api/v1/invitations",
-            Some(owner),
-            json!({"email": email, "role": role, "send_email": false}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{inv}");
-    let (status, joined) = app
-        .post(
-            &format!(
-                "/api/v1/invitations/{}/accept",
-                inv["key"].as_str().expect("key")
-            ),
-            None,
-            json!({"first_name": "T", "last_name": "M", "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{joined}");
-    let token = token_of(&joined);
-    let (_, me) = app.get("/api/v1/me", Some(&token)).await;
-    (
-        token,
-        me["member_id"].as_str().expect("member_id").to_owned(),
-    )
-}
-
 fn verify(app: &TestApp) -> (bool, String) {
     let out = saaskit()
         .args(["audit", "verify"])
@@ -81,7 +52,7 @@ db_test!(
             .expect("login");
         let (status, login) = read(res).await;
         assert_eq!(status, StatusCode::OK, "{login}");
-        let (_, member_id) = join(&app, &owner, "member@example.com", "member").await;
+        let (_, member_id) = app.join(&owner, "member@example.com", "member").await;
         let (status, _) = app
             .call(Method::PATCH, &format!("/api/v1/members/{member_id}"), Some(&owner), Some(json!({"role": "admin"})))
             .await;
@@ -200,7 +171,7 @@ db_test!(
         assert_eq!(created["data"][0]["actor"]["kind"], "staff");
 
         // A plain member may not read it.
-        let (member, _) = join(&app, &owner, "member@example.com", "member").await;
+        let (member, _) = app.join(&owner, "member@example.com", "member").await;
         let (status, body) = log(&app, &member, "").await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
         assert_eq!(body["code"], "forbidden_role");

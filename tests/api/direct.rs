@@ -92,18 +92,9 @@ async fn execute_many_runs_one_statement_per_row_inside_the_transaction() {
 
 #[tokio::test]
 async fn the_writer_commits_a_batch_and_rolls_back_only_the_writes_that_fail() {
-    use saaskit::db::writer::Writer;
-
-    let test_db = TestDb::create(Backend::Sqlite).await;
-    let db = test_db.connect().await;
-    let Db::Sqlite(pool) = &db else {
-        panic!("a SQLite database")
-    };
-    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, n INTEGER)")
-        .execute(pool)
-        .await
-        .expect("create");
-    let writer = Writer::start(pool).await.expect("writer");
+    let (_test_db, pool, writer) =
+        writer_on("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, n INTEGER)").await;
+    let pool = &pool;
 
     // Many writes at once share batches; every fifth writes a row and then fails.
     let writes = (0..100i64).map(|i| {
@@ -171,18 +162,8 @@ async fn futures_join<T: Send + 'static>(
 
 #[tokio::test]
 async fn a_panicking_write_is_rolled_back_and_the_writer_goes_on() {
-    use saaskit::db::writer::Writer;
-
-    let test_db = TestDb::create(Backend::Sqlite).await;
-    let db = test_db.connect().await;
-    let Db::Sqlite(pool) = &db else {
-        panic!("a SQLite database")
-    };
-    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
-        .execute(pool)
-        .await
-        .expect("create");
-    let writer = Writer::start(pool).await.expect("writer");
+    let (_test_db, pool, writer) = writer_on("CREATE TABLE t (id INTEGER PRIMARY KEY)").await;
+    let pool = &pool;
     let panicked = writer
         .run(|b| -> Result<(), sqlx::Error> {
             b.execute("INSERT INTO t (id) VALUES (1)", &[])?;
@@ -204,18 +185,8 @@ async fn a_panicking_write_is_rolled_back_and_the_writer_goes_on() {
 
 #[tokio::test]
 async fn when_sqlite_rolls_a_batch_back_no_write_of_it_is_reported_done() {
-    use saaskit::db::writer::Writer;
-
-    let test_db = TestDb::create(Backend::Sqlite).await;
-    let db = test_db.connect().await;
-    let Db::Sqlite(pool) = &db else {
-        panic!("a SQLite database")
-    };
-    sqlx::query("CREATE TABLE t (id INTEGER PRIMARY KEY)")
-        .execute(pool)
-        .await
-        .expect("create");
-    let writer = Writer::start(pool).await.expect("writer");
+    let (_test_db, pool, writer) = writer_on("CREATE TABLE t (id INTEGER PRIMARY KEY)").await;
+    let pool = &pool;
     // Hold the writer thread so that the next writes queue up and share one batch.
     let hold = {
         let writer = writer.clone();
@@ -273,4 +244,20 @@ async fn when_sqlite_rolls_a_batch_back_no_write_of_it_is_reported_done() {
         .run(|b| b.execute("INSERT INTO t (id) VALUES (99)", &[]))
         .await
         .expect("the writer still writes");
+}
+
+/// A scratch SQLite database with the table `create` makes, and a batching writer on it.
+async fn writer_on(create: &str) -> (TestDb, sqlx::SqlitePool, saaskit::db::writer::Writer) {
+    let test_db = TestDb::create(Backend::Sqlite).await;
+    let Db::Sqlite(pool) = test_db.connect().await else {
+        panic!("a SQLite database")
+    };
+    sqlx::query(sqlx::AssertSqlSafe(create.to_owned()))
+        .execute(&pool)
+        .await
+        .expect("create");
+    let writer = saaskit::db::writer::Writer::start(&pool)
+        .await
+        .expect("writer");
+    (test_db, pool, writer)
 }

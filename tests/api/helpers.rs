@@ -288,6 +288,32 @@ impl TestApp {
         body
     }
 
+    /// Invites `email` as `role` into the business of `owner`'s session, and accepts as a new
+    /// account with the test password; returns (its session, its member id).
+    pub async fn join(&self, owner: &str, email: &str, role: &str) -> (String, String) {
+        let (status, inv) = self
+            .post(
+                "/api/v1/invitations",
+                Some(owner),
+                json!({"email": email, "role": role, "send_email": false}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{inv}");
+        let key = inv["key"].as_str().expect("key");
+        let (status, joined) = self
+            .post(
+                &format!("/api/v1/invitations/{key}/accept"),
+                None,
+                json!({"first_name": "T", "last_name": "M", "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{joined}");
+        let token = token_of(&joined);
+        let (_, me) = self.get("/api/v1/me", Some(&token)).await;
+        let member_id = me["member_id"].as_str().expect("member_id").to_owned();
+        (token, member_id)
+    }
+
     /// Logs in with the test password and returns the new session token (after a long jump of
     /// the clock, an old session has lapsed like a real one would).
     pub async fn login_token(&self, email: &str) -> String {

@@ -7,35 +7,6 @@ use serde_json::{Value, json};
 use crate::db_test;
 use crate::helpers::*;
 
-/// Invites `email` with `role` into the owner's business and returns (session, member id).
-async fn join(app: &TestApp, owner: &str, email: &str, role: &str) -> (String, String) {
-    let (status, inv) = app
-        .post(
-            "/api/v1/invitations",
-            Some(owner),
-            json!({"email": email, "role": role, "send_email": false}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{inv}");
-    let (status, joined) = app
-        .post(
-            &format!(
-                "/api/v1/invitations/{}/accept",
-                inv["key"].as_str().expect("key")
-            ),
-            None,
-            json!({"first_name": "T", "last_name": "M", "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{joined}");
-    let token = token_of(&joined);
-    let (_, me) = app.get("/api/v1/me", Some(&token)).await;
-    (
-        token,
-        me["member_id"].as_str().expect("member_id").to_owned(),
-    )
-}
-
 async fn set_role(app: &TestApp, token: &str, id: &str, role: &str) -> (StatusCode, Value) {
     app.call(
         Method::PATCH,
@@ -69,7 +40,7 @@ async fn member_id(app: &TestApp, token: &str) -> String {
 db_test!(
     async fn members_are_listed_with_their_roles(app) {
         let owner = app.signup_token("owner@example.com").await;
-        join(&app, &owner, "ann@example.com", "member").await;
+        app.join(&owner, "ann@example.com", "member").await;
         let (status, _) = app
             .post("/api/v1/bots", Some(&owner), json!({"name": "ci", "scopes": ["sdk"]}))
             .await;
@@ -97,8 +68,8 @@ db_test!(
 db_test!(
     async fn owners_and_admins_change_roles_within_their_own(app) {
         let owner = app.signup_token("owner@example.com").await;
-        let (ann, ann_id) = join(&app, &owner, "ann@example.com", "member").await;
-        let (bob, bob_id) = join(&app, &owner, "bob@example.com", "member").await;
+        let (ann, ann_id) = app.join(&owner, "ann@example.com", "member").await;
+        let (bob, bob_id) = app.join(&owner, "bob@example.com", "member").await;
         let owner_id = member_id(&app, &owner).await;
 
         // A member changes nobody's role.
@@ -137,7 +108,7 @@ db_test!(
     async fn a_business_always_keeps_an_owner_and_ownership_can_be_transferred(app) {
         let owner = app.signup_token("owner@example.com").await;
         let owner_id = member_id(&app, &owner).await;
-        let (ann, ann_id) = join(&app, &owner, "ann@example.com", "admin").await;
+        let (ann, ann_id) = app.join(&owner, "ann@example.com", "admin").await;
 
         let (status, body) = set_role(&app, &owner, &owner_id, "admin").await;
         assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("last_owner")));
@@ -161,7 +132,7 @@ db_test!(
     async fn two_owners_demoting_each_other_at_once_leave_one_owner(app) {
         let owner = app.signup_token("owner@example.com").await;
         let owner_id = member_id(&app, &owner).await;
-        let (ann, ann_id) = join(&app, &owner, "ann@example.com", "admin").await;
+        let (ann, ann_id) = app.join(&owner, "ann@example.com", "admin").await;
         let (status, _) = set_role(&app, &owner, &ann_id, "owner").await;
         assert_eq!(status, StatusCode::OK);
         let (a, b) = tokio::join!(
@@ -189,8 +160,8 @@ db_test!(
     async fn a_removed_member_is_locked_out_at_once_and_frees_a_place(app) {
         let owner = app.signup_token("owner@example.com").await;
         let owner_id = member_id(&app, &owner).await;
-        let (ann, ann_id) = join(&app, &owner, "ann@example.com", "admin").await;
-        let (bob, bob_id) = join(&app, &owner, "bob@example.com", "member").await;
+        let (ann, ann_id) = app.join(&owner, "ann@example.com", "admin").await;
+        let (bob, bob_id) = app.join(&owner, "bob@example.com", "member").await;
         assert_eq!(members_used(&app, &owner).await, Some(3));
 
         // An admin does not remove an owner; a member removes nobody else.

@@ -7,35 +7,6 @@ use serde_json::{Value, json};
 use crate::db_test;
 use crate::helpers::*;
 
-/// Invites `email` as `role` and accepts as a new account; returns (session, member id).
-async fn join(app: &TestApp, owner: &str, email: &str, role: &str) -> (String, String) {
-    let (status, inv) = app
-        .post(
-            "/api/v1/invitations",
-            Some(owner),
-            json!({"email": email, "role": role, "send_email": false}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{inv}");
-    let (status, joined) = app
-        .post(
-            &format!(
-                "/api/v1/invitations/{}/accept",
-                inv["key"].as_str().expect("key")
-            ),
-            None,
-            json!({"first_name": "T", "last_name": "M", "password": PASSWORD}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{joined}");
-    let token = token_of(&joined);
-    let (_, me) = app.get("/api/v1/me", Some(&token)).await;
-    (
-        token,
-        me["member_id"].as_str().expect("member_id").to_owned(),
-    )
-}
-
 async fn me(app: &TestApp, token: &str) -> Value {
     let (status, me) = app.get("/api/v1/me", Some(token)).await;
     assert_eq!(status, StatusCode::OK, "{me}");
@@ -65,8 +36,8 @@ db_test!(
     async fn an_owner_hands_the_business_over_in_one_step(app) {
         let owner = app.signup_token("owner@example.com").await;
         let own_id = me(&app, &owner).await["member_id"].as_str().expect("id").to_owned();
-        let (admin, admin_id) = join(&app, &owner, "admin@example.com", "admin").await;
-        let (_, member_id) = join(&app, &owner, "member@example.com", "member").await;
+        let (admin, admin_id) = app.join(&owner, "admin@example.com", "admin").await;
+        let (_, member_id) = app.join(&owner, "member@example.com", "member").await;
 
         // Only owners transfer; not to oneself, not to a bot.
         let (status, body) = transfer(&app, &admin, &member_id).await;
@@ -202,6 +173,10 @@ db_test!(
         let user_id = signed_up["user"]["id"].as_str().expect("id");
         let remaining = app.count("users").await;
         assert_eq!(remaining, 2, "the user and the bot rows stay, anonymous");
+        assert_eq!(app.count("users WHERE email = 'solo@example.com' OR first_name = 'Ada'").await, 0);
+        let tombstones = "users WHERE email LIKE 'deleted-%@deleted.invalid' AND first_name = '' \
+                          AND last_name = '' AND password_hash = '!' AND NOT is_active";
+        assert_eq!(app.count(tombstones).await, 1);
         // The address is free again.
         app.signup("solo@example.com").await;
         // The closed business's subscription no longer renews.
@@ -224,7 +199,7 @@ db_test!(
     async fn an_only_owner_transfers_ownership_before_leaving_with_the_account(app) {
         let owner = app.signup_token("owner@example.com").await;
         let business = me(&app, &owner).await["business"]["id"].as_str().expect("id").to_owned();
-        let (member, member_id) = join(&app, &owner, "member@example.com", "member").await;
+        let (member, member_id) = app.join(&owner, "member@example.com", "member").await;
 
         let (status, body) = delete_me(&app, &owner, PASSWORD).await;
         assert_eq!(status, StatusCode::CONFLICT, "{body}");
@@ -258,7 +233,7 @@ db_test!(
         let signed_up = app.signup("owner@example.com").await;
         let owner = token_of(&signed_up);
         let business = signed_up["business"]["id"].as_str().expect("id").to_owned();
-        join(&app, &owner, "member@example.com", "member").await;
+        app.join(&owner, "member@example.com", "member").await;
         // The owner also belongs to another business, where they are a member.
         let other = app.signup_token("other@example.com").await;
         let (_, inv) = app

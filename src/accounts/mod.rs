@@ -45,6 +45,58 @@ pub struct ClientInfo {
     pub ip: Option<String>,
 }
 
+/// Where a request came from, as received: the peer and the two headers that tell, kept without
+/// copying (header values are shared buffers) and turned into a [`ClientInfo`] only when asked.
+#[derive(Clone)]
+pub struct Origin {
+    peer: Option<std::net::IpAddr>,
+    user_agent: Option<axum::http::HeaderValue>,
+    forwarded_for: Vec<axum::http::HeaderValue>,
+    /// For `SAASKIT_TRUSTED_PROXIES` (a shared handle: nothing is copied per request).
+    app: crate::app::AppState,
+}
+
+impl Origin {
+    pub fn new(
+        peer: Option<std::net::IpAddr>,
+        headers: &axum::http::HeaderMap,
+        app: crate::app::AppState,
+    ) -> Origin {
+        Origin {
+            peer,
+            user_agent: headers.get(axum::http::header::USER_AGENT).cloned(),
+            forwarded_for: headers.get_all("x-forwarded-for").iter().cloned().collect(),
+            app,
+        }
+    }
+
+    /// The client's address (through trusted proxies) and user agent.
+    pub fn resolve(&self) -> ClientInfo {
+        let user_agent = self
+            .user_agent
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        // A proxy may append its own header line instead of extending the first: read them all,
+        // in order. A line that is not text spoils the whole header (then only the peer counts).
+        let forwarded_for = self
+            .forwarded_for
+            .iter()
+            .map(|v| v.to_str().ok())
+            .collect::<Option<Vec<&str>>>()
+            .filter(|lines| !lines.is_empty())
+            .map(|lines| lines.join(","));
+        let ip = self.peer.map(|peer| {
+            self.app
+                .config
+                .trusted_proxies
+                .client_address(peer, forwarded_for.as_deref())
+                .to_string()
+        });
+        ClientInfo { user_agent, ip }
+    }
+}
+
 /// A new session: the secret is shown to the client once and never again.
 #[derive(Debug)]
 pub struct Session {
@@ -457,6 +509,14 @@ impl Principal {
 
     pub fn role(&self) -> Option<Role> {
         self.member.as_ref().map(|m| m.role)
+    }
+
+    /// The person behind a login session: `None` for an API key, a bot, or a bot's token.
+    /// What only people do (passwords, their own account, their mailbox) asks for this.
+    pub fn person(&self) -> Option<&Membership> {
+        self.member
+            .as_ref()
+            .filter(|m| self.token_kind == "session" && m.role != Role::Bot)
     }
 
     pub fn is_staff(&self) -> bool {

@@ -109,11 +109,8 @@ async fn check_password(
     principal: &Principal,
     current: &str,
 ) -> Result<(Uuid, super::Membership), SessionError> {
-    let user = user_of(principal)?;
-    let member = principal.member.as_ref().ok_or(SessionError::NotAPerson)?;
-    if member.role == crate::domain::Role::Bot || principal.token_kind != "session" {
-        return Err(SessionError::NotAPerson);
-    }
+    let member = principal.person().ok_or(SessionError::NotAPerson)?;
+    let user = member.user_id;
     let creds = {
         let mut tx = app.db.read().await?;
         users::find_credentials_by_email_key(tx.conn(), &Email::key_of(&member.email)).await?
@@ -310,10 +307,7 @@ pub async fn switch_business(
     business_id: Uuid,
     client: super::ClientInfo,
 ) -> Result<(super::Session, businesses::Business), SessionError> {
-    let user = user_of(principal)?;
-    if principal.token_kind != "session" {
-        return Err(SessionError::NotAPerson);
-    }
+    let user = principal.person().ok_or(SessionError::NotAPerson)?.user_id;
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     let business = businesses::find(tx.conn(), business_id)

@@ -13,7 +13,6 @@ use super::keys::{self, KeyProblem};
 use super::{ClientInfo, Principal};
 use crate::app::App;
 use crate::db::{Timestamp, Tx};
-use crate::domain::Role;
 use crate::mail::{self, Template};
 use crate::ratelimit;
 use crate::store::one_time_keys;
@@ -123,10 +122,7 @@ impl From<sqlx::Error> for ResendError {
 /// Mails the caller a new verification link; the previous ones stop working. Limited per
 /// account (`SAASKIT_RATE_LIMIT_VERIFY_ACCOUNT`).
 pub async fn resend(app: &App, caller: &Principal) -> Result<User, ResendError> {
-    let user_id = match &caller.member {
-        Some(m) if caller.token_kind == "session" && m.role != Role::Bot => m.user_id,
-        _ => return Err(ResendError::NotAPerson),
-    };
+    let user_id = caller.person().ok_or(ResendError::NotAPerson)?.user_id;
     let now = app.clock.now();
     let user = {
         let mut tx = app.db.read().await?;

@@ -12,7 +12,7 @@ use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
-use crate::accounts::{self, ClientInfo, CurrentSubscription, Membership, Principal};
+use crate::accounts::{self, ClientInfo, CurrentSubscription, Membership, Origin, Principal};
 use crate::app::AppState;
 use crate::db::Timestamp;
 use crate::domain::{Role, Scope};
@@ -322,6 +322,18 @@ fn presented_token(parts: &Parts) -> Option<&str> {
 /// Where a request came from, for session listings.
 pub struct Client(pub ClientInfo);
 
+/// A request's [`Origin`], unresolved, from its extensions (the peer) and headers.
+pub fn origin(
+    extensions: &axum::http::Extensions,
+    headers: &axum::http::HeaderMap,
+    app: &AppState,
+) -> Origin {
+    let peer = extensions
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|ConnectInfo(addr)| addr.ip());
+    Origin::new(peer, headers, app.clone())
+}
+
 impl FromRequestParts<AppState> for Client {
     type Rejection = std::convert::Infallible;
 
@@ -329,31 +341,9 @@ impl FromRequestParts<AppState> for Client {
         parts: &mut Parts,
         app: &AppState,
     ) -> Result<Self, Self::Rejection> {
-        let user_agent = parts
-            .headers
-            .get(header::USER_AGENT)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        // A proxy may append its own header line instead of extending the first: read them all,
-        // in order. A line that is not text spoils the whole header (then only the peer counts).
-        let forwarded_for = parts
-            .headers
-            .get_all("x-forwarded-for")
-            .iter()
-            .map(|v| v.to_str().ok())
-            .collect::<Option<Vec<&str>>>()
-            .filter(|lines| !lines.is_empty())
-            .map(|lines| lines.join(","));
-        let ip = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|ConnectInfo(addr)| {
-                app.config
-                    .trusted_proxies
-                    .client_address(addr.ip(), forwarded_for.as_deref())
-                    .to_string()
-            });
-        Ok(Client(ClientInfo { user_agent, ip }))
+        Ok(Client(
+            origin(&parts.extensions, &parts.headers, app).resolve(),
+        ))
     }
 }
 

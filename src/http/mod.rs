@@ -316,11 +316,12 @@ fn cors(config: &crate::config::Config) -> Option<CorsLayer> {
 
 /// Runs the request with its client's address and user agent at hand for the audit log.
 async fn audit_context(
-    extract::Client(client): extract::Client,
+    axum::extract::State(app): axum::extract::State<AppState>,
     req: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    crate::audit::with_client(client, next.run(req)).await
+    let origin = extract::origin(req.extensions(), req.headers(), &app);
+    crate::audit::with_origin(origin, next.run(req)).await
 }
 
 /// Answers 503 `timeout` when a request takes longer than `SAASKIT_REQUEST_TIMEOUT`; the handler

@@ -409,10 +409,7 @@ pub async fn accept_as(
     client: ClientInfo,
 ) -> Result<Accepted, AcceptError> {
     let attempt = ratelimit::key_attempt(app, &client).await??;
-    let member = match &caller.member {
-        Some(m) if caller.token_kind == "session" && m.role != Role::Bot => m,
-        _ => return Err(AcceptError::NotAPerson),
-    };
+    let member = caller.person().ok_or(AcceptError::NotAPerson)?;
     let (key, details) = load(app, presented).await?;
     if Email::key_of(&member.email) != details.email {
         return Err(AcceptError::OtherEmail);

@@ -2,7 +2,7 @@
 //! billing cycle; the dashboard lists them newest first, a page at a time.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::db::Timestamp;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::http::extract::{ApiJson, DashboardRead, Idempotency, Sdk};
+use crate::http::extract::{ApiJson, ApiQuery, DashboardRead, Idempotency, Sdk, page_limit};
 use crate::metering::idempotency::{self, Stored};
 use crate::metering::{self, Consumed, MeteredError, MeteredInsert, Value};
 use crate::on_conn;
@@ -179,23 +179,9 @@ pub struct RecordingPage {
 pub async fn list_recordings(
     State(app): State<AppState>,
     DashboardRead(p): DashboardRead,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<RecordingPage>> {
-    let Query(q) = query.map_err(|e| {
-        ApiError::validation(vec![FieldError::new(
-            "query",
-            "invalid_query",
-            e.body_text(),
-        )])
-    })?;
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=100).contains(&limit) {
-        return Err(ApiError::validation(vec![FieldError::new(
-            "limit",
-            "out_of_range",
-            "From 1 to 100.",
-        )]));
-    }
+    let limit = page_limit(q.limit, 50, 100).map_err(|e| ApiError::validation(vec![e]))?;
     let mut tx = app.db.read().await?;
     // Ids are UUIDv7, so their order is their creation order.
     let rows: Vec<Recording> = on_conn!(tx.conn(), c => sqlx::query_as(

@@ -2,7 +2,7 @@
 //! staff.
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -12,7 +12,7 @@ use crate::audit::{Action, Entry, Filter};
 use crate::db::Timestamp;
 use crate::domain::Permission;
 use crate::error::{ApiError, ApiResult, FieldError};
-use crate::http::extract::DashboardRead;
+use crate::http::extract::{ApiQuery, DashboardRead, page_limit};
 
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -116,15 +116,8 @@ pub struct AuditPage {
 pub async fn list_audit_log(
     State(app): State<AppState>,
     DashboardRead(p): DashboardRead,
-    query: Result<Query<AuditQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
-    let Query(q) = query.map_err(|e| {
-        ApiError::validation(vec![FieldError::new(
-            "query",
-            "invalid_query",
-            e.body_text(),
-        )])
-    })?;
     let staff = p.is_staff();
     if !staff && !p.role().is_some_and(|r| r.may(Permission::ReadAuditLog)) {
         return Err(ApiError::forbidden(
@@ -156,10 +149,10 @@ pub async fn list_audit_log(
             None
         }
     };
-    let limit = q.limit.unwrap_or(50);
-    if !(1..=200).contains(&limit) {
-        errors.push(FieldError::new("limit", "out_of_range", "From 1 to 200."));
-    }
+    let limit = page_limit(q.limit, 50, 200).unwrap_or_else(|e| {
+        errors.push(e);
+        0
+    });
     if !errors.is_empty() {
         return Err(ApiError::validation(errors));
     }

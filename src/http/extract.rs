@@ -16,7 +16,7 @@ use crate::accounts::{self, ClientInfo, CurrentSubscription, Membership, Origin,
 use crate::app::AppState;
 use crate::db::Timestamp;
 use crate::domain::{Role, Scope};
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::metering::idempotency::{IdempotencyKey, Stored};
 
 /// Largest request body accepted, in bytes.
@@ -39,6 +39,42 @@ where
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// `Query<T>` whose failures are 422 `invalid_query` problems.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(ApiQuery(value)),
+            Err(rejection) => Err(ApiError::validation(vec![FieldError::new(
+                "query",
+                "invalid_query",
+                rejection.body_text(),
+            )])),
+        }
+    }
+}
+
+/// A page size: `limit` when given (1 to `max`), else `default`.
+pub fn page_limit(limit: Option<i64>, default: i64, max: i64) -> Result<i64, FieldError> {
+    let limit = limit.unwrap_or(default);
+    if (1..=max).contains(&limit) {
+        Ok(limit)
+    } else {
+        Err(FieldError::new(
+            "limit",
+            "out_of_range",
+            format!("From 1 to {max}."),
+        ))
     }
 }
 

@@ -418,21 +418,7 @@ async fn no_secret_in_the_logs(test_db: Arc<TestDb>) {
     .await;
     assert_eq!(status, StatusCode::ACCEPTED);
     // The mail worker writes the message to ./mail in the server's working directory.
-    let mut reset_key = None;
-    for _ in 0..100 {
-        if let Some(mail) = std::fs::read_dir(workdir.join("mail"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .find(|m| m.contains("reset-password?key="))
-        {
-            reset_key = Some(crate::smtp_sink::key_in(&mail));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let reset_key = reset_key.expect("the reset mail was written");
+    let reset_key = key_mailed(&workdir, &["reset-password?key="]).await;
     secrets.push(reset_key.clone());
     let (status, reset) = post(
         "/api/v1/password/reset/confirm",
@@ -452,21 +438,7 @@ async fn no_secret_in_the_logs(test_db: Arc<TestDb>) {
     assert_eq!(status, StatusCode::OK);
     secrets.push("the newest passphrase".to_owned());
     // Email verification: the link mailed at signup.
-    let mut verify_key = None;
-    for _ in 0..100 {
-        if let Some(mail) = std::fs::read_dir(workdir.join("mail"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
-            .find(|m| m.contains("verify-email?key=") && m.contains("ada@example.com"))
-        {
-            verify_key = Some(crate::smtp_sink::key_in(&mail));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let verify_key = verify_key.expect("the verification mail was written");
+    let verify_key = key_mailed(&workdir, &["verify-email?key=", "ada@example.com"]).await;
     secrets.push(verify_key.clone());
     let (status, verified) = post("/api/v1/email/verify", None, json!({"key": verify_key})).await;
     assert_eq!(status, StatusCode::OK, "{verified}");
@@ -529,6 +501,24 @@ async fn no_secret_in_the_logs(test_db: Arc<TestDb>) {
         );
     }
     let _ = std::fs::remove_dir_all(&workdir);
+}
+
+/// The key in the first mail the server wrote to `<workdir>/mail` that contains every needle,
+/// waiting up to five seconds for the mail worker.
+async fn key_mailed(workdir: &std::path::Path, needles: &[&str]) -> String {
+    for _ in 0..100 {
+        if let Some(mail) = std::fs::read_dir(workdir.join("mail"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| std::fs::read_to_string(e.path()).ok())
+            .find(|m| needles.iter().all(|n| m.contains(n)))
+        {
+            return crate::smtp_sink::key_in(&mail);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no mail with {needles:?} was written");
 }
 
 #[tokio::test]

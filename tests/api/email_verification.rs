@@ -224,15 +224,26 @@ db_test! {
     }
 }
 
+/// Asks for a reset link for `email` and confirms it with `password`; the answer.
+async fn reset_password(app: &TestApp, email: &str, password: &str) -> Value {
+    app.post("/api/v1/password/reset", None, json!({"email": email}))
+        .await;
+    let key = key_in(&app.only_mail_to(email, RESET_SUBJECT).await);
+    let (status, body) = app
+        .post(
+            "/api/v1/password/reset/confirm",
+            None,
+            json!({"key": key, "password": password}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body
+}
+
 db_test! {
     async fn a_confirmed_password_reset_verifies_the_email(app) {
         app.signup("ada@example.com").await;
-        app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"})).await;
-        let key = key_in(&app.only_mail_to("ada@example.com", RESET_SUBJECT).await);
-        let (status, body) = app
-            .post("/api/v1/password/reset/confirm", None, json!({"key": key, "password": "a brand new passphrase"}))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        let body = reset_password(&app, "ada@example.com", "a brand new passphrase").await;
         assert!(verified(&app, &token_of(&body)).await);
         // The verification link has nothing left to prove, and says so harmlessly.
         let verification = app.verification_key("ada@example.com").await;
@@ -310,12 +321,7 @@ db_test! {
     async fn with_verification_required_a_password_reset_lets_the_owner_in(app) {
         let app = requiring_verification(app).await;
         signup_body(&app, "ada@example.com").await;
-        app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"})).await;
-        let key = key_in(&app.only_mail_to("ada@example.com", RESET_SUBJECT).await);
-        let (status, body) = app
-            .post("/api/v1/password/reset/confirm", None, json!({"key": key, "password": "a brand new passphrase"}))
-            .await;
-        assert_eq!(status, StatusCode::OK, "{body}");
+        reset_password(&app, "ada@example.com", "a brand new passphrase").await;
         let (status, _) = login(&app, "ada@example.com", "a brand new passphrase").await;
         assert_eq!(status, StatusCode::OK);
     }

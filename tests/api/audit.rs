@@ -184,8 +184,14 @@ db_test!(
         let owner = app.signup_token("owner@example.com").await;
         let (_, me) = app.get("/api/v1/me", Some(&owner)).await;
         let own_id = me["member_id"].as_str().expect("member_id");
+        // An accepted change is recorded…
         let before = app.count("audit_log").await;
-        // The last owner cannot step down: 409, and no entry claims a role changed.
+        let (status, _) = app.post("/api/v1/api-keys", Some(&owner), json!({"name": "k"})).await;
+        assert_eq!(status, StatusCode::CREATED);
+        assert_eq!(app.count("audit_log").await, before + 1);
+        let before = before + 1;
+        // …a refused one is not. The last owner cannot step down: 409, and no entry claims a
+        // role changed.
         let (status, _) = app
             .call(Method::PATCH, &format!("/api/v1/members/{own_id}"), Some(&owner), Some(json!({"role": "member"})))
             .await;

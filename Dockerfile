@@ -24,7 +24,8 @@ FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
- && useradd --system --uid 10001 --home-dir /data --create-home saaskit
+ && useradd --system --uid 10001 --home-dir /data --create-home saaskit \
+ && install -d -o saaskit -m 0700 /keys
 COPY --from=build /src/target/release/saaskit /usr/local/bin/saaskit
 USER saaskit
 WORKDIR /data

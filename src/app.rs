@@ -20,6 +20,8 @@ pub struct App {
     pub clock: Arc<dyn Clock>,
     pub hasher: PasswordHasher,
     pub mailer: Mailer,
+    /// Seals the secrets the database must keep readable (see [`crate::seal`]).
+    pub sealer: crate::seal::Sealer,
     /// Woken when this replica queues mail, so the worker sends it at once.
     pub mail_queued: tokio::sync::Notify,
     pub metrics: crate::metrics::Metrics,
@@ -48,7 +50,8 @@ impl App {
             .map(|n| n.get())
             .unwrap_or(2);
         let hasher = PasswordHasher::new(config.hash_concurrency.unwrap_or(cores));
-        let mailer = Mailer::from_config(&config)?;
+        let sealer = crate::seal::Sealer::from_config(&config)?;
+        let mailer = Mailer::from_config(&config, sealer.clone())?;
         let auth_cache = crate::accounts::cache::AuthCache::new(config.auth_cache_ttl_ms);
         Ok(Arc::new(App {
             config,
@@ -56,6 +59,7 @@ impl App {
             clock,
             hasher,
             mailer,
+            sealer,
             mail_queued: tokio::sync::Notify::new(),
             metrics: crate::metrics::Metrics::default(),
             auth_cache,

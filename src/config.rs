@@ -319,6 +319,34 @@ pub struct Config {
     )]
     pub cors_origins: Vec<String>,
 
+    /// The key that seals secrets the database must keep readable (mail waiting in the
+    /// outbox): 32 random bytes in base64 (`saaskit secret-key generate`). Unset: a key file is
+    /// used (`SAASKIT_SECRET_KEY_FILE`). Every replica must have the same key.
+    #[arg(
+        long,
+        env = "SAASKIT_SECRET_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub secret_key: Option<crate::seal::SecretKey>,
+
+    /// Older keys still accepted for reading sealed values, comma-separated, while
+    /// `saaskit secret-key reseal` moves everything onto `SAASKIT_SECRET_KEY`.
+    #[arg(
+        long,
+        env = "SAASKIT_SECRET_KEY_OLD",
+        value_delimiter = ',',
+        global = true,
+        hide_env_values = true
+    )]
+    pub secret_key_old: Vec<crate::seal::SecretKey>,
+
+    /// The key file used when `SAASKIT_SECRET_KEY` is unset, created with a new key (mode
+    /// 0600) on first run. Default: `<database file>.key` beside a SQLite database,
+    /// `./saaskit.key` for PostgreSQL.
+    #[arg(long, env = "SAASKIT_SECRET_KEY_FILE", global = true)]
+    pub secret_key_file: Option<PathBuf>,
+
     /// Seconds a request may take before it is answered 503 `timeout`.
     #[arg(
         long,
@@ -419,6 +447,9 @@ impl Config {
             trusted_proxies: TrustedProxies::default(),
             cors_origins: Vec::new(),
             request_timeout_secs: 30,
+            secret_key: None,
+            secret_key_old: Vec::new(),
+            secret_key_file: None,
         }
     }
 }

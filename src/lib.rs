@@ -19,6 +19,7 @@ pub mod mail;
 pub mod metering;
 pub mod metrics;
 pub mod ratelimit;
+pub mod seal;
 pub mod secret;
 pub mod store;
 pub mod teams;

@@ -46,6 +46,9 @@ enum Command {
     /// The audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// The key that seals secrets kept in the database (mail waiting in the outbox).
+    #[command(subcommand)]
+    SecretKey(SecretKeyCommand),
     /// Print the OpenAPI 3.1 document the server serves at /api/v1/openapi.json (for client
     /// generators and linters; needs no database).
     Openapi,
@@ -155,6 +158,23 @@ enum AuditCommand {
 }
 
 #[derive(Debug, Subcommand)]
+enum SecretKeyCommand {
+    /// Print a new random key, for SAASKIT_SECRET_KEY.
+    Generate,
+    /// Make a new key current in the key file (older keys stay for reading) and re-seal every
+    /// sealed value under it. With SAASKIT_SECRET_KEY set, explains how to rotate that instead.
+    Rotate,
+    /// Re-seal every sealed value still under an older key (or in clear, from an older
+    /// version) under the current one.
+    Reseal {
+        /// Then drop from the key file the older keys nothing is sealed with any more (once
+        /// every server has restarted with the new key).
+        #[arg(long)]
+        prune: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 enum UserCommand {
     /// Give a user staff rights (the admin API).
     MakeStaff { email: String },
@@ -258,6 +278,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             app.db.close().await;
             result
         }
+        Command::SecretKey(cmd) => ops::secret_key(config, cmd).await,
         Command::Audit(AuditCommand::Verify) => {
             let db = Db::connect(&config.database_url, 1).await?;
             let verdict = saaskit::audit::verify(&db).await;

@@ -9,7 +9,7 @@ use saaskit::store::businesses::BusinessSummary;
 use saaskit::store::plans::Plan;
 use serde_json::json;
 
-use crate::{BusinessCommand, PlanCommand, UserCommand};
+use crate::{BusinessCommand, PlanCommand, SecretKeyCommand, UserCommand};
 
 fn plan_line(p: &Plan, code_of: &dyn Fn(Option<uuid::Uuid>) -> Option<String>) -> String {
     let limits = if p.limits.0.is_empty() {
@@ -268,4 +268,91 @@ pub async fn check_ready(bind: std::net::SocketAddr) -> anyhow::Result<()> {
         let body = answer.split("\r\n\r\n").nth(1).unwrap_or_default();
         anyhow::bail!("not ready: {status_line} {body}")
     }
+}
+
+/// `saaskit secret-key …`: generate, rotate and re-seal (see `saaskit::seal`).
+pub async fn secret_key(
+    config: saaskit::config::Config,
+    cmd: SecretKeyCommand,
+) -> anyhow::Result<()> {
+    use saaskit::seal::{self, KeySource, Sealer, SecretKey};
+    match cmd {
+        SecretKeyCommand::Generate => {
+            println!("{}", SecretKey::generate().encode());
+            Ok(())
+        }
+        SecretKeyCommand::Rotate => {
+            let KeySource::File(path) = Sealer::from_config(&config)?.source().clone() else {
+                anyhow::bail!(
+                    "the key comes from SAASKIT_SECRET_KEY: set it to a new key (`saaskit \
+                     secret-key generate`), move the old one to SAASKIT_SECRET_KEY_OLD, restart \
+                     every server, then run `saaskit secret-key reseal`"
+                );
+            };
+            let mut keys = seal::load_or_create_key_file(&path)?;
+            let new = SecretKey::generate();
+            keys.insert(0, new.clone());
+            seal::write_key_file(&path, &keys)?;
+            println!(
+                "new key {} is current in {}; {} older key(s) kept for reading",
+                new.id(),
+                path.display(),
+                keys.len() - 1
+            );
+            let app = App::connect(config).await?;
+            let result = reseal_everything(&app).await;
+            app.db.close().await;
+            result?;
+            println!(
+                "restart every running server so it seals with the new key; once they all \
+                 have, `saaskit secret-key reseal --prune` drops the older keys"
+            );
+            Ok(())
+        }
+        SecretKeyCommand::Reseal { prune } => {
+            let app = App::connect(config).await?;
+            let result = async {
+                reseal_everything(&app).await?;
+                if !prune {
+                    return Ok(());
+                }
+                let KeySource::File(path) = app.sealer.source() else {
+                    anyhow::bail!(
+                        "--prune edits the key file; with SAASKIT_SECRET_KEY, remove \
+                         SAASKIT_SECRET_KEY_OLD yourself"
+                    );
+                };
+                let left = saaskit::mail::unsealed_or_old(&app.db, &app.sealer).await?;
+                if left > 0 {
+                    anyhow::bail!(
+                        "{left} value(s) are still under an older key (a server still running \
+                         with it?); nothing pruned"
+                    );
+                }
+                let keys = seal::load_or_create_key_file(path)?;
+                if let Some(current) = keys.first() {
+                    seal::write_key_file(path, std::slice::from_ref(current))?;
+                    println!(
+                        "{} older key(s) dropped from {}",
+                        keys.len() - 1,
+                        path.display()
+                    );
+                }
+                Ok(())
+            }
+            .await;
+            app.db.close().await;
+            result
+        }
+    }
+}
+
+/// Re-seals every sealed column under the current key. One list of them, here.
+async fn reseal_everything(app: &App) -> anyhow::Result<()> {
+    let mail = saaskit::mail::reseal_outbox(&app.db, &app.sealer).await?;
+    println!(
+        "re-sealed {mail} outbox message(s) under key {}",
+        app.sealer.current_id()
+    );
+    Ok(())
 }

@@ -405,7 +405,7 @@ async fn notify_account_exists(app: &App, email: &Email, now: Timestamp) -> anyh
     let rendered =
         crate::mail::Template::AccountExists.render(&[("email", email.as_str()), ("link", &link)]);
     let mut tx = app.db.begin().await?;
-    crate::mail::enqueue(&mut tx, app.mailer.domain(), email.as_str(), rendered, now).await?;
+    crate::mail::enqueue(&mut tx, &app.mailer, email.as_str(), rendered, now).await?;
     tx.commit_quietly().await?;
     app.mail_queued.notify_one();
     Ok(())

@@ -65,7 +65,7 @@ async fn request_for(app: &App, key: &str) -> anyhow::Result<()> {
         ("email", &user.email),
         ("link", &link),
     ]);
-    mail::enqueue(&mut tx, app.mailer.domain(), &user.email, rendered, now).await?;
+    mail::enqueue(&mut tx, &app.mailer, &user.email, rendered, now).await?;
     tx.commit().await?;
     app.mail_queued.notify_one();
     tracing::info!(user_id = %user.id, "password reset requested");

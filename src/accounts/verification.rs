@@ -37,7 +37,7 @@ pub async fn issue(app: &App, tx: &mut Tx, user: &User, now: Timestamp) -> anyho
         ("valid_hours", &valid_hours.to_string()),
         ("link", &link),
     ]);
-    mail::enqueue(tx, app.mailer.domain(), &user.email, rendered, now).await?;
+    mail::enqueue(tx, &app.mailer, &user.email, rendered, now).await?;
     Ok(())
 }
 

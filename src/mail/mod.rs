@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::config::Config;
 use crate::db::{Timestamp, Tx};
+use crate::seal::Sealer;
 use crate::store::outbox::{self, OutboxMessage};
 pub use templates::{Rendered, Template};
 
@@ -37,15 +38,17 @@ impl std::fmt::Debug for Transport {
     }
 }
 
-/// Sends mail from one sender through one transport.
+/// Sends mail from one sender through one transport. The bodies it queues are sealed (they may
+/// hold single-use links) and opened only to send them.
 #[derive(Debug, Clone)]
 pub struct Mailer {
     from: Mailbox,
     transport: Transport,
+    sealer: Sealer,
 }
 
 impl Mailer {
-    pub fn from_config(config: &Config) -> anyhow::Result<Mailer> {
+    pub fn from_config(config: &Config, sealer: Sealer) -> anyhow::Result<Mailer> {
         let from: Mailbox = config.mail_from.parse().with_context(|| {
             format!(
                 "SAASKIT_MAIL_FROM is not a valid sender: {:?}",
@@ -56,7 +59,11 @@ impl Mailer {
             Some(url) => Transport::Smtp(smtp_transport(url)?),
             None => Transport::Files(config.mail_dir.clone()),
         };
-        Ok(Mailer { from, transport })
+        Ok(Mailer {
+            from,
+            transport,
+            sealer,
+        })
     }
 
     pub fn transport(&self) -> &Transport {
@@ -70,6 +77,7 @@ impl Mailer {
 
     /// Delivers one message from the outbox. An error leaves the retry to the caller.
     pub async fn send(&self, m: &OutboxMessage) -> anyhow::Result<()> {
+        let (text, html) = open_bodies(&self.sealer, m)?;
         let to: Mailbox = m
             .to_address
             .parse()
@@ -84,12 +92,12 @@ impl Mailer {
                     .singlepart(
                         SinglePart::builder()
                             .header(ContentType::TEXT_PLAIN)
-                            .body(readable_body(&m.body_text)),
+                            .body(readable_body(&text)),
                     )
                     .singlepart(
                         SinglePart::builder()
                             .header(ContentType::TEXT_HTML)
-                            .body(readable_body(&m.body_html)),
+                            .body(readable_body(&html)),
                     ),
             )
             .context("building the message")?;
@@ -162,10 +170,11 @@ pub fn smtp_transport(url: &str) -> anyhow::Result<AsyncSmtpTransport<Tokio1Exec
         .build())
 }
 
-/// Queues a message inside the caller's transaction.
+/// Queues a message inside the caller's transaction, its bodies sealed: the database never
+/// holds a mailed link in clear, not even until it is sent.
 pub async fn enqueue(
     tx: &mut Tx,
-    domain: &str,
+    mailer: &Mailer,
     to: &str,
     rendered: Rendered,
     now: Timestamp,
@@ -175,11 +184,15 @@ pub async fn enqueue(
         tx.conn(),
         &OutboxMessage {
             id,
-            message_id: format!("<{}@{}>", id.simple(), domain),
+            message_id: format!("<{}@{}>", id.simple(), mailer.domain()),
             to_address: to.to_owned(),
             subject: rendered.subject,
-            body_text: rendered.text,
-            body_html: rendered.html,
+            body_text: mailer
+                .sealer
+                .seal(&rendered.text, &body_context(TEXT_BODY, id)),
+            body_html: mailer
+                .sealer
+                .seal(&rendered.html, &body_context(HTML_BODY, id)),
             attempts: 0,
             next_attempt_at: now,
             sent_at: None,
@@ -190,6 +203,80 @@ pub async fn enqueue(
     )
     .await?;
     Ok(id)
+}
+
+const TEXT_BODY: &str = "outbox.body_text";
+const HTML_BODY: &str = "outbox.body_html";
+
+/// What a sealed body is bound to: its column and its message.
+fn body_context(column: &str, id: Uuid) -> Vec<u8> {
+    let mut context = column.as_bytes().to_vec();
+    context.push(b':');
+    context.extend_from_slice(id.as_bytes());
+    context
+}
+
+fn open_bodies(sealer: &Sealer, m: &OutboxMessage) -> anyhow::Result<(String, String)> {
+    let text = sealer
+        .open(&m.body_text, &body_context(TEXT_BODY, m.id))
+        .context("opening the sealed text body")?;
+    let html = sealer
+        .open(&m.body_html, &body_context(HTML_BODY, m.id))
+        .context("opening the sealed HTML body")?;
+    Ok((text, html))
+}
+
+/// Seals every kept message's bodies under the current key (after a key rotation, or bodies
+/// queued in clear by an older version); returns how many messages changed. Each message is
+/// its own transaction, so a message being sent meanwhile is at worst re-sealed once more.
+pub async fn reseal_outbox(db: &crate::db::Db, sealer: &Sealer) -> anyhow::Result<u64> {
+    let mut changed = 0;
+    let mut after: Option<Uuid> = None;
+    loop {
+        let mut tx = db.begin().await?;
+        let batch = outbox::kept_bodies(tx.conn(), after, 100).await?;
+        let Some(last) = batch.last() else {
+            tx.commit_quietly().await?;
+            return Ok(changed);
+        };
+        after = Some(last.0);
+        for (id, text, html) in &batch {
+            let text = sealer
+                .reseal(text, &body_context(TEXT_BODY, *id))
+                .with_context(|| format!("outbox message {id}: text body"))?;
+            let html = sealer
+                .reseal(html, &body_context(HTML_BODY, *id))
+                .with_context(|| format!("outbox message {id}: HTML body"))?;
+            if text.is_some() || html.is_some() {
+                outbox::replace_bodies(tx.conn(), *id, text.as_deref(), html.as_deref()).await?;
+                changed += 1;
+            }
+        }
+        tx.commit_quietly().await?;
+    }
+}
+
+/// How many kept messages have a body that is not sealed under the current key.
+pub async fn unsealed_or_old(db: &crate::db::Db, sealer: &Sealer) -> anyhow::Result<u64> {
+    let mut count = 0;
+    let mut after: Option<Uuid> = None;
+    loop {
+        let mut tx = db.begin().await?;
+        let batch = outbox::kept_bodies(tx.conn(), after, 500).await?;
+        tx.commit_quietly().await?;
+        let Some(last) = batch.last() else {
+            return Ok(count);
+        };
+        after = Some(last.0);
+        count += batch
+            .iter()
+            .filter(|(_, t, h)| {
+                [t, h]
+                    .iter()
+                    .any(|b| !b.is_empty() && !sealer.is_current(b))
+            })
+            .count() as u64;
+    }
 }
 
 /// How long to wait before attempt `attempts + 1` after `attempts` failed ones: 30 s doubling

@@ -150,3 +150,39 @@ pub async fn failed_count(c: Conn<'_>) -> sqlx::Result<i64> {
     .fetch_one(&mut *c)
     .await)
 }
+
+/// The bodies of messages not yet cleared (waiting, or kept after failing), by id after
+/// `after`, `limit` at a time: for re-sealing under a new key.
+pub async fn kept_bodies(
+    c: Conn<'_>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, String, String)>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, body_text, body_html FROM outbox \
+         WHERE sent_at IS NULL AND ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// Replaces a waiting message's bodies (those given) with re-sealed ones.
+pub async fn replace_bodies(
+    c: Conn<'_>,
+    id: Uuid,
+    text: Option<&str>,
+    html: Option<&str>,
+) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE outbox SET body_text = COALESCE($2, body_text), body_html = COALESCE($3, body_html) \
+         WHERE id = $1 AND sent_at IS NULL",
+    )
+    .bind(id)
+    .bind(text)
+    .bind(html)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}

@@ -154,14 +154,7 @@ async fn create(
             ("valid_days", &valid_days.to_string()),
             ("link", &link),
         ]);
-        mail::enqueue(
-            &mut tx,
-            app.mailer.domain(),
-            new.email.as_str(),
-            rendered,
-            now,
-        )
-        .await?;
+        mail::enqueue(&mut tx, &app.mailer, new.email.as_str(), rendered, now).await?;
     }
     let event = Event::by(action, inviter)
         .target("invitation", id)

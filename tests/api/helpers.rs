@@ -62,6 +62,9 @@ pub fn postgres_enabled() -> bool {
 pub struct TestDb {
     pub backend: Backend,
     pub url: String,
+    /// The secret key file of this database's servers (`SAASKIT_SECRET_KEY_FILE`): beside a
+    /// SQLite file, where saaskit puts it by default; in the temporary folder for PostgreSQL.
+    pub key_file: PathBuf,
     sqlite_path: Option<PathBuf>,
     pg_admin: Option<(PgConnectOptions, String)>,
 }
@@ -75,6 +78,7 @@ impl TestDb {
                 TestDb {
                     backend,
                     url: format!("sqlite://{}", path.display()),
+                    key_file: std::env::temp_dir().join(format!("{name}.db.key")),
                     sqlite_path: Some(path),
                     pg_admin: None,
                 }
@@ -95,6 +99,7 @@ impl TestDb {
                 TestDb {
                     backend,
                     url,
+                    key_file: std::env::temp_dir().join(format!("{name}.key")),
                     sqlite_path: None,
                     pg_admin: Some((admin, name)),
                 }
@@ -119,6 +124,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.key_file);
         if let Some(path) = &self.sqlite_path {
             for suffix in ["", "-wal", "-shm"] {
                 let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
@@ -192,6 +198,7 @@ impl TestApp {
         config.database_url = test_db.url.clone();
         config.mail_dir = mail_dir.clone();
         config.shutdown_timeout_secs = 1;
+        config.secret_key_file = Some(test_db.key_file.clone());
         configure(&mut config);
         let app = App::with_db(config, db.clone(), Arc::new(clock.clone()))
             .expect("valid test configuration");

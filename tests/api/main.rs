@@ -25,6 +25,7 @@ mod metering;
 mod openapi;
 mod password_reset;
 mod schema;
+mod sealing;
 mod security;
 mod sessions;
 mod signup;

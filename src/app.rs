@@ -28,6 +28,9 @@ pub struct App {
     pub auth_cache: crate::accounts::cache::AuthCache,
     /// Whether this process's mail worker loop is running (for `/readyz`).
     pub mail_worker_running: std::sync::atomic::AtomicBool,
+    /// Work a request answered before doing (so that its timing tells nothing): a graceful
+    /// shutdown waits for it.
+    pub background: tokio_util::task::TaskTracker,
     /// The batching writer for metered rows on SQLite, started on first use.
     pub sqlite_writer: crate::db::writer::WriterSlot,
 }
@@ -35,6 +38,13 @@ pub struct App {
 pub type AppState = Arc<App>;
 
 impl App {
+    /// Waits until the work answered before it was done (see [`App::background`]) has finished.
+    pub async fn background_idle(&self) {
+        self.background.close();
+        self.background.wait().await;
+        self.background.reopen();
+    }
+
     /// Connects to the configured database and applies pending migrations.
     pub async fn connect(config: Config) -> anyhow::Result<AppState> {
         config.validate()?;
@@ -64,6 +74,7 @@ impl App {
             metrics: crate::metrics::Metrics::default(),
             auth_cache,
             mail_worker_running: std::sync::atomic::AtomicBool::new(false),
+            background: tokio_util::task::TaskTracker::new(),
             sqlite_writer: crate::db::writer::WriterSlot::default(),
         }))
     }
@@ -151,6 +162,8 @@ pub async fn run(
     // A worker mid-send finishes that message (SMTP has its own timeout) and a sweep finishes the
     // subscription it is on; never wait forever.
     let jobs = async {
+        app.background.close();
+        app.background.wait().await;
         let _ = mail_worker.await;
         let _ = renewals.await;
     };

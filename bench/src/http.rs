@@ -25,7 +25,10 @@ pub struct Options {
 
 /// `flood` runs `login` and `me` at once, half the connections each: `/me`'s latency while
 /// logins saturate the hashing threads.
-pub const TARGETS: &[&str] = &["healthz", "me", "login", "record", "flood"];
+/// `reset-timing` is not a load: it alternates password reset requests for registered and
+/// unknown addresses on one connection and compares their medians (the answer must not tell
+/// which is which).
+pub const TARGETS: &[&str] = &["healthz", "me", "login", "record", "flood", "reset-timing"];
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -328,6 +331,10 @@ async fn run_on(scratch: &Scratch, opts: &Options) -> anyhow::Result<()> {
     );
     let mut outcomes = Vec::new();
     for target in &opts.targets {
+        if target == "reset-timing" {
+            reset_timing(&server, &tenants, 300).await?;
+            continue;
+        }
         if target == "flood" {
             let half = (opts.connections / 2).max(1);
             let (login, me) = tokio::join!(
@@ -377,5 +384,60 @@ async fn run_on(scratch: &Scratch, opts: &Options) -> anyhow::Result<()> {
         );
     }
     println!("server peak memory (VmHWM) over the whole run: {peak_total:.1} MiB");
+    Ok(())
+}
+
+/// Times `pairs` password reset requests for a registered address and as many for unknown
+/// ones, interleaved (the order inside each pair alternates, so drift and the previous
+/// request's background work fall on both alike), one at a time, and prints both medians.
+async fn reset_timing(server: &Server, tenants: &[Tenant], pairs: usize) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let url = format!("{}/api/v1/password/reset", server.base);
+    let (mut known, mut unknown) = (Vec::with_capacity(pairs), Vec::with_capacity(pairs));
+    for i in 0..pairs {
+        let registered = &tenants[i % tenants.len()].email;
+        let stranger = format!("nobody{i}@example.com");
+        let order = if i % 2 == 0 {
+            [(registered.as_str(), true), (stranger.as_str(), false)]
+        } else {
+            [(stranger.as_str(), false), (registered.as_str(), true)]
+        };
+        for (email, is_known) in order {
+            let started = Instant::now();
+            let res = client
+                .post(&url)
+                .json(&json!({"email": email}))
+                .send()
+                .await?;
+            let status = res.status();
+            res.bytes().await?;
+            let took = started.elapsed().as_secs_f64() * 1000.0;
+            if status.as_u16() != 202 {
+                bail!("reset request answered {status}");
+            }
+            if is_known {
+                known.push(took)
+            } else {
+                unknown.push(took)
+            }
+        }
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        let at = |q: f64| v[((v.len() as f64 * q) as usize).min(v.len() - 1)];
+        (at(0.5), at(0.9))
+    };
+    let (k50, k90) = stats(&mut known);
+    let (u50, u90) = stats(&mut unknown);
+    println!("reset timing, {pairs} interleaved pairs, one connection:");
+    println!("| address | median ms | p90 ms |");
+    println!("|---|---:|---:|");
+    println!("| registered | {k50:.3} | {k90:.3} |");
+    println!("| unknown | {u50:.3} | {u90:.3} |");
+    println!(
+        "median difference: {:.3} ms ({:+.1}%)",
+        k50 - u50,
+        100.0 * (k50 - u50) / u50
+    );
     Ok(())
 }

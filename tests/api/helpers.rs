@@ -361,7 +361,9 @@ impl TestApp {
     }
 
     /// Runs the mail worker's pass once, as the background loop would.
+    /// Work answered before it was done (a reset request's mail) is waited for first.
     pub async fn deliver_mail(&self) -> saaskit::jobs::mail::Delivery {
+        self.app.background_idle().await;
         saaskit::jobs::mail::deliver_due(&self.app)
             .await
             .expect("deliver mail")
@@ -421,7 +423,9 @@ impl TestApp {
         crate::smtp_sink::key_in(newest)
     }
 
+    /// Rows in `table`, once the work answered before it was done has finished.
     pub async fn count(&self, table: &str) -> i64 {
+        self.app.background_idle().await;
         let sql = sqlx::AssertSqlSafe(format!("SELECT COUNT(*) FROM {table}"));
         match &self.db {
             Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await,

@@ -91,7 +91,9 @@ db_test! {
         signed_up(&app, "ada@example.com").await;
         let app = smtp_app(app, &sink).await;
         app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"})).await;
-        // The server stops before its worker ran.
+        // The server stops before its worker ran (a graceful stop first finishes the reset
+        // request it has answered: the mail is queued).
+        app.app.background_idle().await;
         let (test_db, clock) = (app.test_db.clone(), app.clock.clone());
         drop(app);
         let url = sink.url();

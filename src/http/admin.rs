@@ -553,12 +553,28 @@ pub async fn admin_deactivate_user(
     if !crate::store::users::set_active(tx.conn(), id, false, now).await? {
         return Err(ApiError::not_found());
     }
-    let event = audit::Event::new(
-        audit::Action::UserDeactivated,
-        audit::Actor::Staff(p.user_id()),
-    )
-    .target("user", id);
+    let staff_actor = audit::Actor::Staff(p.user_id());
+    // Their invitations stop speaking for them too.
+    let mut revoked = Vec::new();
+    for m in crate::store::members::active_of_user(tx.conn(), id).await? {
+        revoked.extend(
+            crate::teams::invitations::revoke_unsendable(
+                tx.conn(),
+                m.business_id,
+                id,
+                None,
+                staff_actor,
+                "inviter_deactivated",
+                now,
+            )
+            .await?,
+        );
+    }
+    let event = audit::Event::new(audit::Action::UserDeactivated, staff_actor).target("user", id);
     audit::record(tx.conn(), now, event).await?;
+    for event in revoked {
+        audit::record(tx.conn(), now, event).await?;
+    }
     tx.commit().await?;
     tracing::info!(user_id = %id, "user deactivated by staff");
     Ok(StatusCode::NO_CONTENT)

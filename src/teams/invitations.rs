@@ -360,6 +360,8 @@ pub enum LookupError {
     #[error(transparent)]
     Key(#[from] KeyProblem),
     #[error(transparent)]
+    Limited(#[from] ratelimit::Limited),
+    #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
 
@@ -403,9 +405,18 @@ async fn load(app: &App, presented: &str) -> Result<(OneTimeKey, InvitationDetai
     Ok((key, details))
 }
 
-/// Looks up a live invitation by its key.
-pub async fn describe(app: &App, presented: &str) -> Result<InvitationDetails, LookupError> {
-    load(app, presented).await.map(|(_, details)| details)
+/// Looks up a live invitation by its key. A look-up that finds nothing usable counts against
+/// the client's address like any failed use of a mailed key: else it would be a free oracle
+/// for guessing keys.
+pub async fn describe(
+    app: &App,
+    presented: &str,
+    client: &ClientInfo,
+) -> Result<InvitationDetails, LookupError> {
+    let attempt = ratelimit::key_attempt(app, client).await??;
+    let (_, details) = load(app, presented).await?;
+    attempt.refund(app).await?;
+    Ok(details)
 }
 
 /// What accepting needs from the invitee.
@@ -458,6 +469,7 @@ impl From<LookupError> for AcceptError {
     fn from(err: LookupError) -> Self {
         match err {
             LookupError::Key(k) => AcceptError::Key(k),
+            LookupError::Limited(l) => AcceptError::Limited(l),
             LookupError::Unexpected(e) => AcceptError::Unexpected(e),
         }
     }

@@ -450,3 +450,67 @@ db_test!(
         assert_eq!(statuses, [401, 401, 429]);
     }
 );
+
+/// Looks up an invitation key `way`s (`invitation`: `GET /api/v1/invitations/{key}`, `prefill`:
+/// `GET /saas/signup/prefill`, `signup`: `POST /saas/signup` with it as `activation_key`) from
+/// `ip`; the status and the problem's code.
+async fn look_up_key(
+    app: &TestApp,
+    way: &str,
+    key: &str,
+    business: &str,
+    ip: &str,
+) -> (u16, Value) {
+    let req = match way {
+        "invitation" => app
+            .client
+            .get(app.url(&format!("/api/v1/invitations/{key}"))),
+        "prefill" => app
+            .client
+            .get(app.url(&format!("/saas/signup/prefill?key={key}"))),
+        _ => app.client.post(app.url("/saas/signup")).json(&json!({
+            "business": {"id": business},
+            "email": "grace@example.com",
+            "first_name": "Grace",
+            "last_name": "Hopper",
+            "password1": "invited passphrase",
+            "password2": "invited passphrase",
+            "activation_key": key,
+        })),
+    };
+    let res = req
+        .header("X-Forwarded-For", ip)
+        .send()
+        .await
+        .expect("request");
+    let (status, body) = read(res).await;
+    (status.as_u16(), body["code"].clone())
+}
+
+db_test!(
+    async fn failed_invitation_look_ups_count_against_the_address(app) {
+        let app = behind_proxy(&app, |c| c.rate_limit_keys_ip = Rule::per(3, 600)).await;
+        let owner = app.signup("ada@example.com").await;
+        let business = owner["business"]["id"].as_str().expect("business id").to_owned();
+        let (status, inv) = app
+            .post("/api/v1/invitations", Some(&token_of(&owner)), json!({"email": "grace@example.com", "send_email": false}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{inv}");
+        let key = inv["key"].as_str().expect("key").to_owned();
+
+        for (i, way) in ["invitation", "prefill", "signup"].into_iter().enumerate() {
+            let ip = format!("198.51.100.{}", i + 1);
+            for n in 0..3 {
+                let guess = format!("guess{n}");
+                assert_eq!(look_up_key(&app, way, &guess, &business, &ip).await, (404, json!("key_not_found")), "{way}");
+            }
+            assert_eq!(look_up_key(&app, way, "guess3", &business, &ip).await, (429, json!("rate_limited")), "{way}");
+            assert_eq!(look_up_key(&app, way, &key, &business, &ip).await, (429, json!("rate_limited")), "{way}: the address is limited, whatever the key");
+        }
+        // A look-up that finds the invitation gives its hit back.
+        for _ in 0..4 {
+            assert_eq!(look_up_key(&app, "invitation", &key, &business, "198.51.100.9").await.0, 200);
+            assert_eq!(look_up_key(&app, "prefill", &key, &business, "198.51.100.9").await.0, 200);
+        }
+    }
+);

@@ -37,8 +37,8 @@ db_test! {
         assert_eq!(inv["link"], format!("http://localhost:8000/invitations/accept?key={key}"));
         assert_eq!(inv["expires_at"], "2026-03-08T12:00:00Z");
 
-        let mail = app.only_mail_to("grace@example.com", "invited you").await;
-        assert!(mail.contains("Ada Lovelace invited you to join"), "{mail}");
+        let mail = app.only_mail_to("grace@example.com", "invited to join").await;
+        assert!(mail.contains("“Ada Lovelace” invited you to join “ada[@]example[.]com's business” as admin."), "{mail}");
         assert!(mail.contains(inv["link"].as_str().unwrap_or("?")), "the link as it reads: {mail}");
         assert_eq!(key_in(&mail), key);
 
@@ -219,7 +219,7 @@ db_test! {
         assert_eq!(resent["emailed"], true);
         assert_eq!(resent["role"], "admin");
         assert_ne!(resent["key"], second["key"]);
-        let mailed = key_in(&app.only_mail_to("alan@example.com", "invited you").await);
+        let mailed = key_in(&app.only_mail_to("alan@example.com", "invited to join").await);
         assert_eq!(mailed, resent["key"].as_str().expect("key"));
         let res = accept(&app, second["key"].as_str().expect("key"), invitee()).await;
         assert_problem(res, StatusCode::GONE, "key_revoked").await;
@@ -441,5 +441,34 @@ db_test! {
         // Even if it were not revoked, the sender's account is off.
         assert_eq!(app.exec("UPDATE one_time_keys SET revoked_at = NULL WHERE revoked_at IS NOT NULL").await, 1);
         assert_problem(accept(&app, &key, invitee()).await, StatusCode::GONE, "key_revoked").await;
+    }
+}
+
+db_test! {
+    async fn names_in_an_invitation_mail_are_quoted_and_link_nowhere(app) {
+        let (status, signed_up) = app
+            .post(
+                "/api/v1/signup",
+                None,
+                json!({"business": {"name": "http://evil.example/login"}, "email": "ada@example.com",
+                       "first_name": "Visit evil.example.com now", "last_name": "", "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{signed_up}");
+        let (status, _) = invite(&app, &token_of(&signed_up), json!({"email": "grace@example.com"})).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let mail = app.only_mail_to("grace@example.com", "invited to join").await;
+        let subject = mail.lines().find(|l| l.starts_with("Subject: ")).unwrap_or_default();
+        assert_eq!(subject, "Subject: You are invited to join a business", "no chosen name in the subject");
+        assert!(
+            mail.contains("“Visit evil[.]example[.]com now” invited you to join “http[:]//evil[.]example/login” as member."),
+            "{mail}"
+        );
+        for linkable in ["evil.example", "http://evil", "://evil"] {
+            assert!(!mail.contains(linkable), "{linkable:?} in {mail}");
+        }
+        // Our own link is intact.
+        let key = key_in(&mail);
+        assert!(mail.contains(&format!("http://localhost:8000/invitations/accept?key={key}")), "{mail}");
     }
 }

@@ -290,7 +290,8 @@ pub struct Config {
     pub rate_limit_verify_account: Rule,
 
     /// Failed uses of mailed keys (reset confirmations, email verifications, invitation
-    /// lookups and acceptances) from one client address.
+    /// look-ups and acceptances, `/saas/signup/prefill` and `/saas/signup` with an
+    /// `activation_key`) from one client address.
     #[arg(
         long,
         env = "SAASKIT_RATE_LIMIT_KEYS_IP",

@@ -11,7 +11,8 @@ use serde::Serialize;
 pub struct FieldError {
     /// The field as the client sent it (`business.name` for a nested one).
     pub field: String,
-    /// Stable and machine-readable: `required`, `invalid_email`, `out_of_range`…
+    /// Stable and machine-readable: `required`, `invalid_email`, `email_confusable` (an address
+    /// mixing look-alike scripts), `invalid_characters`, `too_long`, `out_of_range`…
     pub code: &'static str,
     /// For people.
     pub message: String,

@@ -222,6 +222,18 @@ pub async fn delete_account(
                 .target("member", m.id)
                 .details(json!({"user_id": user, "role": m.role, "account_deleted": true})),
         );
+        events.extend(
+            crate::teams::invitations::revoke_unsendable(
+                tx.conn(),
+                m.business_id,
+                user,
+                None,
+                Actor::User(user),
+                "inviter_left",
+                now,
+            )
+            .await?,
+        );
     }
     let mut closed = Vec::new();
     for m in &closing {

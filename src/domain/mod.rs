@@ -1,5 +1,7 @@
 //! Values parsed once at the edge. A value of one of these types that exists is valid.
 
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
+
 mod email;
 mod names;
 mod password;
@@ -28,8 +30,63 @@ impl Invalid {
     }
 }
 
-/// Control characters (NUL included) have no place in names or addresses; PostgreSQL cannot
-/// even store NUL in TEXT.
+/// Whether `s` has characters that have no place in a name or an address: control characters
+/// (NUL included; PostgreSQL cannot even store NUL in TEXT), and the invisible ones that change
+/// how the text around them reads: format characters (Unicode general category Cf: the
+/// bidirectional embeddings, overrides and isolates that can make `moc.live` read as
+/// `evil.com`, zero-width spaces and joiners, word joiners, soft hyphens, the byte-order mark)
+/// and the line and paragraph separators.
 pub fn has_control_chars(s: &str) -> bool {
-    s.chars().any(char::is_control)
+    s.chars().any(|c| {
+        matches!(
+            c.general_category(),
+            GeneralCategory::Control
+                | GeneralCategory::Format
+                | GeneralCategory::LineSeparator
+                | GeneralCategory::ParagraphSeparator
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn controls_and_invisible_format_characters_are_refused() {
+        for bad in [
+            "\u{0}",
+            "\u{7}",
+            "\u{1b}",
+            "\u{7f}",
+            "\u{85}",
+            "\u{ad}",
+            "\u{200b}",
+            "\u{200c}",
+            "\u{200d}",
+            "\u{200e}",
+            "\u{200f}",
+            "\u{2028}",
+            "\u{2029}",
+            "\u{202a}",
+            "\u{202e}",
+            "\u{2060}",
+            "\u{2066}",
+            "\u{2069}",
+            "\u{feff}",
+            "\u{e0041}",
+        ] {
+            assert!(has_control_chars(&format!("Ada{bad}Lovelace")), "{bad:?}");
+        }
+        for good in [
+            "Ada Lovelace",
+            "Zoë Ñúñez-O'Brien",
+            "李小龍",
+            "Ахмед",
+            "محمد",
+            "🙂",
+        ] {
+            assert!(!has_control_chars(good), "{good:?}");
+        }
+    }
 }

@@ -1,11 +1,13 @@
 use super::{Invalid, has_control_chars};
 
-/// A person's first or last name: trimmed, at most 150 characters, no control characters.
+/// A person's first or last name: trimmed, at most 150 characters, no control or invisible
+/// format characters ([`has_control_chars`]).
 /// May be empty (not everyone has two names); callers that require one check for that.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PersonName(String);
 
-/// A business's display name: trimmed, 1 to 200 characters, no control characters.
+/// A business's display name: trimmed, 1 to 200 characters, no control or invisible format
+/// characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BusinessName(String);
 
@@ -23,7 +25,10 @@ fn parse_text(input: &str, max: usize, what: &str) -> Result<String, Invalid> {
     if has_control_chars(value) {
         return Err(Invalid::new(
             "invalid_characters",
-            format!("{what} may not contain control characters."),
+            format!(
+                "{what} may not contain control characters or invisible formatting characters \
+                 (such as text direction overrides or zero-width spaces)."
+            ),
         ));
     }
     Ok(value.to_owned())
@@ -82,6 +87,16 @@ mod tests {
             BusinessName::parse("Acme\nInc").map_err(|e| e.code),
             Err("invalid_characters")
         );
+        for hidden in ["\u{202e}", "\u{2066}", "\u{200b}", "\u{feff}", "\u{ad}"] {
+            assert_eq!(
+                PersonName::parse(&format!("Ada{hidden}")).map_err(|e| e.code),
+                Err("invalid_characters")
+            );
+            assert_eq!(
+                BusinessName::parse(&format!("Acme{hidden}moc.live")).map_err(|e| e.code),
+                Err("invalid_characters")
+            );
+        }
         assert_eq!(
             BusinessName::parse(" Acme ").map(|n| n.0),
             Ok("Acme".into())

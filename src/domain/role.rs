@@ -51,6 +51,15 @@ impl Role {
     pub fn at_least(self, min: Role) -> bool {
         self.rank() >= min.rank()
     }
+
+    /// Whether this role may send an invitation offering `offered`: those who manage
+    /// invitations offer `admin` or `member`, never more than their own role. Ownership is
+    /// transferred, never invited; bots are created, not invited.
+    pub fn may_invite(self, offered: Role) -> bool {
+        self.may(Permission::ManageInvitations)
+            && matches!(offered, Role::Admin | Role::Member)
+            && self.at_least(offered)
+    }
 }
 
 /// What saaskit's routes ask of a member's role. (A product's own routes use
@@ -148,6 +157,19 @@ mod tests {
                 readme.contains(&row),
                 "README.md lacks the roles-table row:\n{row}"
             );
+        }
+    }
+
+    #[test]
+    fn owners_and_admins_invite_admins_and_members_only() {
+        for inviter in [Role::Owner, Role::Admin] {
+            assert!(inviter.may_invite(Role::Admin) && inviter.may_invite(Role::Member));
+            assert!(!inviter.may_invite(Role::Owner) && !inviter.may_invite(Role::Bot));
+        }
+        for inviter in [Role::Member, Role::Bot] {
+            for offered in [Role::Owner, Role::Admin, Role::Member, Role::Bot] {
+                assert!(!inviter.may_invite(offered), "{inviter} invites {offered}");
+            }
         }
     }
 

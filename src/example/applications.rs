@@ -30,7 +30,7 @@ pub struct Application {
 
 #[derive(Debug, Deserialize, Serialize, utoipa::ToSchema)]
 pub struct ApplicationRequest {
-    /// 1 to 200 characters, without control characters.
+    /// 1 to 200 characters, without control or invisible formatting characters.
     #[schema(value_type = String, required = true, min_length = 1, max_length = 200)]
     pub name: Option<String>,
 }
@@ -45,7 +45,7 @@ fn parse_name(body: &ApplicationRequest) -> ApiResult<String> {
             } else {
                 "invalid_name"
             },
-            "A name of 1 to 200 characters, without control characters.",
+            "A name of 1 to 200 characters, without control or invisible formatting characters.",
         )]));
     }
     Ok(name.to_owned())

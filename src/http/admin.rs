@@ -180,11 +180,11 @@ pub async fn admin_create_plan(
     .into_iter()
     .flatten()
     {
-        if text.chars().any(char::is_control) || text.len() > 500 {
+        if crate::domain::has_control_chars(text) || text.len() > 500 {
             f.push(
                 "plan",
                 "invalid_characters",
-                "Texts are at most 500 characters, without control characters.",
+                "Texts are at most 500 characters, without control or invisible formatting characters.",
             );
             break;
         }
@@ -274,12 +274,12 @@ pub async fn admin_update_plan(
     if texts
         .into_iter()
         .flatten()
-        .any(|t| t.chars().any(char::is_control) || t.len() > 500)
+        .any(|t| crate::domain::has_control_chars(t) || t.len() > 500)
     {
         return Err(ApiError::validation(vec![crate::error::FieldError::new(
             "plan",
             "invalid_characters",
-            "Texts are at most 500 characters, without control characters.",
+            "Texts are at most 500 characters, without control or invisible formatting characters.",
         )]));
     }
     let plan = admin::update_plan(
@@ -469,12 +469,12 @@ pub async fn admin_grant_credits(
     if body
         .note
         .as_ref()
-        .is_some_and(|n| n.chars().any(char::is_control) || n.len() > 500)
+        .is_some_and(|n| crate::domain::has_control_chars(n) || n.len() > 500)
     {
         f.push(
             "note",
             "invalid_characters",
-            "A note is at most 500 characters, without control characters.",
+            "A note is at most 500 characters, without control or invisible formatting characters.",
         );
     }
     f.finish()?;
@@ -553,12 +553,28 @@ pub async fn admin_deactivate_user(
     if !crate::store::users::set_active(tx.conn(), id, false, now).await? {
         return Err(ApiError::not_found());
     }
-    let event = audit::Event::new(
-        audit::Action::UserDeactivated,
-        audit::Actor::Staff(p.user_id()),
-    )
-    .target("user", id);
+    let staff_actor = audit::Actor::Staff(p.user_id());
+    // Their invitations stop speaking for them too.
+    let mut revoked = Vec::new();
+    for m in crate::store::members::active_of_user(tx.conn(), id).await? {
+        revoked.extend(
+            crate::teams::invitations::revoke_unsendable(
+                tx.conn(),
+                m.business_id,
+                id,
+                None,
+                staff_actor,
+                "inviter_deactivated",
+                now,
+            )
+            .await?,
+        );
+    }
+    let event = audit::Event::new(audit::Action::UserDeactivated, staff_actor).target("user", id);
     audit::record(tx.conn(), now, event).await?;
+    for event in revoked {
+        audit::record(tx.conn(), now, event).await?;
+    }
     tx.commit().await?;
     tracing::info!(user_id = %id, "user deactivated by staff");
     Ok(StatusCode::NO_CONTENT)

@@ -128,7 +128,7 @@ pub async fn compat_signup(
         let (Some(email), Some(key), Some(acceptance)) = (email, key, acceptance) else {
             return Err(ApiError::validation(Vec::new()));
         };
-        let details = invitations::describe(&app, key).await?;
+        let details = invitations::describe(&app, key, &client).await?;
         let claimed_business = Uuid::parse_str(business_id.trim()).ok();
         if claimed_business != Some(details.business.id) || Email::key_of(email) != details.email {
             return Err(ApiError::new(
@@ -457,10 +457,12 @@ pub struct PrefillBusiness {
         (status = 404, description = "`key_not_found`."),
         (status = 410, description = "`key_used`, `key_revoked` or `key_expired`."),
         (status = 422, description = "`validation_failed`: no `key`."),
+        (status = 429, description = "`rate_limited`: too many failed uses of keys from this address."),
     ),
 )]
 pub async fn compat_prefill(
     State(app): State<AppState>,
+    Client(client): Client,
     query: Result<Query<PrefillQuery>, QueryRejection>,
 ) -> ApiResult<Json<Prefill>> {
     let Ok(Query(query)) = query else {
@@ -477,7 +479,7 @@ pub async fn compat_prefill(
             "The query parameter `key` is required.",
         )]));
     };
-    let d = invitations::describe(&app, &key).await?;
+    let d = invitations::describe(&app, &key, &client).await?;
     Ok(Json(Prefill {
         business: PrefillBusiness {
             id: d.business.id,

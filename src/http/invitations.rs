@@ -47,6 +47,7 @@ impl From<LookupError> for ApiError {
     fn from(err: LookupError) -> Self {
         match err {
             LookupError::Key(k) => k.into(),
+            LookupError::Limited(limited) => limited.into(),
             LookupError::Unexpected(e) => e.into(),
         }
     }
@@ -345,14 +346,18 @@ fn key_of(path: Result<Path<String>, PathRejection>) -> String {
         (status = 200, description = "The invitation.", body = InvitationView),
         (status = 404, description = "`key_not_found`."),
         (status = 410, description = "`key_used`, `key_revoked` or `key_expired`."),
+        (status = 429, description = "`rate_limited`: too many failed uses of keys from this address."),
     ),
 )]
 pub async fn get_invitation(
     State(app): State<AppState>,
     path: Result<Path<String>, PathRejection>,
+    Client(client): Client,
 ) -> ApiResult<Json<InvitationView>> {
     let key = key_of(path);
-    Ok(Json(invitations::describe(&app, &key).await?.into()))
+    Ok(Json(
+        invitations::describe(&app, &key, &client).await?.into(),
+    ))
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]

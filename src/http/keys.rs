@@ -31,7 +31,7 @@ impl From<KeyError> for ApiError {
     }
 }
 
-/// Names of keys and bots: 1 to 100 characters, no control characters.
+/// Names of keys and bots: 1 to 100 characters, no control or invisible format characters.
 fn check_name(f: &mut Fields, name: Option<&str>) -> Option<String> {
     let Some(name) = name else {
         f.push("name", "required", "This field is required.");
@@ -42,7 +42,7 @@ fn check_name(f: &mut Fields, name: Option<&str>) -> Option<String> {
         f.push(
             "name",
             "invalid_name",
-            "A name is 1 to 100 characters, without control characters.",
+            "A name is 1 to 100 characters, without control or invisible formatting characters.",
         );
         return None;
     }

@@ -175,6 +175,26 @@ pub async fn find_pending_invitation(
     .await)
 }
 
+/// The pending invitations one person sent to a business, oldest first.
+pub async fn pending_invitations_sent_by(
+    c: Conn<'_>,
+    business_id: Uuid,
+    user_id: Uuid,
+    now: Timestamp,
+) -> sqlx::Result<Vec<OneTimeKey>> {
+    let sql = format!(
+        "SELECT id, purpose, hash, user_id, business_id, email, role, created_by, \
+         failed_attempts, created_at, expires_at, used_at, revoked_at FROM one_time_keys \
+         WHERE {PENDING_INVITATION} AND created_by = $3 ORDER BY created_at, id"
+    );
+    on_conn!(c, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+    .bind(business_id)
+    .bind(now)
+    .bind(user_id)
+    .fetch_all(&mut *c)
+    .await)
+}
+
 /// How many pending invitations a business has: the seats they hold.
 pub async fn count_pending_invitations(
     c: Conn<'_>,

@@ -1,6 +1,10 @@
 //! Invitations: an owner or admin invites an email to their business with a role; the invitee
 //! gets a single-use link valid 7 days, and accepting it creates their account and membership.
 //! Inviting an email that already has an account never changes that account.
+//!
+//! An invitation speaks for its sender: it is revoked when the sender leaves, is removed, loses
+//! the right to offer its role or has their account turned off ([`revoke_unsendable`]), and
+//! acceptance checks again that the sender may still offer it.
 
 use chrono::Duration;
 use serde_json::json;
@@ -12,7 +16,7 @@ use crate::accounts::verification;
 use crate::accounts::{ClientInfo, Membership, Principal, Session, open_session};
 use crate::app::App;
 use crate::audit::{self, Action, Actor, Event};
-use crate::db::Timestamp;
+use crate::db::{Conn, Timestamp, Tx};
 use crate::domain::{Email, Invalid, Password, Permission, PersonName, Role};
 use crate::mail::{self, Template};
 use crate::metering;
@@ -85,6 +89,9 @@ async fn create(
     action: Action,
 ) -> Result<CreatedInvitation, InviteError> {
     let inviter_member = manager(inviter)?;
+    if !inviter_member.role.may_invite(new.role) {
+        return Err(InviteError::Forbidden);
+    }
     let inviter_user_id = inviter_member.user_id;
     let now = app.clock.now();
     if !inviter
@@ -222,6 +229,72 @@ pub async fn revoke(app: &App, caller: &Principal, id: Uuid) -> Result<(), Invit
     Ok(())
 }
 
+/// Revokes the pending invitations `inviter` sent to `business_id` that they may no longer
+/// send: those their new `role` may not offer, or all of them when `role` is `None` (they left,
+/// were removed, or their account was turned off). Runs on the caller's transaction and returns
+/// one `invitation.revoked` event by `actor` per invitation, for the caller to record last.
+pub async fn revoke_unsendable(
+    mut c: Conn<'_>,
+    business_id: Uuid,
+    inviter: Uuid,
+    role: Option<Role>,
+    actor: Actor,
+    reason: &'static str,
+    now: Timestamp,
+) -> anyhow::Result<Vec<Event>> {
+    let sent =
+        one_time_keys::pending_invitations_sent_by(c.reborrow(), business_id, inviter, now).await?;
+    let mut events = Vec::new();
+    for key in sent {
+        let offered = role_of(&key)?;
+        if role.is_some_and(|r| r.may_invite(offered)) {
+            continue;
+        }
+        if one_time_keys::revoke_invitation(c.reborrow(), business_id, key.id, now).await? {
+            events.push(
+                Event::new(Action::InvitationRevoked, actor)
+                    .business(business_id)
+                    .target("invitation", key.id)
+                    .details(json!({
+                        "email": key.email,
+                        "role": offered.as_str(),
+                        "invited_by": inviter,
+                        "reason": reason,
+                    })),
+            );
+        }
+    }
+    Ok(events)
+}
+
+/// Whether the sender of an invitation may still offer its role in its business: an active
+/// member, with an account that is on, whose role may invite that role. An invitation without a
+/// known sender is vouched for by nobody.
+async fn sender_may_still_offer(
+    mut c: Conn<'_>,
+    business_id: Uuid,
+    sender: Option<Uuid>,
+    offered: Role,
+) -> anyhow::Result<bool> {
+    let Some(sender) = sender else {
+        return Ok(false);
+    };
+    let Some(member) = members::find(c.reborrow(), business_id, sender)
+        .await?
+        .filter(|m| m.status == "active")
+    else {
+        return Ok(false);
+    };
+    let role: Role = member
+        .role
+        .parse()
+        .map_err(|e: String| anyhow::anyhow!("member {}: {e}", member.id))?;
+    if !role.may_invite(offered) {
+        return Ok(false);
+    }
+    Ok(users::find(c, sender).await?.is_some_and(|u| u.is_active))
+}
+
 /// Sends a pending invitation again with a new key (and a new expiry); the old link stops
 /// working.
 pub async fn resend(
@@ -268,6 +341,8 @@ pub struct InvitationDetails {
     pub email: String,
     pub role: Role,
     pub business: Business,
+    /// The user who sent it.
+    pub inviter_id: Option<Uuid>,
     pub inviter_name: String,
     pub inviter_email: Option<String>,
     pub expires_at: Timestamp,
@@ -277,6 +352,8 @@ pub struct InvitationDetails {
 pub enum LookupError {
     #[error(transparent)]
     Key(#[from] KeyProblem),
+    #[error(transparent)]
+    Limited(#[from] ratelimit::Limited),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -297,16 +374,20 @@ async fn load(app: &App, presented: &str) -> Result<(OneTimeKey, InvitationDetai
         .await?
         .filter(|b| b.is_active)
         .ok_or(KeyProblem::NotFound)?;
+    let role = role_of(&key)?;
+    if !sender_may_still_offer(tx.conn(), business.id, key.created_by, role).await? {
+        return Err(KeyProblem::Revoked.into());
+    }
     let inviter = match key.created_by {
         Some(id) => users::find(tx.conn(), id).await?,
         None => None,
     };
-    let role = role_of(&key)?;
     let details = InvitationDetails {
         id: key.id,
         email: key.email.clone().unwrap_or_default(),
         role,
         business,
+        inviter_id: key.created_by,
         inviter_name: inviter
             .as_ref()
             .map(|u| display_name(&u.first_name, &u.last_name, &u.email))
@@ -317,9 +398,18 @@ async fn load(app: &App, presented: &str) -> Result<(OneTimeKey, InvitationDetai
     Ok((key, details))
 }
 
-/// Looks up a live invitation by its key.
-pub async fn describe(app: &App, presented: &str) -> Result<InvitationDetails, LookupError> {
-    load(app, presented).await.map(|(_, details)| details)
+/// Looks up a live invitation by its key. A look-up that finds nothing usable counts against
+/// the client's address like any failed use of a mailed key: else it would be a free oracle
+/// for guessing keys.
+pub async fn describe(
+    app: &App,
+    presented: &str,
+    client: &ClientInfo,
+) -> Result<InvitationDetails, LookupError> {
+    let attempt = ratelimit::key_attempt(app, client).await??;
+    let (_, details) = load(app, presented).await?;
+    attempt.refund(app).await?;
+    Ok(details)
 }
 
 /// What accepting needs from the invitee.
@@ -372,6 +462,7 @@ impl From<LookupError> for AcceptError {
     fn from(err: LookupError) -> Self {
         match err {
             LookupError::Key(k) => AcceptError::Key(k),
+            LookupError::Limited(l) => AcceptError::Limited(l),
             LookupError::Unexpected(e) => AcceptError::Unexpected(e),
         }
     }
@@ -413,7 +504,7 @@ pub async fn accept_as(
         .await?
         .filter(|u| u.is_active)
         .ok_or(AcceptError::NotAPerson)?;
-    businesses::lock(tx.conn(), details.business.id).await?;
+    lock_and_recheck(&mut tx, &details).await?;
     if members::find(tx.conn(), details.business.id, user.id)
         .await?
         .is_some()
@@ -436,9 +527,26 @@ pub async fn accept_as(
     })
 }
 
+/// Locks the invitation's business (against a concurrent removal or role change of its sender)
+/// and checks again, under the lock, that the sender may still offer the invitation's role.
+async fn lock_and_recheck(tx: &mut Tx, details: &InvitationDetails) -> Result<(), AcceptError> {
+    businesses::lock(tx.conn(), details.business.id).await?;
+    if !sender_may_still_offer(
+        tx.conn(),
+        details.business.id,
+        details.inviter_id,
+        details.role,
+    )
+    .await?
+    {
+        return Err(KeyProblem::Revoked.into());
+    }
+    Ok(())
+}
+
 /// Adds the membership an invitation offers, counting it against the plan's `members` limit.
 async fn join(
-    tx: &mut crate::db::Tx,
+    tx: &mut Tx,
     details: &InvitationDetails,
     user_id: Uuid,
     now: Timestamp,
@@ -490,6 +598,7 @@ async fn accept_with(
 
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
+    lock_and_recheck(&mut tx, &details).await?;
     if !one_time_keys::consume(tx.conn(), key.id, now).await? {
         return Err(KeyProblem::Used.into());
     }

@@ -2,7 +2,8 @@
 //! leaving). A business always keeps at least one owner; admins manage members and admins but
 //! never owners; only owners make owners. Ownership is transferred in one step
 //! ([`transfer_ownership`]: the new owner is made, the old one becomes an admin), or in two
-//! (make the new owner, then step down).
+//! (make the new owner, then step down). A member who leaves, is removed or demoted takes back
+//! the pending invitations they may no longer send.
 
 use serde_json::json;
 use thiserror::Error;
@@ -10,11 +11,12 @@ use uuid::Uuid;
 
 use crate::accounts::Principal;
 use crate::app::App;
-use crate::audit::{self, Action, Event};
+use crate::audit::{self, Action, Actor, Event};
 use crate::domain::{Permission, Role};
 use crate::metering;
 use crate::store::members::{self, MemberListing};
 use crate::store::{businesses, tokens};
+use crate::teams::invitations;
 
 #[derive(Debug, Error)]
 pub enum MemberError {
@@ -93,10 +95,23 @@ pub async fn change_role(
         return Err(MemberError::LastOwner);
     }
     members::set_role(tx.conn(), id, role.as_str(), now).await?;
+    let revoked = invitations::revoke_unsendable(
+        tx.conn(),
+        principal.business_id,
+        target.user_id,
+        Some(role),
+        Actor::of(principal),
+        "inviter_role_changed",
+        now,
+    )
+    .await?;
     let event = Event::by(Action::MemberRoleChanged, principal)
         .target("member", id)
         .details(json!({"user_id": target.user_id, "from": current.as_str(), "to": role.as_str()}));
     audit::record(tx.conn(), now, event).await?;
+    for event in revoked {
+        audit::record(tx.conn(), now, event).await?;
+    }
     let listing = members::list_active(tx.conn(), principal.business_id)
         .await?
         .into_iter()
@@ -141,17 +156,30 @@ pub async fn remove(app: &App, principal: &Principal, id: Uuid) -> Result<(), Me
     }
     tokens::revoke_all_of_member(tx.conn(), principal.business_id, target.user_id, now).await?;
     metering::release(&mut tx, principal.business_id, "members", 1).await?;
-    let action = if target.role == Role::Bot.as_str() {
-        Action::BotDeleted
+    let (action, reason) = if target.role == Role::Bot.as_str() {
+        (Action::BotDeleted, "inviter_removed")
     } else if leaving {
-        Action::MemberLeft
+        (Action::MemberLeft, "inviter_left")
     } else {
-        Action::MemberRemoved
+        (Action::MemberRemoved, "inviter_removed")
     };
+    let revoked = invitations::revoke_unsendable(
+        tx.conn(),
+        principal.business_id,
+        target.user_id,
+        None,
+        Actor::of(principal),
+        reason,
+        now,
+    )
+    .await?;
     let event = Event::by(action, principal)
         .target("member", id)
         .details(json!({"user_id": target.user_id, "role": target.role}));
     audit::record(tx.conn(), now, event).await?;
+    for event in revoked {
+        audit::record(tx.conn(), now, event).await?;
+    }
     tx.commit().await?;
     tracing::info!(member_id = %id, leaving, "member removed");
     Ok(())
@@ -194,10 +222,25 @@ pub async fn transfer_ownership(
     }
     members::set_role(tx.conn(), id, Role::Owner.as_str(), now).await?;
     members::set_role(tx.conn(), caller.member_id, Role::Admin.as_str(), now).await?;
+    // Today an admin may send all that an owner may, so this revokes nothing; it keeps the
+    // rule should the roles change.
+    let revoked = invitations::revoke_unsendable(
+        tx.conn(),
+        principal.business_id,
+        caller.user_id,
+        Some(Role::Admin),
+        Actor::of(principal),
+        "inviter_role_changed",
+        now,
+    )
+    .await?;
     let event = Event::by(Action::OwnershipTransferred, principal)
         .target("member", id)
         .details(json!({"user_id": target.user_id, "previous_role": target.role, "from_member": caller.member_id}));
     audit::record(tx.conn(), now, event).await?;
+    for event in revoked {
+        audit::record(tx.conn(), now, event).await?;
+    }
     let listing = members::list_active(tx.conn(), principal.business_id)
         .await?
         .into_iter()

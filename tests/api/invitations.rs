@@ -1,5 +1,5 @@
 use chrono::Duration;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::db_test;
@@ -37,8 +37,8 @@ db_test! {
         assert_eq!(inv["link"], format!("http://localhost:8000/invitations/accept?key={key}"));
         assert_eq!(inv["expires_at"], "2026-03-08T12:00:00Z");
 
-        let mail = app.only_mail_to("grace@example.com", "invited you").await;
-        assert!(mail.contains("Ada Lovelace invited you to join"), "{mail}");
+        let mail = app.only_mail_to("grace@example.com", "invited to join").await;
+        assert!(mail.contains("“Ada Lovelace” invited you to join “ada[@]example[.]com's business” as admin."), "{mail}");
         assert!(mail.contains(inv["link"].as_str().unwrap_or("?")), "the link as it reads: {mail}");
         assert_eq!(key_in(&mail), key);
 
@@ -219,7 +219,7 @@ db_test! {
         assert_eq!(resent["emailed"], true);
         assert_eq!(resent["role"], "admin");
         assert_ne!(resent["key"], second["key"]);
-        let mailed = key_in(&app.only_mail_to("alan@example.com", "invited you").await);
+        let mailed = key_in(&app.only_mail_to("alan@example.com", "invited to join").await);
         assert_eq!(mailed, resent["key"].as_str().expect("key"));
         let res = accept(&app, second["key"].as_str().expect("key"), invitee()).await;
         assert_problem(res, StatusCode::GONE, "key_revoked").await;
@@ -303,5 +303,172 @@ db_test! {
         app.clock.advance(Duration::days(2));
         let res = accept(&short, inv["key"].as_str().expect("key"), invitee()).await;
         assert_problem(res, StatusCode::GONE, "key_expired").await;
+    }
+}
+
+/// Invites `email` as `role` without mail; the invitation's key.
+async fn key_for(app: &TestApp, token: &str, email: &str, role: &str) -> String {
+    let (status, inv) = invite(
+        app,
+        token,
+        json!({"email": email, "role": role, "send_email": false}),
+    )
+    .await;
+    assert_eq!(status, StatusCode::CREATED, "{inv}");
+    inv["key"].as_str().expect("key").to_owned()
+}
+
+/// The status and code of looking up an invitation key.
+async fn looked_up(app: &TestApp, key: &str) -> (StatusCode, Value) {
+    let (status, body) = app.get(&format!("/api/v1/invitations/{key}"), None).await;
+    (status, body["code"].clone())
+}
+
+async fn user_id(app: &TestApp, token: &str) -> String {
+    let (_, me) = app.get("/api/v1/me", Some(token)).await;
+    me["user"]["id"].as_str().expect("user id").to_owned()
+}
+
+/// The business's `invitation.revoked` entries, oldest first: (invited email, actor id, reason).
+async fn revocations(app: &TestApp, owner: &str) -> Vec<(String, String, String)> {
+    let (status, page) = app
+        .get("/api/v1/audit-log?action=invitation.revoked", Some(owner))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let mut found: Vec<_> = page["data"]
+        .as_array()
+        .expect("data")
+        .iter()
+        .map(|e| {
+            let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+            (
+                text(&e["details"]["email"]),
+                text(&e["actor"]["id"]),
+                text(&e["details"]["reason"]),
+            )
+        })
+        .collect();
+    found.reverse();
+    found
+}
+
+db_test! {
+    async fn removing_demoting_or_losing_an_admin_revokes_the_invitations_they_sent(app) {
+        let owner = app.signup_token("owner@example.com").await;
+        let owner_id = user_id(&app, &owner).await;
+        // In turns: the trial's five seats count pending invitations too.
+        let (removed, removed_member) = app.join(&owner, "removed@example.com", "admin").await;
+        let (demoted, demoted_member) = app.join(&owner, "demoted@example.com", "admin").await;
+        let from_removed = key_for(&app, &removed, "a1@example.com", "admin").await;
+        let from_demoted = key_for(&app, &demoted, "a2@example.com", "admin").await;
+        let (status, _) = app.call(Method::DELETE, &format!("/api/v1/members/{removed_member}"), Some(&owner), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        let member_from_demoted = key_for(&app, &demoted, "m2@example.com", "member").await;
+        let (status, _) = app.call(Method::PATCH, &format!("/api/v1/members/{demoted_member}"), Some(&owner), Some(json!({"role": "member"}))).await;
+        assert_eq!(status, StatusCode::OK);
+        let (leaver, leaver_member) = app.join(&owner, "leaver@example.com", "admin").await;
+        let leaver_id = user_id(&app, &leaver).await;
+        let from_leaver = key_for(&app, &leaver, "a3@example.com", "admin").await;
+        let from_owner = key_for(&app, &owner, "o@example.com", "admin").await;
+        let (status, _) = app.call(Method::DELETE, &format!("/api/v1/members/{leaver_member}"), Some(&leaver), None).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+
+        for key in [&from_removed, &from_demoted, &member_from_demoted, &from_leaver] {
+            assert_eq!(looked_up(&app, key).await, (StatusCode::GONE, json!("key_revoked")));
+            assert_problem(accept(&app, key, invitee()).await, StatusCode::GONE, "key_revoked").await;
+        }
+        let (_, pending) = app.get("/api/v1/invitations", Some(&owner)).await;
+        assert_eq!(pending["data"].as_array().map(Vec::len), Some(1), "{pending}");
+        assert_eq!(pending["data"][0]["email"], "o@example.com");
+        let by = |email: &str, actor: &str, reason: &str| (email.to_owned(), actor.to_owned(), reason.to_owned());
+        assert_eq!(
+            revocations(&app, &owner).await,
+            [
+                by("a1@example.com", &owner_id, "inviter_removed"),
+                by("a2@example.com", &owner_id, "inviter_role_changed"),
+                by("m2@example.com", &owner_id, "inviter_role_changed"),
+                by("a3@example.com", &leaver_id, "inviter_left"),
+            ]
+        );
+
+        // Handing ownership over leaves the old owner an admin, who may still offer `admin`.
+        let (status, _) = app.post(&format!("/api/v1/members/{demoted_member}/transfer-ownership"), Some(&owner), json!({})).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(looked_up(&app, &from_owner).await.0, StatusCode::OK);
+        let (status, joined) = read(accept(&app, &from_owner, invitee()).await).await;
+        assert_eq!(status, StatusCode::CREATED, "{joined}");
+        assert_eq!(joined["role"], "admin");
+    }
+}
+
+db_test! {
+    async fn an_invitation_is_accepted_only_while_its_sender_may_still_send_it(app) {
+        let owner = app.signup_token("owner@example.com").await;
+        let (admin, admin_member) = app.join(&owner, "admin@example.com", "admin").await;
+        let key = key_for(&app, &admin, "new@example.com", "admin").await;
+        let (status, _) = app.call(Method::PATCH, &format!("/api/v1/members/{admin_member}"), Some(&owner), Some(json!({"role": "member"}))).await;
+        assert_eq!(status, StatusCode::OK);
+        // As if the invitation had outlived the demotion (sent before revocation existed).
+        let unrevoke = "UPDATE one_time_keys SET revoked_at = NULL WHERE revoked_at IS NOT NULL";
+        assert_eq!(app.exec(unrevoke).await, 1);
+        assert_eq!(looked_up(&app, &key).await, (StatusCode::GONE, json!("key_revoked")));
+        assert_problem(accept(&app, &key, invitee()).await, StatusCode::GONE, "key_revoked").await;
+
+        // Once the sender may offer the role again, it works.
+        let (status, _) = app.call(Method::PATCH, &format!("/api/v1/members/{admin_member}"), Some(&owner), Some(json!({"role": "admin"}))).await;
+        assert_eq!(status, StatusCode::OK);
+        let (status, joined) = read(accept(&app, &key, invitee()).await).await;
+        assert_eq!(status, StatusCode::CREATED, "{joined}");
+        assert_eq!(joined["role"], "admin");
+    }
+}
+
+db_test! {
+    async fn a_deactivated_user_s_invitations_stop_working(app) {
+        let owner = app.signup_token("owner@example.com").await;
+        let (admin, _) = app.join(&owner, "admin@example.com", "admin").await;
+        let admin_id = user_id(&app, &admin).await;
+        let key = key_for(&app, &admin, "new@example.com", "admin").await;
+        app.signup("staff@example.com").await;
+        saaskit::billing::admin::set_staff(&app.app, "staff@example.com", true).await.expect("make staff");
+        let staff = app.login_token("staff@example.com").await;
+        let (status, _) = app.post(&format!("/api/v1/admin/users/{admin_id}/deactivate"), Some(&staff), json!({})).await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
+        assert_eq!(looked_up(&app, &key).await, (StatusCode::GONE, json!("key_revoked")));
+        let revoked = revocations(&app, &owner).await;
+        assert_eq!(revoked.len(), 1, "{revoked:?}");
+        assert_eq!((revoked[0].0.as_str(), revoked[0].2.as_str()), ("new@example.com", "inviter_deactivated"));
+        // Even if it were not revoked, the sender's account is off.
+        assert_eq!(app.exec("UPDATE one_time_keys SET revoked_at = NULL WHERE revoked_at IS NOT NULL").await, 1);
+        assert_problem(accept(&app, &key, invitee()).await, StatusCode::GONE, "key_revoked").await;
+    }
+}
+
+db_test! {
+    async fn names_in_an_invitation_mail_are_quoted_and_link_nowhere(app) {
+        let (status, signed_up) = app
+            .post(
+                "/api/v1/signup",
+                None,
+                json!({"business": {"name": "http://evil.example/login"}, "email": "ada@example.com",
+                       "first_name": "Visit evil.example.com now", "last_name": "", "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{signed_up}");
+        let (status, _) = invite(&app, &token_of(&signed_up), json!({"email": "grace@example.com"})).await;
+        assert_eq!(status, StatusCode::CREATED);
+        let mail = app.only_mail_to("grace@example.com", "invited to join").await;
+        let subject = mail.lines().find(|l| l.starts_with("Subject: ")).unwrap_or_default();
+        assert_eq!(subject, "Subject: You are invited to join a business", "no chosen name in the subject");
+        assert!(
+            mail.contains("“Visit evil[.]example[.]com now” invited you to join “http[:]//evil[.]example/login” as member."),
+            "{mail}"
+        );
+        for linkable in ["evil.example", "http://evil", "://evil"] {
+            assert!(!mail.contains(linkable), "{linkable:?} in {mail}");
+        }
+        // Our own link is intact.
+        let key = key_in(&mail);
+        assert!(mail.contains(&format!("http://localhost:8000/invitations/accept?key={key}")), "{mail}");
     }
 }

@@ -146,7 +146,7 @@ db_test! {
         assert_eq!(app.deliver_mail().await.sent, 1);
         let data = &sink.messages()[0].data;
         assert!(data.contains("Content-Transfer-Encoding: 8bit"), "{data}");
-        assert!(data.contains("Hello Zoë,"), "{data}");
+        assert!(data.contains("Hello “Zoë”,"), "{data}");
         let key = key_in(data);
         assert!(data.contains(&format!("/reset-password?key={key}")));
     }

@@ -37,7 +37,9 @@ db_test! {
         // The link is in the file as it reads (not quoted-printable), in both parts.
         let link = format!("http://localhost:8000/reset-password?key={key}");
         assert_eq!(mail.matches(&link).count(), 2, "{mail}");
-        assert!(mail.contains("Content-Transfer-Encoding: 7bit"), "{mail}");
+        // 8bit, not 7bit: the name is in quotes (“Ada”).
+        assert!(mail.contains("Content-Transfer-Encoding: 8bit"), "{mail}");
+        assert!(mail.contains("Hello “Ada”,"), "{mail}");
 
         let res = confirm(&app, &key, NEW_PASSWORD).await;
         let (status, body) = read(res).await;

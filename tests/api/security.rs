@@ -450,3 +450,153 @@ db_test!(
         assert_eq!(statuses, [401, 401, 429]);
     }
 );
+
+/// Looks up an invitation key `way`s (`invitation`: `GET /api/v1/invitations/{key}`, `prefill`:
+/// `GET /saas/signup/prefill`, `signup`: `POST /saas/signup` with it as `activation_key`) from
+/// `ip`; the status and the problem's code.
+async fn look_up_key(
+    app: &TestApp,
+    way: &str,
+    key: &str,
+    business: &str,
+    ip: &str,
+) -> (u16, Value) {
+    let req = match way {
+        "invitation" => app
+            .client
+            .get(app.url(&format!("/api/v1/invitations/{key}"))),
+        "prefill" => app
+            .client
+            .get(app.url(&format!("/saas/signup/prefill?key={key}"))),
+        _ => app.client.post(app.url("/saas/signup")).json(&json!({
+            "business": {"id": business},
+            "email": "grace@example.com",
+            "first_name": "Grace",
+            "last_name": "Hopper",
+            "password1": "invited passphrase",
+            "password2": "invited passphrase",
+            "activation_key": key,
+        })),
+    };
+    let res = req
+        .header("X-Forwarded-For", ip)
+        .send()
+        .await
+        .expect("request");
+    let (status, body) = read(res).await;
+    (status.as_u16(), body["code"].clone())
+}
+
+db_test!(
+    async fn failed_invitation_look_ups_count_against_the_address(app) {
+        let app = behind_proxy(&app, |c| c.rate_limit_keys_ip = Rule::per(3, 600)).await;
+        let owner = app.signup("ada@example.com").await;
+        let business = owner["business"]["id"].as_str().expect("business id").to_owned();
+        let (status, inv) = app
+            .post("/api/v1/invitations", Some(&token_of(&owner)), json!({"email": "grace@example.com", "send_email": false}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{inv}");
+        let key = inv["key"].as_str().expect("key").to_owned();
+
+        for (i, way) in ["invitation", "prefill", "signup"].into_iter().enumerate() {
+            let ip = format!("198.51.100.{}", i + 1);
+            for n in 0..3 {
+                let guess = format!("guess{n}");
+                assert_eq!(look_up_key(&app, way, &guess, &business, &ip).await, (404, json!("key_not_found")), "{way}");
+            }
+            assert_eq!(look_up_key(&app, way, "guess3", &business, &ip).await, (429, json!("rate_limited")), "{way}");
+            assert_eq!(look_up_key(&app, way, &key, &business, &ip).await, (429, json!("rate_limited")), "{way}: the address is limited, whatever the key");
+        }
+        // A look-up that finds the invitation gives its hit back.
+        for _ in 0..4 {
+            assert_eq!(look_up_key(&app, "invitation", &key, &business, "198.51.100.9").await.0, 200);
+            assert_eq!(look_up_key(&app, "prefill", &key, &business, "198.51.100.9").await.0, 200);
+        }
+    }
+);
+
+/// Sends `body` to `path` and asserts a 422 naming `field` with `code`.
+async fn refused_field(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: Option<&str>,
+    body: Value,
+    field: &str,
+    code: &str,
+) {
+    let mut req = app.client.request(method, app.url(path)).json(&body);
+    if let Some(token) = token {
+        req = req.bearer_auth(token);
+    }
+    let res = req.send().await.expect("request");
+    let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+    assert!(
+        problem["errors"]
+            .as_array()
+            .expect("errors")
+            .iter()
+            .any(|e| e["field"] == field && e["code"] == code),
+        "{path}: expected {field}/{code} in {problem}"
+    );
+}
+
+db_test!(
+    async fn names_with_invisible_format_characters_are_refused_wherever_they_enter(app) {
+        use reqwest::Method;
+        // U+202E RIGHT-TO-LEFT OVERRIDE: "Acme\u{202e}moc.live" reads "Acmeevil.com".
+        let spoof = "Acme\u{202e}moc.live";
+        let signed_up = app.signup("ada@example.com").await;
+        let owner = token_of(&signed_up);
+        let business = signed_up["business"]["id"].as_str().expect("business id").to_owned();
+        let person = |first: &str, last: &str, business: &str| {
+            json!({"business": {"name": business}, "email": "new@example.com", "first_name": first, "last_name": last, "password": PASSWORD})
+        };
+        for (body, field) in [
+            (person(spoof, "L", "B"), "first_name"),
+            (person("A", spoof, "B"), "last_name"),
+            (person("A", "L", spoof), "business.name"),
+        ] {
+            refused_field(&app, Method::POST, "/api/v1/signup", None, body, field, "invalid_characters").await;
+        }
+        let legacy = |first: &str, last: &str, business: Value, key: Option<&str>| {
+            json!({"business": business, "email": "grace@example.com", "first_name": first, "last_name": last,
+                   "password1": PASSWORD, "password2": PASSWORD, "activation_key": key})
+        };
+        for (body, field) in [
+            (legacy(spoof, "L", json!({"name": "B"}), None), "first_name"),
+            (legacy("A", spoof, json!({"name": "B"}), None), "last_name"),
+            (legacy("A", "L", json!({"name": spoof}), None), "business.name"),
+        ] {
+            refused_field(&app, Method::POST, "/saas/signup", None, body, field, "invalid_characters").await;
+        }
+        let (_, inv) = app.post("/api/v1/invitations", Some(&owner), json!({"email": "grace@example.com", "send_email": false})).await;
+        let key = inv["key"].as_str().expect("key").to_owned();
+        for (first, last, field) in [(spoof, "L", "first_name"), ("A", spoof, "last_name")] {
+            let body = legacy(first, last, json!({"id": business}), Some(&key));
+            refused_field(&app, Method::POST, "/saas/signup", None, body, field, "invalid_characters").await;
+            let body = json!({"first_name": first, "last_name": last, "password": PASSWORD});
+            refused_field(&app, Method::POST, &format!("/api/v1/invitations/{key}/accept"), None, body, field, "invalid_characters").await;
+        }
+
+        for path in ["/api/v1/api-keys", "/api/v1/applications"] {
+            refused_field(&app, Method::POST, path, Some(&owner), json!({"name": spoof}), "name", "invalid_name").await;
+        }
+        refused_field(&app, Method::POST, "/api/v1/bots", Some(&owner), json!({"name": spoof, "scopes": ["sdk"]}), "name", "invalid_name").await;
+        let (status, application) = app.post("/api/v1/applications", Some(&owner), json!({"name": "Acme"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{application}");
+        let path = format!("/api/v1/applications/{}", application["id"].as_str().expect("id"));
+        refused_field(&app, Method::PATCH, &path, Some(&owner), json!({"name": spoof}), "name", "invalid_name").await;
+
+        app.signup("staff@example.com").await;
+        saaskit::billing::admin::set_staff(&app.app, "staff@example.com", true).await.expect("make staff");
+        let staff = app.login_token("staff@example.com").await;
+        let plan = json!({"code": "team", "name": spoof, "price": 100, "cycle_days": 30});
+        refused_field(&app, Method::POST, "/api/v1/admin/plans", Some(&staff), plan, "plan", "invalid_characters").await;
+        refused_field(&app, Method::PATCH, "/api/v1/admin/plans/free-trial", Some(&staff), json!({"name": spoof}), "plan", "invalid_characters").await;
+
+        assert_eq!(app.count("users").await, 2, "nobody signed up or joined");
+        let (_, seen) = app.get(&format!("/api/v1/invitations/{key}"), None).await;
+        assert_eq!(seen["email"], "grace@example.com", "the invitation is still pending");
+    }
+);

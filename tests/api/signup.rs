@@ -173,6 +173,60 @@ db_test! {
 }
 
 /// Polls every future concurrently on the test runtime.
+/// Signs up `email` with the test password; the answer.
+async fn sign_up_as(app: &TestApp, email: &str) -> reqwest::Response {
+    let body = json!({"business": {"name": "B"}, "email": email, "first_name": "Kate", "last_name": "K", "password": PASSWORD});
+    app.client
+        .post(app.url("/api/v1/signup"))
+        .json(&body)
+        .send()
+        .await
+        .expect("send")
+}
+
+db_test! {
+    async fn a_fullwidth_address_is_the_account_of_its_plain_form(app) {
+        let (status, body) = read(sign_up_as(&app, "ｋate@example.com").await).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        assert_eq!(body["user"]["email"], "kate@example.com", "stored in its normal form");
+        for again in ["kate@example.com", "ｋａｔｅ＠ｅｘａｍｐｌｅ．ｃｏｍ", "KATE@EXAMPLE.COM"] {
+            assert_problem(sign_up_as(&app, again).await, StatusCode::CONFLICT, "email_taken").await;
+        }
+        for login in ["kate@example.com", "ｋate@example.com", "ＫＡＴＥ＠example.com"] {
+            let (status, body) = app.post("/api/v1/login", None, json!({"email": login, "password": PASSWORD})).await;
+            assert_eq!(status, StatusCode::OK, "{login}: {body}");
+        }
+        assert_eq!(app.count("users").await, 1);
+    }
+}
+
+db_test! {
+    async fn an_address_mixing_look_alike_scripts_is_refused_as_confusable(app) {
+        let owner = app.signup_token("ada@example.com").await;
+        // A Cyrillic а (U+0430) in a Latin local part, then in a Latin domain label.
+        for confusable in ["k\u{430}te@example.com", "kate@ex\u{430}mple.com"] {
+            let problem = assert_problem(sign_up_as(&app, confusable).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+            assert_eq!((&problem["errors"][0]["field"], &problem["errors"][0]["code"]), (&json!("email"), &json!("email_confusable")), "{problem}");
+            let res = app.client.post(app.url("/api/v1/invitations")).bearer_auth(&owner).json(&json!({"email": confusable})).send().await.expect("send");
+            let problem = assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
+            assert_eq!(problem["errors"][0]["code"], "email_confusable", "{problem}");
+        }
+        assert_eq!(app.count("users").await, 1);
+    }
+}
+
+db_test! {
+    async fn addresses_in_one_script_sign_up_whatever_the_script(app) {
+        for email in ["иван@почта.рф", "josé@example.com", "用户@例子.广告", "иван@gmail.com"] {
+            let (status, body) = read(sign_up_as(&app, email).await).await;
+            assert_eq!(status, StatusCode::CREATED, "{email}: {body}");
+            assert_eq!(body["user"]["email"], email);
+            let (status, _) = app.post("/api/v1/login", None, json!({"email": email, "password": PASSWORD})).await;
+            assert_eq!(status, StatusCode::OK, "{email}");
+        }
+    }
+}
+
 pub async fn futures_join_all<F>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output>
 where
     F: std::future::Future + Send + 'static,

@@ -162,8 +162,9 @@ pub async fn hit(app: &App, rule: Rule, bucket: String) -> anyhow::Result<Result
     })
 }
 
-/// A use of a mailed key (reset confirmation, invitation acceptance) from the client's
-/// address; give the hit back when the key worked, so only failures count.
+/// A use of a mailed key (reset confirmation, email verification, invitation look-up or
+/// acceptance) from the client's address; give the hit back when the key worked, so only
+/// failures count.
 pub async fn key_attempt(app: &App, client: &ClientInfo) -> anyhow::Result<Result<Hit, Limited>> {
     let bucket = address_bucket("keys-ip", client.ip.as_deref());
     hit(app, app.config.rate_limit_keys_ip, bucket).await

@@ -20,6 +20,7 @@ pub mod metering;
 pub mod metrics;
 pub mod ratelimit;
 pub mod secret;
+pub mod server;
 pub mod store;
 pub mod teams;
 pub mod telemetry;

@@ -1,6 +1,5 @@
 //! The application: shared state every request and job sees, and the server that runs it.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -81,36 +80,21 @@ impl App {
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then lets requests in flight finish
-/// (up to the configured timeout).
+/// (up to the configured timeout). Connections are held to the configured header-read and
+/// keep-alive timeouts and cap (see [`crate::server`]).
 pub async fn serve(
     app: AppState,
     router: axum::Router,
     listener: TcpListener,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let timeout = Duration::from_secs(app.config.shutdown_timeout_secs);
-    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let limits = crate::server::Limits::from_config(&app.config);
+    tracing::info!(?limits, "serving connections");
+    crate::server::serve(listener, router, limits, async move {
         shutdown.await;
         tracing::info!("shutting down: no new connections, finishing requests in flight");
-        let _ = stopping_tx.send(());
-    });
-    let server = server.into_future();
-    tokio::pin!(server);
-    tokio::select! {
-        result = &mut server => result.context("HTTP server failed")?,
-        _ = async {
-            // Only once shutdown has begun does the drain timeout start to run.
-            let _ = stopping_rx.await;
-            tokio::time::sleep(timeout).await;
-        } => {
-            tracing::warn!(timeout_secs = timeout.as_secs(), "requests still in flight at the shutdown timeout; closing");
-        }
-    }
+    })
+    .await;
     Ok(())
 }
 
@@ -140,17 +124,19 @@ pub async fn run(
         })?;
         tracing::info!(%addr, "metrics served without authentication on a separate address");
         let metrics_app = crate::http::health::metrics_router(app.clone());
+        let limits = crate::server::Limits {
+            max_connections: crate::server::METRICS_MAX_CONNECTIONS,
+            ..crate::server::Limits::from_config(&app.config)
+        };
         let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            let served = axum::serve(metrics_listener, metrics_app)
-                .with_graceful_shutdown(async move {
-                    let _ = stop.changed().await;
-                })
-                .await;
-            if let Err(err) = served {
-                tracing::error!(error = %err, "metrics listener failed");
-            }
-        });
+        tokio::spawn(crate::server::serve(
+            metrics_listener,
+            metrics_app,
+            limits,
+            async move {
+                let _ = stop.changed().await;
+            },
+        ));
     }
     let mail_worker = tokio::spawn(crate::jobs::mail::run(app.clone(), stop_rx.clone()));
     let renewals = tokio::spawn(crate::jobs::renew::run(app.clone(), stop_rx));

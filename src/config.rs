@@ -215,6 +215,42 @@ pub struct Config {
     )]
     pub shutdown_timeout_secs: u64,
 
+    /// Seconds a client has to send a request's line and headers, counted from when it connects
+    /// and, on a kept-alive connection, from the first byte of its next request; then the
+    /// connection is closed. Bounds what a client that sends nothing, or a header a byte at a
+    /// time, can hold.
+    #[arg(
+        long,
+        env = "SAASKIT_HEADER_READ_TIMEOUT",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        global = true
+    )]
+    pub header_read_timeout_secs: u64,
+
+    /// Seconds a kept-alive connection may wait for its next request before it is closed. Keep
+    /// it longer than the idle timeout of a proxy or load balancer in front (often 60 s), so
+    /// that the proxy, not saaskit, closes the connections it pools.
+    #[arg(
+        long,
+        env = "SAASKIT_KEEP_ALIVE_TIMEOUT",
+        default_value_t = 75,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        global = true
+    )]
+    pub keep_alive_timeout_secs: u64,
+
+    /// Most client connections open at once; more wait in the kernel's queue until one closes.
+    /// Defaults to the open-file limit (raised to its hard limit at start) less a reserve for
+    /// the database pool, the metrics listener and files.
+    #[arg(
+        long,
+        env = "SAASKIT_MAX_CONNECTIONS",
+        value_parser = clap::value_parser!(u64).range(1..),
+        global = true
+    )]
+    pub max_connections: Option<u64>,
+
     /// `off` turns every rate limit off (load tests, benchmarks).
     #[arg(
         long,
@@ -400,6 +436,14 @@ impl Config {
         if self.request_timeout_secs == 0 {
             anyhow::bail!("SAASKIT_REQUEST_TIMEOUT must be at least 1 second");
         }
+        if self.header_read_timeout_secs == 0 || self.keep_alive_timeout_secs == 0 {
+            anyhow::bail!(
+                "SAASKIT_HEADER_READ_TIMEOUT and SAASKIT_KEEP_ALIVE_TIMEOUT must be at least 1 second"
+            );
+        }
+        if self.max_connections == Some(0) {
+            anyhow::bail!("SAASKIT_MAX_CONNECTIONS must be at least 1");
+        }
         if self.default_plan.trim().is_empty() {
             anyhow::bail!("SAASKIT_DEFAULT_PLAN may not be empty");
         }
@@ -436,6 +480,9 @@ impl Config {
             hash_concurrency: None,
             log_format: LogFormat::Text,
             shutdown_timeout_secs: 30,
+            header_read_timeout_secs: 30,
+            keep_alive_timeout_secs: 75,
+            max_connections: None,
             rate_limit: Switch::On,
             rate_limit_login_ip: Rule::per(30, 60),
             rate_limit_login_account: Rule::per(5, 15 * 60),

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod ratelimit;
 pub mod seal;
 pub mod secret;
+pub mod server;
 pub mod store;
 pub mod teams;
 pub mod telemetry;

@@ -295,6 +295,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::Serve => {
+            match saaskit::server::raise_open_file_limit() {
+                Ok(limit) => tracing::debug!(limit, "open file limit"),
+                Err(err) => tracing::warn!(error = %err, "cannot raise the open file limit"),
+            }
             let bind = config.bind;
             let database = redact_url(&config.database_url);
             let app = App::connect(config).await?;

@@ -105,6 +105,15 @@ where
     }
 }
 
+/// 413 `payload_too_large`: a body over [`MAX_BODY_BYTES`], sent or declared.
+pub fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "payload_too_large",
+        format!("The body is larger than {MAX_BODY_BYTES} bytes."),
+    )
+}
+
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     match rejection {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
@@ -129,11 +138,7 @@ fn json_rejection(rejection: JsonRejection) -> ApiError {
             ),
         ),
         JsonRejection::BytesRejection(err) if err.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("The body is larger than {MAX_BODY_BYTES} bytes."),
-            )
+            payload_too_large()
         }
         other => ApiError::new(
             StatusCode::BAD_REQUEST,

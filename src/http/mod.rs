@@ -150,6 +150,7 @@ pub fn router_with(app: AppState, extra: OpenApiRouter<AppState>) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(openapi::ServedDocument(served.into())))
+        .layer(axum::middleware::from_fn(refuse_oversized_body))
         // The timeout sits inside the metrics so that a request cut short is counted too.
         .layer(axum::middleware::from_fn_with_state(
             Duration::from_secs(app.config.request_timeout_secs),
@@ -341,6 +342,25 @@ async fn enforce_timeout(
         )
         .into_response(),
     }
+}
+
+/// Answers 413 `payload_too_large` at once when the declared `Content-Length` is over
+/// [`extract::MAX_BODY_BYTES`], whatever the route: otherwise a handler would wait for a body
+/// it will refuse, and one that is never sent would hold the request until its timeout. A
+/// chunked body is held to the same limit while it is read.
+async fn refuse_oversized_body(
+    req: Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > extract::MAX_BODY_BYTES as u64) {
+        return extract::payload_too_large().into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {

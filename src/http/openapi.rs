@@ -3,9 +3,10 @@
 //! with interactive documentation at `/docs`.
 //!
 //! What operations share is added here once, from each operation's shape, so no handler can
-//! forget it: every error response is the `Problem` document of `error.rs`; an operation that
-//! reads a JSON body also answers 400, 413, 415 and 422; one that needs a credential, 401 (and
-//! 403 when it needs a scope); one that reads the database, 503 while it does not answer.
+//! forget it: every error response is the `Problem` document of `error.rs`; every operation
+//! answers 413 to a request that declares a body over 1 MiB; an operation that reads a JSON
+//! body also answers 400, 415 and 422; one that needs a credential, 401 (and 403 when it needs
+//! a scope); one that reads the database, 503 while it does not answer.
 //! Handlers document only the errors of their own.
 
 use axum::Extension;
@@ -188,6 +189,13 @@ fn add_shared_errors(operation: &mut Operation) {
                 "`validation_failed` (see `errors`) or `invalid_body` (wrong shape).",
             ),
         ]);
+    } else {
+        // Refused before any handler runs (`refuse_oversized_body` in http/mod.rs), though the
+        // operation reads no body.
+        shared.push((
+            "413",
+            "`payload_too_large`: the request declares a body over 1 MiB.",
+        ));
     }
     // The schemes an operation accepts; a requirement's map is private, its JSON is not.
     let schemes: Vec<String> = operation

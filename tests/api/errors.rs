@@ -84,6 +84,27 @@ db_test! {
 }
 
 db_test! {
+    async fn a_body_declared_over_one_mebibyte_is_refused_at_once_on_every_route(app) {
+        // The body never comes: without the check a handler reading it would wait for the
+        // request timeout (30 s), and one not reading it would answer as if it were not there.
+        for (method, path) in [("POST", "/api/v1/signup"), ("POST", "/api/v1/api-keys"), ("GET", "/healthz")] {
+            let request = format!(
+                "{method} {path} HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\nContent-Length: 1000000000000\r\n\r\n{{\"a\":"
+            );
+            let started = std::time::Instant::now();
+            let (status, head, body) = tokio::time::timeout(std::time::Duration::from_secs(10), app.raw(request.as_bytes()))
+                .await
+                .unwrap_or_else(|_| panic!("{method} {path}: no answer within 10 s"));
+            assert_eq!(status, 413, "{method} {path}: {head}");
+            assert!(head.to_ascii_lowercase().contains("content-type: application/problem+json"), "{head}");
+            assert!(body.contains("payload_too_large"), "{body}");
+            assert!(started.elapsed() < std::time::Duration::from_secs(10));
+        }
+        assert_eq!(app.count("users").await, 0);
+    }
+}
+
+db_test! {
     async fn unknown_routes_and_methods_are_problem_documents(app) {
         let res = app.client.get(app.url("/api/v1/nope")).send().await.expect("send");
         assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;

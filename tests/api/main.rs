@@ -9,6 +9,7 @@ mod audit;
 mod billing;
 mod cli;
 mod compat;
+mod connections;
 mod direct;
 mod email_verification;
 mod errors;

@@ -11,6 +11,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::config::Config;
 use crate::db::Db;
 use crate::mail::Mailer;
+use crate::product::Products;
 
 /// Shared state, behind an `Arc` in every handler.
 pub struct App {
@@ -32,6 +33,8 @@ pub struct App {
     pub background: tokio_util::task::TaskTracker,
     /// The batching writer for metered rows on SQLite, started on first use.
     pub sqlite_writer: crate::db::writer::WriterSlot,
+    /// saaskit and the products registered on it: their meters, routes and migrations.
+    pub products: Arc<Products>,
 }
 
 pub type AppState = Arc<App>;
@@ -44,17 +47,23 @@ impl App {
         self.background.reopen();
     }
 
-    /// Connects to the configured database and applies pending migrations.
-    pub async fn connect(config: Config) -> anyhow::Result<AppState> {
+    /// Connects to the configured database and applies pending migrations, saaskit's and the
+    /// products'.
+    pub async fn connect(config: Config, products: Arc<Products>) -> anyhow::Result<AppState> {
         config.validate()?;
         let db = Db::connect(&config.database_url, config.database_max_connections).await?;
-        db.migrate().await?;
-        Self::with_db(config, db, Arc::new(SystemClock))
+        products.migrate(&db).await?;
+        Self::with_db(config, db, Arc::new(SystemClock), products)
     }
 
     /// Builds the state around an existing (migrated) database and clock: for tests and for
     /// embedding saaskit in a larger program.
-    pub fn with_db(config: Config, db: Db, clock: Arc<dyn Clock>) -> anyhow::Result<AppState> {
+    pub fn with_db(
+        config: Config,
+        db: Db,
+        clock: Arc<dyn Clock>,
+        products: Arc<Products>,
+    ) -> anyhow::Result<AppState> {
         let cores = std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(2);
@@ -75,6 +84,7 @@ impl App {
             mail_worker_running: std::sync::atomic::AtomicBool::new(false),
             background: tokio_util::task::TaskTracker::new(),
             sqlite_writer: crate::db::writer::WriterSlot::default(),
+            products,
         }))
     }
 }

@@ -62,6 +62,35 @@ macro_rules! on_conn {
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/sqlite");
 static POSTGRES_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations/postgres");
 
+/// One set of migrations, a folder per database with the same version numbers, tracked in its
+/// own table: saaskit's in `_sqlx_migrations`, a product's beside it (see
+/// [`crate::product::Product::migrations`]).
+#[derive(Debug)]
+pub struct Migrations {
+    sqlite: sqlx::migrate::Migrator,
+    postgres: sqlx::migrate::Migrator,
+}
+
+impl Migrations {
+    /// `sqlite` and `postgres` as `sqlx::migrate!` gives them, tracked in `table`.
+    pub fn new(
+        table: String,
+        mut sqlite: sqlx::migrate::Migrator,
+        mut postgres: sqlx::migrate::Migrator,
+    ) -> Migrations {
+        // "Dangerous" only in that a table already used by other migrations would mix them up:
+        // each product has a table of its own.
+        sqlite.dangerous_set_table_name(table.clone());
+        postgres.dangerous_set_table_name(table);
+        Migrations { sqlite, postgres }
+    }
+}
+
+/// The latest version a migrator knows.
+fn latest(m: &sqlx::migrate::Migrator) -> i64 {
+    m.iter().map(|m| m.version).max().unwrap_or(0)
+}
+
 impl Db {
     /// Connects to `url`: `sqlite://path` (the file is created if missing) or `postgres://…`.
     pub async fn connect(url: &str, max_connections: u32) -> anyhow::Result<Db> {
@@ -132,20 +161,65 @@ impl Db {
         .context("applying database migrations")
     }
 
-    /// Whether every migration this binary knows has been applied (one small query; also
-    /// proves the database answers).
+    /// Applies the pending migrations of `migrations` (a product's).
+    pub async fn migrate_with(&self, migrations: &Migrations) -> anyhow::Result<()> {
+        match self {
+            Db::Sqlite(pool) => migrations.sqlite.run(pool).await,
+            Db::Postgres(pool) => migrations.postgres.run(pool).await,
+        }
+        .context("applying database migrations")
+    }
+
+    /// Whether every one of saaskit's migrations this binary knows has been applied (one small
+    /// query; also proves the database answers).
     pub async fn migrations_applied(&self) -> Result<bool, sqlx::Error> {
-        let latest = |m: &sqlx::migrate::Migrator| m.iter().map(|m| m.version).max().unwrap_or(0);
-        let sql = "SELECT MAX(version) FROM _sqlx_migrations WHERE success";
+        let migrator = match self {
+            Db::Sqlite(_) => &SQLITE_MIGRATOR,
+            Db::Postgres(_) => &POSTGRES_MIGRATOR,
+        };
+        self.latest_applied(&migrator.table_name)
+            .await
+            .map(|v| v >= latest(migrator))
+    }
+
+    /// Whether every migration of `migrations` has been applied.
+    pub async fn applied(&self, migrations: &Migrations) -> Result<bool, sqlx::Error> {
+        let migrator = match self {
+            Db::Sqlite(_) => &migrations.sqlite,
+            Db::Postgres(_) => &migrations.postgres,
+        };
+        if latest(migrator) == 0 {
+            return Ok(true);
+        }
+        self.latest_applied(&migrator.table_name)
+            .await
+            .map(|v| v >= latest(migrator))
+    }
+
+    /// The highest version recorded as applied in the bookkeeping table `table` (0 when the
+    /// table holds none).
+    async fn latest_applied(&self, table: &str) -> Result<i64, sqlx::Error> {
+        // `table` is saaskit's constant or `_sqlx_migrations_<product>`, whose product name
+        // was checked to be an identifier.
+        debug_assert!(
+            table
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        );
+        let sql = format!("SELECT MAX(version) FROM {table} WHERE success");
         let applied: Option<i64> = match self {
-            Db::Sqlite(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
-            Db::Postgres(pool) => sqlx::query_scalar(sql).fetch_one(pool).await?,
+            Db::Sqlite(pool) => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(pool)
+                    .await?
+            }
+            Db::Postgres(pool) => {
+                sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+                    .fetch_one(pool)
+                    .await?
+            }
         };
-        let expected = match self {
-            Db::Sqlite(_) => latest(&SQLITE_MIGRATOR),
-            Db::Postgres(_) => latest(&POSTGRES_MIGRATOR),
-        };
-        Ok(applied.unwrap_or(0) >= expected)
+        Ok(applied.unwrap_or(0))
     }
 
     /// Starts a transaction that may write. On SQLite it takes the write lock at once

@@ -389,7 +389,7 @@ pub async fn create_bot(
         revoked_reason: None,
     };
     let mut tx = app.db.begin().await?;
-    metering::consume(&mut tx, principal, "members", 1, now).await?;
+    metering::consume(&mut tx, principal, metering::MEMBERS, 1, now).await?;
     users::insert_bot(tx.conn(), &user).await?;
     members::insert(tx.conn(), &member).await?;
     tokens::insert(tx.conn(), &token).await?;

@@ -162,12 +162,13 @@ async fn sweep(n: u64, postgres: Option<String>, paid_share: f64) -> anyhow::Res
 
 async fn run_sweep(scratch: &Scratch, n: u64, paid_share: f64) -> anyhow::Result<()> {
     let db = Db::connect(&scratch.url, 8).await?;
-    db.migrate().await?;
+    let products = Arc::new(saaskit::product::Products::new());
+    products.migrate(&db).await?;
     let start = Timestamp::from_micros(1_767_225_600_000_000).context("start time")?;
     let clock = ManualClock::new(start.as_datetime());
     let mut config = Config::defaults();
     config.database_url = scratch.url.clone();
-    let app = App::with_db(config, db.clone(), Arc::new(clock.clone()))?;
+    let app = App::with_db(config, db.clone(), Arc::new(clock.clone()), products)?;
 
     let free =
         saaskit::billing::admin::create_plan(&app, plan("bench-free", 0), Actor::Admin(None))

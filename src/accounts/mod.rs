@@ -231,7 +231,7 @@ pub async fn signup(
 
     subscriptions::insert(tx.conn(), &subscription).await?;
     // The owner is the first member, whatever the plan's limit.
-    crate::metering::record_unchecked(&mut tx, business.id, "members", 1).await?;
+    crate::metering::record_unchecked(&mut tx, business.id, crate::metering::MEMBERS, 1).await?;
     crate::billing::events::record(
         &mut tx,
         &subscription,

@@ -214,7 +214,7 @@ pub async fn delete_account(
     let mut events = Vec::new();
     for m in &leaving {
         if members::suspend(tx.conn(), m.id, now).await? {
-            crate::metering::release(&mut tx, m.business_id, "members", 1).await?;
+            crate::metering::release(&mut tx, m.business_id, crate::metering::MEMBERS, 1).await?;
         }
         events.push(
             Event::new(Action::MemberLeft, Actor::User(user))

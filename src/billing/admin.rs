@@ -427,3 +427,33 @@ pub async fn set_staff(app: &App, email: &str, staff: bool) -> Result<(), AdminE
     tx.commit().await?;
     Ok(())
 }
+
+/// Sets the products' default limits, `(plan code, meter, limit)`, each once per database: on
+/// a plan that exists then and does not limit that meter yet. A default already considered (set,
+/// or skipped because the plan had a limit) is never applied again, so staff's later changes
+/// stay. Runs at migration time, inside one transaction.
+pub async fn apply_default_limits(
+    db: &crate::db::Db,
+    defaults: &[(String, String, i64)],
+) -> anyhow::Result<()> {
+    let now = crate::clock::Clock::now(&crate::clock::SystemClock);
+    let mut tx = db.begin().await?;
+    for (code, meter, limit) in defaults {
+        // Claimed whether or not the plan exists: a plan staff create later is theirs to set.
+        if !plans::claim_default_limit(tx.conn(), code, meter, now).await? {
+            continue;
+        }
+        let Some(mut plan) = plans::find_by_code(tx.conn(), code).await? else {
+            continue;
+        };
+        if plan.limits.0.contains_key(meter) {
+            continue;
+        }
+        plan.limits.0.insert(meter.clone(), *limit);
+        plan.updated_at = now;
+        plans::update(tx.conn(), &plan).await?;
+        tracing::info!(plan = %code, %meter, limit, "default limit set");
+    }
+    tx.commit().await?;
+    Ok(())
+}

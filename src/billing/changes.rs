@@ -144,10 +144,10 @@ async fn preview_of(
         .target
         .limits
         .0
-        .get("members")
+        .get(crate::metering::MEMBERS.name())
         .filter(|limit| members > **limit)
         .map(|limit| Excess {
-            meter: "members".into(),
+            meter: crate::metering::MEMBERS.name().into(),
             used: members,
             limit: *limit,
         })

@@ -14,11 +14,11 @@ use crate::domain::{Role, has_control_chars};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::extract::{ApiJson, Dashboard, DashboardRead, Idempotency, PathId};
 use crate::metering::idempotency::Stored;
-use crate::metering::{self, idempotency};
+use crate::metering::{self, Meter, idempotency};
 use crate::on_conn;
 
 /// The meter that counts a business's applications.
-pub const METER: &str = "applications";
+pub const METER: Meter<'static> = Meter::gauge("applications");
 
 #[derive(Debug, Clone, Serialize, FromRow, utoipa::ToSchema)]
 pub struct Application {

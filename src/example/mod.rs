@@ -11,21 +11,42 @@ pub mod recordings;
 
 use utoipa_axum::routes;
 
-use crate::http::Route;
+use crate::product::Product;
 
-/// The example's routes, nested under `/api/v1` beside saaskit's own (see `http::router`);
-/// each handler's `#[utoipa::path]` gives its path, its method and its part of the document.
-pub fn route_table() -> Vec<Route> {
-    vec![
-        routes!(
-            applications::list_applications,
-            applications::create_application
-        ),
-        routes!(
-            applications::get_application,
-            applications::update_application,
-            applications::delete_application
-        ),
-        routes!(recordings::list_recordings, recordings::create_recording),
-    ]
+/// The example product, registered in `main.rs`: its routes, meters, tables, tags and the
+/// limits it gives the free trial.
+pub fn product() -> Product {
+    Product::new("example")
+        .description(
+            "The example product built on saaskit: applications (a gauge-metered resource) and \
+             the recordings an SDK sends for them (metered per billing cycle).",
+        )
+        .routes([
+            routes!(
+                applications::list_applications,
+                applications::create_application
+            ),
+            routes!(
+                applications::get_application,
+                applications::update_application,
+                applications::delete_application
+            ),
+            routes!(recordings::list_recordings, recordings::create_recording),
+        ])
+        .meter(applications::METER)
+        .meter(recordings::METER)
+        .migrations(
+            sqlx::migrate!("./src/example/migrations/sqlite"),
+            sqlx::migrate!("./src/example/migrations/postgres"),
+        )
+        .tag(
+            "example: applications",
+            "The example product: a gauge-metered resource.",
+        )
+        .tag(
+            "example: recordings",
+            "The example product: a per-cycle-metered resource written by the SDK.",
+        )
+        .default_limit("free-trial", applications::METER, 3)
+        .default_limit("free-trial", recordings::METER, 1000)
 }

@@ -13,11 +13,11 @@ use crate::db::Timestamp;
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::extract::{ApiJson, ApiQuery, DashboardRead, Idempotency, Sdk, page_limit};
 use crate::metering::idempotency::{self, Stored};
-use crate::metering::{self, Consumed, MeteredError, MeteredInsert, Value};
+use crate::metering::{self, Consumed, Meter, MeteredError, MeteredInsert, Value};
 use crate::on_conn;
 
 /// The meter that counts recordings in a billing cycle.
-pub const METER: &str = "recordings";
+pub const METER: Meter<'static> = Meter::per_cycle("recordings");
 
 /// `application_id`, and any other members: everything else the SDK sends is the recording
 /// itself, kept as it came.

@@ -74,7 +74,7 @@ pub struct Checks {
     ),
 )]
 pub async fn get_readiness(State(app): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let (database, migrations) = match app.db.migrations_applied().await {
+    let (database, migrations) = match app.products.migrations_applied(&app.db).await {
         Ok(true) => ("ok".to_owned(), "ok"),
         Ok(false) => ("ok".to_owned(), "pending"),
         Err(err) => {

@@ -34,6 +34,7 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::product::Products;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -121,28 +122,32 @@ pub fn router_from(tables: impl IntoIterator<Item = Vec<Route>>) -> OpenApiRoute
         })
 }
 
-/// The routes of the API under `/api/v1`, without the outer layers: merge your own routes into
-/// this (or pass them to [`router_with`]).
+/// The routes of saaskit's API under `/api/v1`, without the outer layers.
 pub fn api_routes() -> OpenApiRouter<AppState> {
     router_from([api_route_table()])
 }
 
-/// Every route, `extra` (a product's own, nested under `/api/v1` like ours) included, and the
-/// finished OpenAPI document that describes them.
-fn assemble(extra: OpenApiRouter<AppState>) -> (Router<AppState>, utoipa::openapi::OpenApi) {
+/// Every route, the products' included (under `/api/v1` like saaskit's), and the finished
+/// OpenAPI document that describes them.
+fn assemble(products: &Products) -> (Router<AppState>, utoipa::openapi::OpenApi) {
     let (routes, mut document) = OpenApiRouter::with_openapi(openapi::base())
         .merge(router_from([root_route_table()]))
-        .nest("/api/v1", api_routes().merge(extra))
+        .nest(
+            "/api/v1",
+            api_routes().merge(router_from([products.routes()])),
+        )
         .nest("/saas", router_from([compat::route_table()]))
         .split_for_parts();
+    products.describe(&mut document);
     openapi::finish(&mut document);
     (routes, document)
 }
 
-/// The whole application: saaskit's routes plus `extra` (a product's own routes, nested under
-/// `/api/v1` like ours), with every layer applied; `/api/v1/openapi.json` describes them all.
-pub fn router_with(app: AppState, extra: OpenApiRouter<AppState>) -> Router {
-    let (routes, document) = assemble(extra);
+/// The whole application: saaskit's routes plus those of the products registered on `app`
+/// ([`App::products`](crate::app::App::products)), with every layer applied;
+/// `/api/v1/openapi.json` describes them all.
+pub fn router(app: AppState) -> Router {
+    let (routes, document) = assemble(&app.products);
     // Serializing a document built from static attributes cannot fail; an empty object would
     // be caught by the tests that read it.
     let served = document.to_json().unwrap_or_else(|_| "{}".to_owned());
@@ -168,20 +173,15 @@ pub fn router_with(app: AppState, extra: OpenApiRouter<AppState>) -> Router {
     with_layers(routes, &app.config)
 }
 
-/// saaskit's API with the example product (`src/example`).
-pub fn router(app: AppState) -> Router {
-    router_with(app, router_from([crate::example::route_table()]))
+/// The OpenAPI document of [`router`] for `products`.
+pub fn openapi(products: &Products) -> utoipa::openapi::OpenApi {
+    assemble(products).1
 }
 
-/// The OpenAPI document of [`router`]: saaskit's API with the example product.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    assemble(router_from([crate::example::route_table()])).1
-}
-
-/// Every path the server answers, as templates: the root's (`/healthz`…), `/api/v1/…`
-/// (saaskit's and the example's) and `/saas/…`. The authorization matrix test checks each
-/// against its table, and the OpenAPI test each against the document.
-pub fn all_paths() -> Vec<String> {
+/// Every path the server answers for `products`, as templates: the root's (`/healthz`…),
+/// `/api/v1/…` (saaskit's and the products') and `/saas/…`. The authorization matrix test
+/// checks each against its table, and the OpenAPI test each against the document.
+pub fn all_paths(products: &Products) -> Vec<String> {
     let prefixed = |prefix: &'static str, table: Vec<Route>| {
         table
             .into_iter()
@@ -191,7 +191,7 @@ pub fn all_paths() -> Vec<String> {
     };
     let mut paths = prefixed("", root_route_table());
     paths.extend(prefixed("/api/v1", api_route_table()));
-    paths.extend(prefixed("/api/v1", crate::example::route_table()));
+    paths.extend(prefixed("/api/v1", products.routes()));
     paths.extend(prefixed("/saas", compat::route_table()));
     paths
 }

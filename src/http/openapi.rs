@@ -29,8 +29,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 #[openapi(
     info(
         title = "saaskit",
-        description = "Accounts, businesses, plans, subscriptions, quotas and API keys, and the \
-                       example product built on them (applications and recordings).\n\n\
+        description = "Accounts, businesses, plans, subscriptions, quotas and API keys.\n\n\
                        Every error is `application/problem+json` (RFC 9457) with a stable `code`. \
                        Credentials go in `Authorization: Bearer <token>` (`Token <token>` works \
                        too): a session (`sks_…`), an API key (`sk_live_…`) or a bot token \
@@ -49,8 +48,6 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
         (name = "usage", description = "Metering: what was used and what may still be."),
         (name = "audit", description = "The tamper-evident log of security, team and billing events."),
         (name = "admin", description = "Staff only: plans, credits, businesses and users."),
-        (name = "example: applications", description = "The example product: a gauge-metered resource."),
-        (name = "example: recordings", description = "The example product: a per-cycle-metered resource written by the SDK."),
         (name = "compat", description = "The original boilerplate's routes under `/saas`, kept for its clients."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
     ),

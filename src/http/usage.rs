@@ -61,7 +61,7 @@ pub async fn record_usage(
                 "invalid_meter",
                 "A meter name is 1 to 64 characters: a-z, 0-9 and _, starting with a letter.",
             );
-        } else if metering::kind_of(m) == MeterKind::Gauge {
+        } else if app.products.meters().get(m).kind() == MeterKind::Gauge {
             f.push(
                 "meter",
                 "not_a_counter",
@@ -88,7 +88,7 @@ pub async fn record_usage(
         &fingerprint,
         200,
         async |tx| -> ApiResult<metering::Consumed> {
-            Ok(metering::consume(tx, &p, &meter, quantity, now).await?)
+            Ok(metering::consume(tx, &p, app.products.meters().get(&meter), quantity, now).await?)
         },
     )
     .await?;
@@ -129,7 +129,7 @@ pub async fn get_usage(
     DashboardRead(p): DashboardRead,
 ) -> ApiResult<Json<UsageResponse>> {
     let mut tx = app.db.read().await?;
-    let meters = metering::meter_statuses(tx.conn(), &p).await?;
+    let meters = metering::meter_statuses(tx.conn(), &p, app.products.meters()).await?;
     let history = metering::history(tx.conn(), p.business_id, 13).await?;
     Ok(Json(UsageResponse {
         plan: p.subscription.as_ref().map(|s| s.plan_code.clone()),
@@ -175,7 +175,7 @@ pub async fn get_entitlements(
 ) -> ApiResult<Json<Entitlements>> {
     let now = app.clock.now();
     let mut tx = app.db.read().await?;
-    let meters = metering::meter_statuses(tx.conn(), &p).await?;
+    let meters = metering::meter_statuses(tx.conn(), &p, app.products.meters()).await?;
     let sub = p.subscription.as_ref();
     Ok(Json(Entitlements {
         plan: sub.map(|s| s.plan_code.clone()),

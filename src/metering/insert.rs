@@ -16,7 +16,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use super::idempotency::{self, IdempotencyKey, KeyReused, Stored};
-use super::{Consumed, MAX_QUANTITY, MeterKind, QuotaError, kind_of, live_subscription, refusal};
+use super::{Consumed, MAX_QUANTITY, Meter, MeterKind, QuotaError, live_subscription, refusal};
 use crate::accounts::Principal;
 use crate::app::App;
 use crate::db::direct::Param;
@@ -49,7 +49,7 @@ impl Value {
 #[derive(Debug, Clone)]
 pub struct MeteredInsert {
     /// A per-cycle meter (gauges go through [`super::consume`]).
-    pub meter: &'static str,
+    pub meter: Meter<'static>,
     pub quantity: i64,
     /// A query (parameters `$1`…) that must find a row for the insert to go ahead, such as
     /// "the application exists and belongs to this business"; checked in the same transaction.
@@ -107,17 +107,20 @@ where
     T: Serialize,
 {
     let now = app.clock.now();
-    if !(1..=MAX_QUANTITY).contains(&row.quantity) || kind_of(row.meter) != MeterKind::PerCycle {
-        return Err(
-            anyhow::anyhow!("{} × {} is not a per-cycle use", row.quantity, row.meter).into(),
-        );
+    if !(1..=MAX_QUANTITY).contains(&row.quantity) || row.meter.kind() != MeterKind::PerCycle {
+        return Err(anyhow::anyhow!(
+            "{} × {} is not a per-cycle use",
+            row.quantity,
+            row.meter.name()
+        )
+        .into());
     }
     let sub = live_subscription(principal, now)?;
-    let plan_limit = sub.limits.get(row.meter).copied();
+    let plan_limit = sub.limits.get(row.meter.name()).copied();
     let (row_meter, quantity) = (row.meter, row.quantity);
     let counter = Counter {
         business: principal.business_id,
-        meter: row.meter,
+        meter: row.meter.name(),
         period_start: sub.current_period_start,
         period_end: sub.current_period_end,
         quantity: row.quantity,

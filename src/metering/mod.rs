@@ -32,15 +32,91 @@ pub enum MeterKind {
     Gauge,
 }
 
-/// The gauges this deployment knows; every other meter named in a plan's limits is per-cycle.
-/// Add your own resource's gauge here (see README, "Adding your own metered resource").
-pub const GAUGES: &[&str] = &["members", "applications"];
+/// A meter: its name and its kind. A product declares its own as constants
+/// (`pub const APPLICATIONS: Meter = Meter::gauge("applications")`) and registers them with its
+/// [`crate::product::Product`]; the functions below take one, so the kind always travels with
+/// the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meter<'a> {
+    name: &'a str,
+    kind: MeterKind,
+}
 
-pub fn kind_of(meter: &str) -> MeterKind {
-    if GAUGES.contains(&meter) {
-        MeterKind::Gauge
-    } else {
-        MeterKind::PerCycle
+impl<'a> Meter<'a> {
+    /// A meter that counts what exists now (applications, members).
+    pub const fn gauge(name: &'a str) -> Meter<'a> {
+        Meter {
+            name,
+            kind: MeterKind::Gauge,
+        }
+    }
+
+    /// A meter that counts use within a billing cycle (recordings, API calls).
+    pub const fn per_cycle(name: &'a str) -> Meter<'a> {
+        Meter {
+            name,
+            kind: MeterKind::PerCycle,
+        }
+    }
+
+    pub const fn name(&self) -> &'a str {
+        self.name
+    }
+
+    pub const fn kind(&self) -> MeterKind {
+        self.kind
+    }
+}
+
+/// saaskit's own gauge: the active people and bots of a business.
+pub const MEMBERS: Meter<'static> = Meter::gauge("members");
+
+/// The meters a deployment knows: saaskit's and those its products declared. A meter nobody
+/// declared counts per cycle (`POST /api/v1/usage` may name any meter a plan limits).
+#[derive(Debug, Clone)]
+pub struct Meters {
+    declared: BTreeMap<String, MeterKind>,
+}
+
+impl Default for Meters {
+    fn default() -> Self {
+        Meters {
+            declared: BTreeMap::from([(MEMBERS.name.to_owned(), MEMBERS.kind)]),
+        }
+    }
+}
+
+impl Meters {
+    /// Declares a meter; declaring one again with the same kind changes nothing.
+    pub fn declare(&mut self, name: &str, kind: MeterKind) -> anyhow::Result<()> {
+        match self.declared.get(name) {
+            Some(known) if *known != kind => {
+                anyhow::bail!("meter {name} is declared both as {known:?} and as {kind:?}")
+            }
+            _ => {
+                self.declared.insert(name.to_owned(), kind);
+                Ok(())
+            }
+        }
+    }
+
+    /// The meter called `name`, with its declared kind (per cycle when undeclared).
+    pub fn get<'a>(&self, name: &'a str) -> Meter<'a> {
+        Meter {
+            name,
+            kind: self
+                .declared
+                .get(name)
+                .copied()
+                .unwrap_or(MeterKind::PerCycle),
+        }
+    }
+
+    /// The declared meters, by name.
+    pub fn declared(&self) -> impl Iterator<Item = Meter<'_>> {
+        self.declared
+            .iter()
+            .map(|(name, kind)| Meter { name, kind: *kind })
     }
 }
 
@@ -121,7 +197,7 @@ pub fn live_subscription(
 pub async fn consume(
     tx: &mut Tx,
     principal: &Principal,
-    meter: &str,
+    meter: Meter<'_>,
     quantity: i64,
     now: Timestamp,
 ) -> Result<Consumed, QuotaError> {
@@ -142,7 +218,7 @@ pub async fn consume_for(
     tx: &mut Tx,
     business: Uuid,
     subscription: Option<&CurrentSubscription>,
-    meter: &str,
+    meter: Meter<'_>,
     quantity: i64,
     now: Timestamp,
 ) -> Result<Consumed, QuotaError> {
@@ -157,14 +233,15 @@ pub async fn consume_for(
             });
         }
     };
-    let limit = sub.limits.get(meter).copied();
-    let kind = kind_of(meter);
+    let limit = sub.limits.get(meter.name).copied();
+    let kind = meter.kind;
+    let name = meter.name;
     let used = match kind {
         MeterKind::PerCycle => {
             usage::add_to_counter(
                 tx.conn(),
                 business,
-                meter,
+                name,
                 sub.current_period_start,
                 sub.current_period_end,
                 quantity,
@@ -177,7 +254,7 @@ pub async fn consume_for(
             usage::add_to_gauge(
                 tx.conn(),
                 business,
-                meter,
+                name,
                 quantity,
                 limit.unwrap_or(UNLIMITED),
             )
@@ -187,7 +264,7 @@ pub async fn consume_for(
     let resets_at = (kind == MeterKind::PerCycle).then_some(sub.current_period_end);
     match (used, limit) {
         (Some(used), limit) => Ok(Consumed {
-            meter: meter.to_owned(),
+            meter: name.to_owned(),
             used,
             limit,
             remaining: limit.map(|l| (l - used).max(0)),
@@ -196,7 +273,7 @@ pub async fn consume_for(
         (None, Some(limit)) => {
             Err(refusal(tx.conn(), business, sub, meter, limit, quantity).await?)
         }
-        (None, None) => Err(anyhow::anyhow!("unlimited meter {meter} refused an increment").into()),
+        (None, None) => Err(anyhow::anyhow!("unlimited meter {name} refused an increment").into()),
     }
 }
 
@@ -227,11 +304,11 @@ pub async fn current_subscription(
 pub async fn release(
     tx: &mut Tx,
     business_id: Uuid,
-    meter: &str,
+    meter: Meter<'_>,
     quantity: i64,
 ) -> Result<(), sqlx::Error> {
-    debug_assert_eq!(kind_of(meter), MeterKind::Gauge, "only gauges are released");
-    usage::subtract_from_gauge(tx.conn(), business_id, meter, quantity).await
+    debug_assert_eq!(meter.kind, MeterKind::Gauge, "only gauges are released");
+    usage::subtract_from_gauge(tx.conn(), business_id, meter.name, quantity).await
 }
 
 /// Adds to a gauge without checking the limit: for what must exist whatever the plan (the
@@ -239,10 +316,15 @@ pub async fn release(
 pub async fn record_unchecked(
     tx: &mut Tx,
     business_id: Uuid,
-    meter: &str,
+    meter: Meter<'_>,
     quantity: i64,
 ) -> Result<(), sqlx::Error> {
-    usage::add_to_gauge(tx.conn(), business_id, meter, quantity, UNLIMITED)
+    debug_assert_eq!(
+        meter.kind,
+        MeterKind::Gauge,
+        "only gauges are recorded unchecked"
+    );
+    usage::add_to_gauge(tx.conn(), business_id, meter.name, quantity, UNLIMITED)
         .await
         .map(|_| ())
 }
@@ -254,11 +336,11 @@ pub async fn ensure_room(
     mut c: Conn<'_>,
     business: Uuid,
     sub: &CurrentSubscription,
-    meter: &str,
+    meter: Meter<'_>,
     reserved: i64,
     quantity: i64,
 ) -> Result<(), QuotaError> {
-    let Some(&limit) = sub.limits.get(meter) else {
+    let Some(&limit) = sub.limits.get(meter.name) else {
         return Ok(());
     };
     let used = current_use(c.reborrow(), business, meter, sub).await?;
@@ -277,15 +359,15 @@ async fn refusal(
     mut c: Conn<'_>,
     business: Uuid,
     sub: &CurrentSubscription,
-    meter: &str,
+    meter: Meter<'_>,
     limit: i64,
     quantity: i64,
 ) -> sqlx::Result<QuotaError> {
-    let kind = kind_of(meter);
+    let kind = meter.kind;
     let used = current_use(c.reborrow(), business, meter, sub).await?;
-    let upgrade_plans = plans_allowing(c, meter, used + quantity).await?;
+    let upgrade_plans = plans_allowing(c, meter.name, used + quantity).await?;
     Ok(QuotaError::Exceeded(Box::new(Exceeded {
-        meter: meter.to_owned(),
+        meter: meter.name.to_owned(),
         kind,
         limit,
         used,
@@ -299,14 +381,14 @@ async fn refusal(
 async fn current_use(
     c: Conn<'_>,
     business_id: Uuid,
-    meter: &str,
+    meter: Meter<'_>,
     sub: &CurrentSubscription,
 ) -> sqlx::Result<i64> {
-    match kind_of(meter) {
+    match meter.kind {
         MeterKind::PerCycle => {
-            usage::counter(c, business_id, meter, sub.current_period_start).await
+            usage::counter(c, business_id, meter.name, sub.current_period_start).await
         }
-        MeterKind::Gauge => usage::gauge(c, business_id, meter).await,
+        MeterKind::Gauge => usage::gauge(c, business_id, meter.name).await,
     }
 }
 
@@ -340,6 +422,7 @@ pub struct MeterStatus {
 pub async fn meter_statuses(
     c: Conn<'_>,
     principal: &Principal,
+    meters: &Meters,
 ) -> sqlx::Result<BTreeMap<String, MeterStatus>> {
     let mut c = c;
     let mut out = BTreeMap::new();
@@ -359,14 +442,14 @@ pub async fn meter_statuses(
     {
         used.insert(row.meter, row.used);
     }
-    let meters = sub
+    let names = sub
         .limits
         .keys()
         .chain(used.keys())
         .cloned()
         .collect::<Vec<_>>();
-    for meter in meters {
-        let kind = kind_of(&meter);
+    for meter in names {
+        let kind = meters.get(&meter).kind;
         let used = used.get(&meter).copied().unwrap_or(0);
         let limit = sub.limits.get(&meter).copied();
         out.insert(
@@ -443,9 +526,20 @@ mod tests {
 
     #[test]
     fn gauges_are_declared_and_everything_else_counts_per_cycle() {
-        assert_eq!(kind_of("members"), MeterKind::Gauge);
-        assert_eq!(kind_of("applications"), MeterKind::Gauge);
-        assert_eq!(kind_of("recordings"), MeterKind::PerCycle);
-        assert_eq!(kind_of("api_calls"), MeterKind::PerCycle);
+        let mut meters = Meters::default();
+        assert_eq!(meters.get("members"), MEMBERS, "saaskit's own gauge");
+        meters
+            .declare("applications", MeterKind::Gauge)
+            .expect("a new gauge");
+        meters
+            .declare("applications", MeterKind::Gauge)
+            .expect("declared again alike");
+        assert!(
+            meters.declare("applications", MeterKind::PerCycle).is_err(),
+            "one name, one kind"
+        );
+        assert_eq!(meters.get("applications").kind(), MeterKind::Gauge);
+        assert_eq!(meters.get("recordings").kind(), MeterKind::PerCycle);
+        assert_eq!(meters.get("api_calls").kind(), MeterKind::PerCycle);
     }
 }

@@ -113,3 +113,23 @@ pub async fn update(c: Conn<'_>, p: &Plan) -> sqlx::Result<bool> {
     .await
     .map(|r| r.rows_affected() == 1))
 }
+
+/// Records that the default limit of `meter` on `plan_code` was considered; false when it
+/// already was (so it is never applied twice).
+pub async fn claim_default_limit(
+    c: Conn<'_>,
+    plan_code: &str,
+    meter: &str,
+    now: Timestamp,
+) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "INSERT INTO product_default_limits (plan_code, meter, applied_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (plan_code, meter) DO NOTHING",
+    )
+    .bind(plan_code)
+    .bind(meter)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() == 1))
+}

@@ -118,7 +118,15 @@ async fn create(
     let pending =
         one_time_keys::count_pending_invitations(tx.conn(), inviter.business_id, now).await?;
     if let Some(sub) = &inviter.subscription {
-        metering::ensure_room(tx.conn(), inviter.business_id, sub, "members", pending, 1).await?;
+        metering::ensure_room(
+            tx.conn(),
+            inviter.business_id,
+            sub,
+            metering::MEMBERS,
+            pending,
+            1,
+        )
+        .await?;
     }
     let secret = secret::generate("");
     let id = Uuid::now_v7();
@@ -566,7 +574,15 @@ async fn join(
     .await?;
     // The plan's `members` limit, checked again now that the member is really added.
     let sub = metering::current_subscription(tx.conn(), details.business.id).await?;
-    metering::consume_for(tx, details.business.id, sub.as_ref(), "members", 1, now).await?;
+    metering::consume_for(
+        tx,
+        details.business.id,
+        sub.as_ref(),
+        metering::MEMBERS,
+        1,
+        now,
+    )
+    .await?;
     let event = Event::new(Action::InvitationAccepted, Actor::User(user_id))
         .business(details.business.id)
         .target("invitation", details.id)

@@ -155,7 +155,7 @@ pub async fn remove(app: &App, principal: &Principal, id: Uuid) -> Result<(), Me
         return Err(MemberError::NotFound);
     }
     tokens::revoke_all_of_member(tx.conn(), principal.business_id, target.user_id, now).await?;
-    metering::release(&mut tx, principal.business_id, "members", 1).await?;
+    metering::release(&mut tx, principal.business_id, metering::MEMBERS, 1).await?;
     let (action, reason) = if target.role == Role::Bot.as_str() {
         (Action::BotDeleted, "inviter_removed")
     } else if leaving {

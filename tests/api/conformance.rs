@@ -37,9 +37,14 @@ struct Exchange {
 /// The violations seen so far by one test app's layer.
 pub type Violations = Arc<Mutex<Vec<String>>>;
 
-/// Checks one exchange after the other: wrap the router with
-/// `router.layer(axum::middleware::from_fn(move |req, next| conformance::record(violations.clone(), req, next)))`.
-pub async fn record(violations: Violations, req: Request, next: Next) -> Response {
+/// Checks one exchange after the other against `contract`: wrap the router with
+/// `router.layer(axum::middleware::from_fn(move |req, next| conformance::record(contract.clone(), violations.clone(), req, next)))`.
+pub async fn record(
+    contract: Arc<Contract>,
+    violations: Violations,
+    req: Request,
+    next: Next,
+) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -96,7 +101,7 @@ pub async fn record(violations: Violations, req: Request, next: Next) -> Respons
         response_type: content_type(&parts.headers),
         response_body: response_body.clone(),
     };
-    let found = CONTRACT.check(&exchange);
+    let found = contract.check(&exchange);
     if !found.is_empty()
         && let Ok(mut all) = violations.lock()
     {
@@ -118,22 +123,35 @@ fn content_type(headers: &axum::http::HeaderMap) -> Option<String> {
         })
 }
 
-/// The document of `saaskit::http::router` (what `TestApp` serves), and a validator for each
-/// schema in it, compiled on first use.
-static CONTRACT: LazyLock<Contract> = LazyLock::new(|| {
-    let document = serde_json::to_value(saaskit::http::openapi()).expect("the document is JSON");
-    Contract {
-        document,
-        validators: Mutex::default(),
-    }
-});
+/// The document of what the binary serves (saaskit with the example), and a validator for
+/// each schema in it, compiled on first use and shared by every test app serving it.
+static SERVED: LazyLock<Arc<Contract>> =
+    LazyLock::new(|| Arc::new(Contract::of(&crate::helpers::products())));
 
-struct Contract {
+/// The contract of a router serving `products`.
+pub fn contract(products: &Arc<saaskit::product::Products>) -> Arc<Contract> {
+    if Arc::ptr_eq(products, &crate::helpers::products()) {
+        SERVED.clone()
+    } else {
+        Arc::new(Contract::of(products))
+    }
+}
+
+pub struct Contract {
     document: Value,
     validators: Mutex<HashMap<String, Arc<jsonschema::Validator>>>,
 }
 
 impl Contract {
+    fn of(products: &saaskit::product::Products) -> Contract {
+        let document =
+            serde_json::to_value(saaskit::http::openapi(products)).expect("the document is JSON");
+        Contract {
+            document,
+            validators: Mutex::default(),
+        }
+    }
+
     fn check(&self, ex: &Exchange) -> Vec<String> {
         let mut out = Vec::new();
         let what = format!(
@@ -483,13 +501,13 @@ mod checks {
 
     #[test]
     fn a_conforming_exchange_passes() {
-        let found = CONTRACT.check(&exchange(Method::GET, "/api/v1/me", 200, me()));
+        let found = SERVED.check(&exchange(Method::GET, "/api/v1/me", 200, me()));
         assert!(found.is_empty(), "{found:?}");
     }
 
     #[test]
     fn an_undocumented_status_is_a_violation() {
-        let found = CONTRACT.check(&exchange(Method::GET, "/api/v1/me", 418, json!({})));
+        let found = SERVED.check(&exchange(Method::GET, "/api/v1/me", 418, json!({})));
         assert!(found[0].contains("not documented"), "{found:?}");
     }
 
@@ -498,7 +516,7 @@ mod checks {
         let mut body = me();
         body["role"] = json!("emperor");
         body["member_id"] = json!("not a uuid");
-        let found = CONTRACT.check(&exchange(Method::GET, "/api/v1/me", 200, body));
+        let found = SERVED.check(&exchange(Method::GET, "/api/v1/me", 200, body));
         assert!(
             found[0].contains("/role") && found[0].contains("/member_id"),
             "{found:?}"
@@ -509,7 +527,7 @@ mod checks {
     fn an_undocumented_member_is_a_violation() {
         let mut body = me();
         body["user"]["password_hash"] = json!("$argon2id$…");
-        let found = CONTRACT.check(&exchange(Method::GET, "/api/v1/me", 200, body));
+        let found = SERVED.check(&exchange(Method::GET, "/api/v1/me", 200, body));
         assert!(found[0].contains("/user/password_hash"), "{found:?}");
     }
 
@@ -518,7 +536,7 @@ mod checks {
         let mut accepted = exchange(Method::POST, "/api/v1/login", 200, json!({}));
         accepted.request_type = Some("application/json".to_owned());
         accepted.request_body = Bytes::from(json!({"email": 42}).to_string());
-        let found = CONTRACT.check(&accepted);
+        let found = SERVED.check(&accepted);
         assert!(
             found.iter().any(|v| v.contains("request body")),
             "{found:?}"
@@ -532,7 +550,7 @@ mod checks {
                    "status": 422, "code": "invalid_body", "detail": "…"})
             .to_string(),
         );
-        let found = CONTRACT.check(&refused);
+        let found = SERVED.check(&refused);
         assert!(found.is_empty(), "{found:?}");
     }
 
@@ -540,7 +558,7 @@ mod checks {
     fn an_error_must_be_a_problem_document() {
         let mut ex = exchange(Method::GET, "/api/v1/me", 401, json!({"error": "no"}));
         ex.authorized = false;
-        let found = CONTRACT.check(&ex);
+        let found = SERVED.check(&ex);
         assert!(found[0].contains("content type"), "{found:?}");
     }
 }

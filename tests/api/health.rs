@@ -93,13 +93,16 @@ db_test!(
         let mut config = app.app.config.clone();
         config.request_timeout_secs = 1;
         config.metrics_token = Some("metrics-token-0123456789".to_owned());
-        let slow_app = saaskit::app::App::with_db(config, app.db.clone(), std::sync::Arc::new(app.clock.clone()))
-            .expect("valid configuration");
-        let extra = utoipa_axum::router::OpenApiRouter::new().route(
-            "/never",
-            axum::routing::get(std::future::pending::<&'static str>),
-        );
-        let router = saaskit::http::router_with(slow_app, extra);
+        let slow = saaskit::product::Products::new()
+            .with(saaskit::product::Product::new("slow").routes([utoipa_axum::routes!(never)]));
+        let slow_app = saaskit::app::App::with_db(
+            config,
+            app.db.clone(),
+            std::sync::Arc::new(app.clock.clone()),
+            std::sync::Arc::new(slow),
+        )
+        .expect("valid configuration");
+        let router = saaskit::http::router(slow_app);
         let request = |uri: &str| {
             axum::http::Request::builder()
                 .uri(uri)
@@ -130,3 +133,9 @@ db_test!(
         assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
     }
 );
+
+/// A product route that never finishes.
+#[utoipa::path(get, path = "/never", responses((status = 200, description = "Never.")))]
+async fn never() -> &'static str {
+    std::future::pending().await
+}

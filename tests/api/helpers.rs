@@ -107,8 +107,13 @@ impl TestDb {
         }
     }
 
-    /// A new pool on this database, migrated.
+    /// A new pool on this database, migrated for what the binary serves ([`products`]).
     pub async fn connect(&self) -> Db {
+        self.connect_with(&products()).await
+    }
+
+    /// A new pool on this database, migrated for `products`.
+    pub async fn connect_with(&self, products: &saaskit::product::Products) -> Db {
         let db = match self.backend {
             Backend::Sqlite => Db::connect(&self.url, 8).await,
             Backend::Postgres => {
@@ -117,9 +122,23 @@ impl TestDb {
             }
         }
         .expect("connect to the test database");
-        db.migrate().await.expect("migrate the test database");
+        products
+            .migrate(&db)
+            .await
+            .expect("migrate the test database");
         db
     }
+}
+
+/// What the tests serve: saaskit with the example product, as the binary does.
+pub fn products() -> Arc<saaskit::product::Products> {
+    static PRODUCTS: std::sync::OnceLock<Arc<saaskit::product::Products>> =
+        std::sync::OnceLock::new();
+    PRODUCTS
+        .get_or_init(|| {
+            Arc::new(saaskit::product::Products::new().with(saaskit::example::product()))
+        })
+        .clone()
 }
 
 impl Drop for TestDb {
@@ -191,7 +210,25 @@ impl TestApp {
         clock: ManualClock,
         configure: impl FnOnce(&mut Config),
     ) -> TestApp {
-        let db = test_db.connect().await;
+        Self::start(test_db, clock, products(), configure).await
+    }
+
+    /// A server for `products` instead of the binary's saaskit-with-the-example.
+    pub async fn spawn_serving(
+        backend: Backend,
+        products: Arc<saaskit::product::Products>,
+    ) -> TestApp {
+        let test_db = Arc::new(TestDb::create(backend).await);
+        Self::start(test_db, ManualClock::new(start_time()), products, |_| {}).await
+    }
+
+    async fn start(
+        test_db: Arc<TestDb>,
+        clock: ManualClock,
+        products: Arc<saaskit::product::Products>,
+        configure: impl FnOnce(&mut Config),
+    ) -> TestApp {
+        let db = test_db.connect_with(&products).await;
         let mail_dir =
             std::env::temp_dir().join(format!("saaskit_mail_{}", Uuid::new_v4().simple()));
         let mut config = Config::defaults();
@@ -200,7 +237,7 @@ impl TestApp {
         config.shutdown_timeout_secs = 1;
         config.secret_key_file = Some(test_db.key_file.clone());
         configure(&mut config);
-        let app = App::with_db(config, db.clone(), Arc::new(clock.clone()))
+        let app = App::with_db(config, db.clone(), Arc::new(clock.clone()), products)
             .expect("valid test configuration");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -208,8 +245,9 @@ impl TestApp {
         let address = format!("http://{}", listener.local_addr().expect("local address"));
         let violations = conformance::Violations::default();
         let recorder = violations.clone();
+        let contract = conformance::contract(&app.products);
         let router = saaskit::http::router(app.clone()).layer(axum::middleware::from_fn(
-            move |req, next| conformance::record(recorder.clone(), req, next),
+            move |req, next| conformance::record(contract.clone(), recorder.clone(), req, next),
         ));
         let server_app = app.clone();
         let server = tokio::spawn(async move {

@@ -25,6 +25,7 @@ mod members;
 mod metering;
 mod openapi;
 mod password_reset;
+mod products;
 mod schema;
 mod sealing;
 mod security;

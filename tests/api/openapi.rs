@@ -59,7 +59,7 @@ fn documented(document: &Value) -> BTreeSet<(String, String)> {
 /// Every (method, path template) the server routes: a request that is not answered 405.
 async fn routed(app: &TestApp) -> BTreeSet<(String, String)> {
     let mut found = BTreeSet::new();
-    for template in saaskit::http::all_paths() {
+    for template in saaskit::http::all_paths(&crate::helpers::products()) {
         let path = dummy_path(&template);
         for name in METHODS {
             let method = Method::from_bytes(name.as_bytes()).expect("a method");
@@ -100,7 +100,9 @@ async fn the_document_describes_every_route_and_nothing_else() {
         listing(unrouted)
     );
 
-    let paths: BTreeSet<String> = saaskit::http::all_paths().into_iter().collect();
+    let paths: BTreeSet<String> = saaskit::http::all_paths(&crate::helpers::products())
+        .into_iter()
+        .collect();
     let documented_paths: BTreeSet<String> = document["paths"]
         .as_object()
         .expect("paths")
@@ -119,7 +121,8 @@ async fn the_document_is_openapi_3_1_and_the_one_generated_from_the_code() {
     let document = served_document(&app).await;
     assert_eq!(document["openapi"], "3.1.0");
     assert_eq!(document["info"]["title"], "saaskit");
-    let generated = serde_json::to_value(saaskit::http::openapi()).expect("JSON");
+    let generated =
+        serde_json::to_value(saaskit::http::openapi(&crate::helpers::products())).expect("JSON");
     assert_eq!(
         document, generated,
         "the served document is not the generated one"
@@ -146,13 +149,15 @@ async fn the_document_is_openapi_3_1_and_the_one_generated_from_the_code() {
 /// `INSTA_UPDATE=always cargo test --test api openapi`).
 #[test]
 fn document() {
-    let document = serde_json::to_value(saaskit::http::openapi()).expect("JSON");
+    let document =
+        serde_json::to_value(saaskit::http::openapi(&crate::helpers::products())).expect("JSON");
     insta::assert_json_snapshot!(document);
 }
 
 #[tokio::test]
 async fn every_operation_documents_its_parameters_and_problem_errors() {
-    let document = serde_json::to_value(saaskit::http::openapi()).expect("JSON");
+    let document =
+        serde_json::to_value(saaskit::http::openapi(&crate::helpers::products())).expect("JSON");
     let mut operation_ids = BTreeSet::new();
     let mut failures = Vec::new();
     for (path, item) in document["paths"].as_object().expect("paths") {

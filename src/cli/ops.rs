@@ -1,15 +1,15 @@
 //! The operator commands (`saaskit plan|business|user …`): thin wrappers over the admin
 //! services, printing for people or, with `--json`, for scripts.
 
+use crate::app::App;
+use crate::billing::admin::{self, NewPlan, PlanUpdate};
+use crate::billing::events::Actor;
+use crate::store::businesses::BusinessSummary;
+use crate::store::plans::Plan;
 use anyhow::Context as _;
-use saaskit::app::App;
-use saaskit::billing::admin::{self, NewPlan, PlanUpdate};
-use saaskit::billing::events::Actor;
-use saaskit::store::businesses::BusinessSummary;
-use saaskit::store::plans::Plan;
 use serde_json::json;
 
-use crate::{BusinessCommand, PlanCommand, SecretKeyCommand, UserCommand};
+use super::{BusinessCommand, PlanCommand, SecretKeyCommand, UserCommand};
 
 fn plan_line(p: &Plan, code_of: &dyn Fn(Option<uuid::Uuid>) -> Option<String>) -> String {
     let limits = if p.limits.0.is_empty() {
@@ -46,11 +46,11 @@ fn plan_line(p: &Plan, code_of: &dyn Fn(Option<uuid::Uuid>) -> Option<String>) -
     )
 }
 
-pub async fn plan(app: &App, cmd: PlanCommand) -> anyhow::Result<()> {
+pub(super) async fn plan(app: &App, cmd: PlanCommand) -> anyhow::Result<()> {
     match cmd {
         PlanCommand::List => {
             let mut tx = app.db.read().await?;
-            let all = saaskit::store::plans::all(tx.conn()).await?;
+            let all = crate::store::plans::all(tx.conn()).await?;
             let code_of = |id: Option<uuid::Uuid>| {
                 id.and_then(|id| all.iter().find(|p| p.id == id))
                     .map(|p| p.code.clone())
@@ -156,8 +156,7 @@ fn summary_json(b: &BusinessSummary) -> serde_json::Value {
 }
 
 fn summary_text(b: &BusinessSummary) -> String {
-    let or_dash =
-        |t: Option<saaskit::db::Timestamp>| t.map(|t| t.to_rfc3339()).unwrap_or("-".into());
+    let or_dash = |t: Option<crate::db::Timestamp>| t.map(|t| t.to_rfc3339()).unwrap_or("-".into());
     format!(
         "id:             {}\nname:           {}\nactive:         {}\nplan:           {}\nstatus:         {}\nperiod:         {} → {}\ncredit balance: {}",
         b.id,
@@ -171,14 +170,14 @@ fn summary_text(b: &BusinessSummary) -> String {
     )
 }
 
-pub async fn business(app: &App, cmd: BusinessCommand) -> anyhow::Result<()> {
+pub(super) async fn business(app: &App, cmd: BusinessCommand) -> anyhow::Result<()> {
     match cmd {
         BusinessCommand::List { json } => {
             let mut after = uuid::Uuid::nil();
             loop {
                 let page = {
                     let mut tx = app.db.read().await?;
-                    saaskit::store::businesses::list_summaries(tx.conn(), after, 500).await?
+                    crate::store::businesses::list_summaries(tx.conn(), after, 500).await?
                 };
                 let Some(last) = page.last() else { break };
                 after = last.id;
@@ -221,7 +220,7 @@ pub async fn business(app: &App, cmd: BusinessCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub async fn user(app: &App, cmd: UserCommand) -> anyhow::Result<()> {
+pub(super) async fn user(app: &App, cmd: UserCommand) -> anyhow::Result<()> {
     let (email, staff) = match cmd {
         UserCommand::MakeStaff { email } => (email, true),
         UserCommand::RemoveStaff { email } => (email, false),
@@ -237,7 +236,7 @@ pub async fn user(app: &App, cmd: UserCommand) -> anyhow::Result<()> {
 }
 
 /// `saaskit check-ready`: one plain HTTP/1.1 request to `/readyz` on the server's own address.
-pub async fn check_ready(bind: std::net::SocketAddr) -> anyhow::Result<()> {
+pub(super) async fn check_ready(bind: std::net::SocketAddr) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     // A server bound to every interface is reached on loopback.
     let addr = if bind.ip().is_unspecified() {
@@ -270,12 +269,13 @@ pub async fn check_ready(bind: std::net::SocketAddr) -> anyhow::Result<()> {
     }
 }
 
-/// `saaskit secret-key …`: generate, rotate and re-seal (see `saaskit::seal`).
-pub async fn secret_key(
-    config: saaskit::config::Config,
+/// `saaskit secret-key …`: generate, rotate and re-seal (see `crate::seal`).
+pub(super) async fn secret_key(
+    config: crate::config::Config,
     cmd: SecretKeyCommand,
+    products: std::sync::Arc<crate::product::Products>,
 ) -> anyhow::Result<()> {
-    use saaskit::seal::{self, KeySource, Sealer, SecretKey};
+    use crate::seal::{self, KeySource, Sealer, SecretKey};
     match cmd {
         SecretKeyCommand::Generate => {
             println!("{}", SecretKey::generate().encode());
@@ -299,7 +299,7 @@ pub async fn secret_key(
                 path.display(),
                 keys.len() - 1
             );
-            let app = App::connect(config).await?;
+            let app = App::connect(config, products.clone()).await?;
             let result = reseal_everything(&app).await;
             app.db.close().await;
             result?;
@@ -310,7 +310,7 @@ pub async fn secret_key(
             Ok(())
         }
         SecretKeyCommand::Reseal { prune } => {
-            let app = App::connect(config).await?;
+            let app = App::connect(config, products.clone()).await?;
             let result = async {
                 reseal_everything(&app).await?;
                 if !prune {
@@ -322,7 +322,7 @@ pub async fn secret_key(
                          SAASKIT_SECRET_KEY_OLD yourself"
                     );
                 };
-                let left = saaskit::mail::unsealed_or_old(&app.db, &app.sealer).await?;
+                let left = crate::mail::unsealed_or_old(&app.db, &app.sealer).await?;
                 if left > 0 {
                     anyhow::bail!(
                         "{left} value(s) are still under an older key (a server still running \
@@ -349,7 +349,7 @@ pub async fn secret_key(
 
 /// Re-seals every sealed column under the current key. One list of them, here.
 async fn reseal_everything(app: &App) -> anyhow::Result<()> {
-    let mail = saaskit::mail::reseal_outbox(&app.db, &app.sealer).await?;
+    let mail = crate::mail::reseal_outbox(&app.db, &app.sealer).await?;
     println!(
         "re-sealed {mail} outbox message(s) under key {}",
         app.sealer.current_id()

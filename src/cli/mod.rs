@@ -1,0 +1,352 @@
+//! The `saaskit` command: `serve` (the default), `migrate` and the operator commands, for
+//! saaskit and the products registered on it. A product's binary is one line:
+//! `fn main() -> ExitCode { saaskit::cli::main(Products::new().with(my_product())) }`.
+
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use std::sync::Arc;
+
+use clap::{Parser, Subcommand};
+
+use crate::app::{self, App};
+use crate::config::Config;
+use crate::db::{Db, redact_url};
+use crate::product::Products;
+
+#[derive(Debug, Parser)]
+#[command(name = "saaskit", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+
+    #[command(flatten)]
+    config: Config,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the HTTP server (the default). Applies pending migrations first.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Ask the server at SAASKIT_BIND for `/readyz`; exit 0 when it is ready. For container
+    /// health checks (the image has no curl).
+    CheckReady,
+    /// Run one renewal sweep and exit: renew, charge, expire or fall back every subscription
+    /// whose period has ended. For cron jobs, and with --at for simulating time.
+    Renew {
+        /// Sweep as of this time (RFC 3339, e.g. 2026-01-31T00:00:00Z) instead of now.
+        #[arg(long, value_parser = parse_time)]
+        at: Option<chrono::DateTime<chrono::Utc>>,
+    },
+    /// Manage plans.
+    #[command(subcommand)]
+    Plan(PlanCommand),
+    /// Inspect businesses, set their plan, grant credits.
+    #[command(subcommand)]
+    Business(BusinessCommand),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// The audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// The key that seals secrets kept in the database (mail waiting in the outbox).
+    #[command(subcommand)]
+    SecretKey(SecretKeyCommand),
+    /// Print the OpenAPI 3.1 document the server serves at /api/v1/openapi.json (for client
+    /// generators and linters; needs no database).
+    Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum PlanCommand {
+    /// List every plan, hidden and archived ones included.
+    List,
+    /// Create a plan.
+    Create {
+        /// Stable slug, e.g. `pro` (a-z, 0-9, -, _).
+        #[arg(long)]
+        code: String,
+        #[arg(long)]
+        name: String,
+        #[arg(long, default_value = "")]
+        description: String,
+        /// Price per cycle in minor units (cents).
+        #[arg(long)]
+        price: i64,
+        #[arg(long, default_value = "usd")]
+        currency: String,
+        /// Cycle length in days.
+        #[arg(long)]
+        days: i64,
+        /// A limit, `meter=N` (repeat for several); meters not given are unlimited.
+        #[arg(long = "limit", value_parser = parse_limit)]
+        limits: Vec<(String, i64)>,
+        /// Leave the plan out of the public catalog.
+        #[arg(long)]
+        hidden: bool,
+        /// The plan does not renew when a cycle ends (a trial).
+        #[arg(long)]
+        no_renew: bool,
+        /// Plan code a subscription moves to when this one stops.
+        #[arg(long)]
+        fallback: Option<String>,
+    },
+    /// Change a plan; what is not given stays. New limits apply from the next check.
+    Update {
+        code: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        description: Option<String>,
+        #[arg(long)]
+        price: Option<i64>,
+        #[arg(long)]
+        currency: Option<String>,
+        #[arg(long)]
+        days: Option<i64>,
+        /// Set a limit, `meter=N` (repeatable).
+        #[arg(long = "limit", value_parser = parse_limit)]
+        limits: Vec<(String, i64)>,
+        /// Remove a meter's limit, making it unlimited (repeatable).
+        #[arg(long = "unlimit")]
+        unlimit: Vec<String>,
+        #[arg(long, conflicts_with = "public")]
+        hidden: bool,
+        #[arg(long)]
+        public: bool,
+        #[arg(long, conflicts_with = "renew")]
+        no_renew: bool,
+        #[arg(long)]
+        renew: bool,
+        #[arg(long, conflicts_with = "no_fallback")]
+        fallback: Option<String>,
+        #[arg(long)]
+        no_fallback: bool,
+    },
+    /// Archive a plan: it leaves the catalog; subscriptions on it go on. Plans are never deleted.
+    Archive { code: String },
+}
+
+#[derive(Debug, Subcommand)]
+enum BusinessCommand {
+    /// List businesses with their plan, status and credits.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one business: plan, status, current period and credit balance.
+    Show {
+        id: uuid::Uuid,
+        /// One JSON object instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move a business to a plan now, without charge (e.g. a beta customer to `unlimited`).
+    SetPlan { id: uuid::Uuid, plan: String },
+    /// Add credits (minor units; negative to take some back).
+    GrantCredits {
+        id: uuid::Uuid,
+        #[arg(allow_negative_numbers = true)]
+        amount: i64,
+        #[arg(long)]
+        note: Option<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Recompute the audit log's hash chain; print the entry count and exit 0 when intact, or
+    /// name the first broken entry and exit 1.
+    Verify,
+}
+
+#[derive(Debug, Subcommand)]
+enum SecretKeyCommand {
+    /// Print a new random key, for SAASKIT_SECRET_KEY.
+    Generate,
+    /// Make a new key current in the key file (older keys stay for reading) and re-seal every
+    /// sealed value under it. With SAASKIT_SECRET_KEY set, explains how to rotate that instead.
+    Rotate,
+    /// Re-seal every sealed value still under an older key (or in clear, from an older
+    /// version) under the current one.
+    Reseal {
+        /// Then drop from the key file the older keys nothing is sealed with any more (once
+        /// every server has restarted with the new key).
+        #[arg(long)]
+        prune: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UserCommand {
+    /// Give a user staff rights (the admin API).
+    MakeStaff { email: String },
+    /// Take staff rights away.
+    RemoveStaff { email: String },
+}
+
+fn parse_limit(s: &str) -> Result<(String, i64), String> {
+    let (meter, n) = s
+        .split_once('=')
+        .ok_or_else(|| format!("a limit is meter=N (got {s:?})"))?;
+    let n: i64 = n
+        .trim()
+        .parse()
+        .map_err(|_| format!("the limit of {meter:?} is not a whole number"))?;
+    if meter.trim().is_empty() || n < 0 {
+        return Err(format!("a limit is meter=N with N >= 0 (got {s:?})"));
+    }
+    Ok((meter.trim().to_owned(), n))
+}
+
+fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
+    chrono::DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .map_err(|e| format!("not an RFC 3339 time ({e}), e.g. 2026-01-31T00:00:00Z"))
+}
+
+/// Parses the command line and runs the command for saaskit and `products`.
+pub fn main(products: Products) -> ExitCode {
+    let products = Arc::new(products);
+    let cli = Cli::parse();
+    crate::telemetry::init(cli.config.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli, products)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!(error = format!("{err:#}"), "saaskit stopped");
+            eprintln!("error: {err:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli, products: Arc<Products>) -> anyhow::Result<()> {
+    let config = cli.config;
+    config.validate()?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckReady => ops::check_ready(config.bind).await,
+        Command::Openapi => {
+            use std::io::Write as _;
+            let document = crate::http::openapi(&products).to_pretty_json()?;
+            match writeln!(std::io::stdout(), "{document}") {
+                // A reader that stops early (`| head`) is not a failure.
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                done => Ok(done?),
+            }
+        }
+        Command::Migrate => {
+            let db = Db::connect(&config.database_url, 1).await?;
+            products.migrate(&db).await?;
+            db.close().await;
+            tracing::info!(database = %redact_url(&config.database_url), "migrations applied");
+            Ok(())
+        }
+        Command::Renew { at } => {
+            let app = App::connect(config, products).await?;
+            let now = match at {
+                Some(at) => crate::db::Timestamp::from_datetime(at),
+                None => crate::clock::Clock::now(&crate::clock::SystemClock),
+            };
+            let report = crate::billing::sweep::sweep(&app, now).await?;
+            app.db.close().await;
+            println!("{}", serde_json::to_string(&report)?);
+            if report.errors > 0 {
+                anyhow::bail!(
+                    "{} subscriptions could not be advanced; see the log",
+                    report.errors
+                );
+            }
+            Ok(())
+        }
+        Command::Plan(cmd) => {
+            let app = App::connect(config, products).await?;
+            let result = ops::plan(&app, cmd).await;
+            app.db.close().await;
+            result
+        }
+        Command::Business(cmd) => {
+            let app = App::connect(config, products).await?;
+            let result = ops::business(&app, cmd).await;
+            app.db.close().await;
+            result
+        }
+        Command::User(cmd) => {
+            let app = App::connect(config, products).await?;
+            let result = ops::user(&app, cmd).await;
+            app.db.close().await;
+            result
+        }
+        Command::SecretKey(cmd) => ops::secret_key(config, cmd, products).await,
+        Command::Audit(AuditCommand::Verify) => {
+            let db = Db::connect(&config.database_url, 1).await?;
+            let verdict = crate::audit::verify(&db).await;
+            db.close().await;
+            match verdict? {
+                crate::audit::Verdict::Intact { entries } => {
+                    println!("audit log intact: {entries} entries, every hash chained");
+                    Ok(())
+                }
+                crate::audit::Verdict::Broken { seq, reason } => {
+                    println!("audit log broken at entry {seq}: {reason}");
+                    anyhow::bail!("the audit log's chain is broken at entry {seq}")
+                }
+            }
+        }
+        Command::Serve => {
+            match crate::server::raise_open_file_limit() {
+                Ok(limit) => tracing::debug!(limit, "open file limit"),
+                Err(err) => tracing::warn!(error = %err, "cannot raise the open file limit"),
+            }
+            let bind = config.bind;
+            let database = redact_url(&config.database_url);
+            let app = App::connect(config, products).await?;
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on {bind}"))?;
+            tracing::info!(address = %bind, database = %database, "saaskit is serving");
+            let router = crate::http::router(app.clone());
+            app::run(app, router, listener, app::shutdown_signal()).await?;
+            tracing::info!("stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+mod ops;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn library_defaults_match_the_command_line_defaults() {
+        // Compare against clap's declared defaults, not whatever this environment sets.
+        let mut cmd = Cli::command();
+        let ids: Vec<_> = cmd.get_arguments().map(|a| a.get_id().clone()).collect();
+        for id in ids {
+            cmd = cmd.mut_arg(id, |a| a.env(None::<&str>));
+        }
+        let matches = cmd
+            .try_get_matches_from(["saaskit"])
+            .expect("parse no arguments");
+        let cli = <Cli as clap::FromArgMatches>::from_arg_matches(&matches).expect("build the CLI");
+        assert_eq!(cli.config, Config::defaults());
+        assert!(cli.command.is_none(), "no subcommand means serve");
+    }
+}

@@ -1,0 +1,265 @@
+//! A product built on saaskit: one value that brings everything the product adds (its routes,
+//! meters, migrations, OpenAPI tags and the limits it gives saaskit's plans) and is registered
+//! in one line:
+//!
+//! ```no_run
+//! # fn my_product() -> saaskit::product::Product { saaskit::product::Product::new("mine") }
+//! fn main() -> std::process::ExitCode {
+//!     saaskit::cli::main(saaskit::product::Products::new().with(my_product()))
+//! }
+//! ```
+//!
+//! The router, the OpenAPI document, the list of paths the authorization matrix checks, the
+//! meter registry and the migrations all derive from the registered [`Products`]; saaskit's own
+//! modules never name a product.
+
+use std::collections::BTreeMap;
+
+use anyhow::Context as _;
+use utoipa::openapi::tag::TagBuilder;
+
+use crate::db::{Db, Migrations};
+use crate::http::Route;
+use crate::metering::{Meter, MeterKind, Meters};
+
+/// What one product adds to saaskit. Build it with [`Product::new`] and the methods below.
+pub struct Product {
+    name: String,
+    title: Option<String>,
+    description: Option<String>,
+    routes: Vec<Route>,
+    meters: Vec<(String, MeterKind)>,
+    migrations: Option<Migrations>,
+    tags: Vec<(String, String)>,
+    default_limits: Vec<(String, String, i64)>,
+}
+
+impl Product {
+    /// A product named `name`: a short lowercase identifier (`a-z`, `0-9`, `_`), which names
+    /// its migrations' bookkeeping table (`_sqlx_migrations_<name>`).
+    pub fn new(name: &str) -> Product {
+        Product {
+            name: name.to_owned(),
+            title: None,
+            description: None,
+            routes: Vec::new(),
+            meters: Vec::new(),
+            migrations: None,
+            tags: Vec::new(),
+            default_limits: Vec::new(),
+        }
+    }
+
+    /// The OpenAPI document's title (saaskit's is `saaskit`).
+    pub fn title(mut self, title: &str) -> Product {
+        self.title = Some(title.to_owned());
+        self
+    }
+
+    /// A paragraph added to the OpenAPI document's description.
+    pub fn description(mut self, description: &str) -> Product {
+        self.description = Some(description.to_owned());
+        self
+    }
+
+    /// Routes served under `/api/v1`, beside saaskit's: make each with
+    /// `utoipa_axum::routes!(handler, …)`.
+    pub fn routes(mut self, routes: impl IntoIterator<Item = Route>) -> Product {
+        self.routes.extend(routes);
+        self
+    }
+
+    /// A meter the product's resources consume. Gauges must be declared (a meter nobody
+    /// declared counts per cycle, so that `POST /api/v1/usage` may name any); declare per-cycle
+    /// meters too, so the registry knows them.
+    pub fn meter(mut self, meter: Meter<'_>) -> Product {
+        self.meters.push((meter.name().to_owned(), meter.kind()));
+        self
+    }
+
+    /// The product's migrations, one folder per database with the same version numbers, as
+    /// `sqlx::migrate!("./migrations/sqlite")` and `sqlx::migrate!("./migrations/postgres")`
+    /// give them. They run after saaskit's, and are tracked apart from them.
+    pub fn migrations(
+        mut self,
+        sqlite: sqlx::migrate::Migrator,
+        postgres: sqlx::migrate::Migrator,
+    ) -> Product {
+        self.migrations = Some(Migrations::new(
+            format!("_sqlx_migrations_{}", self.name),
+            sqlite,
+            postgres,
+        ));
+        self
+    }
+
+    /// An OpenAPI tag the product's operations use, with its description.
+    pub fn tag(mut self, name: &str, description: &str) -> Product {
+        self.tags.push((name.to_owned(), description.to_owned()));
+        self
+    }
+
+    /// The limit `plan` (a plan's code) gets for `meter`, set once, when the product is first
+    /// migrated onto a database where the plan exists and does not limit the meter yet. Staff
+    /// may change it afterwards; it is never set again.
+    pub fn default_limit(mut self, plan: &str, meter: Meter<'_>, limit: i64) -> Product {
+        self.default_limits
+            .push((plan.to_owned(), meter.name().to_owned(), limit));
+        self
+    }
+
+    fn check(&self) -> anyhow::Result<()> {
+        let name_ok = crate::metering::is_meter_name(&self.name) && self.name.len() <= 40;
+        anyhow::ensure!(
+            name_ok,
+            "a product's name is a short lowercase identifier (got {:?})",
+            self.name
+        );
+        for (meter, _) in &self.meters {
+            anyhow::ensure!(
+                crate::metering::is_meter_name(meter),
+                "product {}: {meter:?} is not a meter name (a-z, 0-9, _)",
+                self.name
+            );
+        }
+        for (_, _, limit) in &self.default_limits {
+            anyhow::ensure!(
+                *limit >= 0,
+                "product {}: a default limit is not negative",
+                self.name
+            );
+        }
+        Ok(())
+    }
+}
+
+/// saaskit and the products registered on it: what a deployment serves. Assembled once at start;
+/// the application keeps it (`App::products`).
+#[derive(Default)]
+pub struct Products {
+    products: Vec<Product>,
+    meters: Meters,
+}
+
+impl Products {
+    /// saaskit alone.
+    pub fn new() -> Products {
+        Products::default()
+    }
+
+    /// Adds `product`. Panics when the product is malformed (a bad name, a meter declared twice
+    /// with different kinds): that is a programming error, found the first time it runs.
+    pub fn with(self, product: Product) -> Products {
+        self.try_with(product)
+            .unwrap_or_else(|err| panic!("registering a product: {err:#}"))
+    }
+
+    /// [`Products::with`], answering an error instead of panicking.
+    pub fn try_with(mut self, product: Product) -> anyhow::Result<Products> {
+        product.check()?;
+        anyhow::ensure!(
+            self.products.iter().all(|p| p.name != product.name),
+            "a product named {} is already registered",
+            product.name
+        );
+        for (meter, kind) in &product.meters {
+            self.meters
+                .declare(meter, *kind)
+                .with_context(|| format!("product {}", product.name))?;
+        }
+        self.products.push(product);
+        Ok(self)
+    }
+
+    /// Every meter saaskit and the products declare.
+    pub fn meters(&self) -> &Meters {
+        &self.meters
+    }
+
+    /// The registered products' routes, nested under `/api/v1` beside saaskit's.
+    pub fn routes(&self) -> Vec<Route> {
+        self.products
+            .iter()
+            .flat_map(|p| p.routes.iter().cloned())
+            .collect()
+    }
+
+    /// Sets the products' title, description and tags on the OpenAPI document.
+    pub fn describe(&self, document: &mut utoipa::openapi::OpenApi) {
+        for product in &self.products {
+            if let Some(title) = &product.title {
+                document.info.title.clone_from(title);
+            }
+            if let Some(extra) = &product.description {
+                let description = document.info.description.get_or_insert_default();
+                description.push_str("\n\n");
+                description.push_str(extra);
+            }
+            let tags = document.tags.get_or_insert_default();
+            for (name, description) in &product.tags {
+                tags.push(
+                    TagBuilder::new()
+                        .name(name)
+                        .description(Some(description))
+                        .build(),
+                );
+            }
+        }
+    }
+
+    /// Applies saaskit's pending migrations, then each product's, then the products' default
+    /// limits that were never set.
+    pub async fn migrate(&self, db: &Db) -> anyhow::Result<()> {
+        db.migrate().await?;
+        for product in &self.products {
+            if let Some(migrations) = &product.migrations {
+                db.migrate_with(migrations)
+                    .await
+                    .with_context(|| format!("applying the migrations of {}", product.name))?;
+            }
+        }
+        let defaults: Vec<(String, String, i64)> = self
+            .products
+            .iter()
+            .flat_map(|p| p.default_limits.iter().cloned())
+            .collect();
+        if !defaults.is_empty() {
+            crate::billing::admin::apply_default_limits(db, &defaults)
+                .await
+                .context("setting the products' default plan limits")?;
+        }
+        Ok(())
+    }
+
+    /// Whether saaskit's and every product's migrations have been applied.
+    pub async fn migrations_applied(&self, db: &Db) -> Result<bool, sqlx::Error> {
+        if !db.migrations_applied().await? {
+            return Ok(false);
+        }
+        for product in &self.products {
+            if let Some(migrations) = &product.migrations
+                && !db.applied(migrations).await?
+            {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The default limits each product gives, `(plan, meter) → limit`.
+    pub fn default_limits(&self) -> BTreeMap<(String, String), i64> {
+        self.products
+            .iter()
+            .flat_map(|p| p.default_limits.iter())
+            .map(|(plan, meter, limit)| ((plan.clone(), meter.clone()), *limit))
+            .collect()
+    }
+}
+
+impl std::fmt::Debug for Products {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.products.iter().map(|p| &p.name))
+            .finish()
+    }
+}

@@ -1,11 +1,14 @@
-//! The `saaskit` binary: saaskit with the example product registered on it. A product of your
-//! own replaces `saaskit::example::product()` here with its own (see README, "Build your
-//! product").
+//! The `saaskit` binary: saaskit with the products registered on it — by default the example
+//! product (`example/`). A product of your own registers here, in one line (see README, "Build
+//! your product"); `cargo build --no-default-features` builds saaskit alone.
 
 use std::process::ExitCode;
 
 use saaskit::product::Products;
 
 fn main() -> ExitCode {
-    saaskit::cli::main(Products::new().with(saaskit::example::product()))
+    let products = Products::new();
+    #[cfg(feature = "example")]
+    let products = products.with(saaskit_example::product());
+    saaskit::cli::main(products)
 }

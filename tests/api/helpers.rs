@@ -136,7 +136,7 @@ pub fn products() -> Arc<saaskit::product::Products> {
         std::sync::OnceLock::new();
     PRODUCTS
         .get_or_init(|| {
-            Arc::new(saaskit::product::Products::new().with(saaskit::example::product()))
+            Arc::new(saaskit::product::Products::new().with(saaskit_example::product()))
         })
         .clone()
 }

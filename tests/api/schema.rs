@@ -133,7 +133,7 @@ fn both_migration_folders_have_the_same_versions() {
         v
     };
     let root = env!("CARGO_MANIFEST_DIR");
-    for folder in ["migrations", "src/example/migrations"] {
+    for folder in ["saaskit/migrations", "example/migrations"] {
         let sqlite = names(&format!("{root}/{folder}/sqlite"));
         assert!(!sqlite.is_empty(), "{folder}/sqlite has migrations");
         assert_eq!(

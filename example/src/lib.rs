@@ -11,7 +11,7 @@ pub mod recordings;
 
 use utoipa_axum::routes;
 
-use crate::product::Product;
+use saaskit::product::Product;
 
 /// The example product, registered in `main.rs`: its routes, meters, tables, tags and the
 /// limits it gives the free trial.
@@ -36,8 +36,8 @@ pub fn product() -> Product {
         .meter(applications::METER)
         .meter(recordings::METER)
         .migrations(
-            sqlx::migrate!("./src/example/migrations/sqlite"),
-            sqlx::migrate!("./src/example/migrations/postgres"),
+            sqlx::migrate!("./migrations/sqlite"),
+            sqlx::migrate!("./migrations/postgres"),
         )
         .tag(
             "example: applications",

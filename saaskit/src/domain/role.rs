@@ -143,7 +143,7 @@ mod tests {
 
     #[test]
     fn the_readme_shows_the_roles_table_of_the_code() {
-        let readme = include_str!("../../README.md");
+        let readme = include_str!("../../../README.md");
         let mark = |yes: bool| if yes { "✓" } else { "—" };
         for (_, what, allowed) in PERMISSIONS {
             let row = format!(

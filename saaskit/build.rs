@@ -3,5 +3,4 @@
 
 fn main() {
     println!("cargo:rerun-if-changed=migrations");
-    println!("cargo:rerun-if-changed=src/example/migrations");
 }

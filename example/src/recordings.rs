@@ -8,13 +8,13 @@ use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::db::Timestamp;
-use crate::error::{ApiError, ApiResult, FieldError};
-use crate::http::extract::{ApiJson, ApiQuery, DashboardRead, Idempotency, Sdk, page_limit};
-use crate::metering::idempotency::{self, Stored};
-use crate::metering::{self, Consumed, Meter, MeteredError, MeteredInsert, Value};
-use crate::on_conn;
+use saaskit::app::AppState;
+use saaskit::db::Timestamp;
+use saaskit::error::{ApiError, ApiResult, FieldError};
+use saaskit::http::extract::{ApiJson, ApiQuery, DashboardRead, Idempotency, Sdk, page_limit};
+use saaskit::metering::idempotency::{self, Stored};
+use saaskit::metering::{self, Consumed, Meter, MeteredError, MeteredInsert, Value};
+use saaskit::on_conn;
 
 /// The meter that counts recordings in a billing cycle.
 pub const METER: Meter<'static> = Meter::per_cycle("recordings");
@@ -51,7 +51,7 @@ pub struct RecordingCreated {
     description = "One `recordings` unit per billing cycle: 402 `quota_exceeded` once the plan's \
                    recordings for this cycle are used up.",
     security(("session" = []), ("api_key" = []), ("bot_token" = [])),
-    params(crate::http::openapi::IdempotencyKeyHeader),
+    params(saaskit::http::openapi::IdempotencyKeyHeader),
     request_body = RecordingRequest,
     responses(
         (status = 201, description = "The recording's id and the meter after it.", body = RecordingCreated,

@@ -12,7 +12,6 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod error;
-pub mod example;
 pub mod http;
 pub mod jobs;
 pub mod keys;

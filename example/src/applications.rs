@@ -8,14 +8,14 @@ use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use crate::app::AppState;
-use crate::db::{Conn, Timestamp};
-use crate::domain::{Role, has_control_chars};
-use crate::error::{ApiError, ApiResult, FieldError};
-use crate::http::extract::{ApiJson, Dashboard, DashboardRead, Idempotency, PathId};
-use crate::metering::idempotency::Stored;
-use crate::metering::{self, Meter, idempotency};
-use crate::on_conn;
+use saaskit::app::AppState;
+use saaskit::db::{Conn, Timestamp};
+use saaskit::domain::{Role, has_control_chars};
+use saaskit::error::{ApiError, ApiResult, FieldError};
+use saaskit::http::extract::{ApiJson, Dashboard, DashboardRead, Idempotency, PathId};
+use saaskit::metering::idempotency::Stored;
+use saaskit::metering::{self, Meter, idempotency};
+use saaskit::on_conn;
 
 /// The meter that counts a business's applications.
 pub const METER: Meter<'static> = Meter::gauge("applications");
@@ -90,7 +90,7 @@ pub async fn list_applications(
     summary = "Create an application",
     description = "Counted by the gauge meter `applications`: 402 when the plan's limit is reached.",
     security(("session" = []), ("bot_token" = [])),
-    params(crate::http::openapi::IdempotencyKeyHeader),
+    params(saaskit::http::openapi::IdempotencyKeyHeader),
     request_body = ApplicationRequest,
     responses(
         (status = 201, description = "The application.", body = Application,

@@ -21,19 +21,11 @@ pub fn product() -> Product {
             "The example product built on saaskit: applications (a gauge-metered resource) and \
              the recordings an SDK sends for them (metered per billing cycle).",
         )
-        .routes([
-            routes!(
-                applications::list_applications,
-                applications::create_application
-            ),
-            routes!(
-                applications::get_application,
-                applications::update_application,
-                applications::delete_application
-            ),
-            routes!(recordings::list_recordings, recordings::create_recording),
-        ])
-        .meter(applications::METER)
+        .resource(applications::resource())
+        .routes([routes!(
+            recordings::list_recordings,
+            recordings::create_recording
+        )])
         .meter(recordings::METER)
         .migrations(
             sqlx::migrate!("./migrations/sqlite"),

@@ -20,6 +20,7 @@ pub mod metering;
 pub mod metrics;
 pub mod product;
 pub mod ratelimit;
+pub mod resource;
 pub mod seal;
 pub mod secret;
 pub mod server;

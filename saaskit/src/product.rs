@@ -69,6 +69,19 @@ impl Product {
         self
     }
 
+    /// A resource declared with the toolkit ([`crate::resource::Resource`]): its routes, and
+    /// its meter declared. Panics when the declaration is malformed (a programming error).
+    pub fn resource(self, resource: crate::resource::Resource) -> Product {
+        if let Err(err) = resource.check() {
+            panic!("product {}: {err:#}", self.name);
+        }
+        let product = match resource.metered_by() {
+            Some(meter) => self.meter(meter),
+            None => self,
+        };
+        product.routes(resource.routes())
+    }
+
     /// A meter the product's resources consume. Gauges must be declared (a meter nobody
     /// declared counts per cycle, so that `POST /api/v1/usage` may name any); declare per-cycle
     /// meters too, so the registry knows them.

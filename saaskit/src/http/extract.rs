@@ -275,6 +275,32 @@ scoped_extractor!(
     member: false
 );
 
+/// An API key with the `sdk` scope, and nothing else: for routes only an SDK may call. A
+/// session or a bot token, whatever its scopes, gets 403 `api_key_required`. Document such a
+/// route with `security(("api_key" = []))`.
+pub struct ApiKey(pub Principal);
+
+impl FromRequestParts<AppState> for ApiKey {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        app: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let Authenticated(p) = Authenticated::from_request_parts(parts, app).await?;
+        if p.token_kind != "api_key" {
+            return Err(ApiError::forbidden(
+                "api_key_required",
+                "Only an API key of the business may call this (POST /api/v1/api-keys).",
+            ));
+        }
+        if !p.scopes.allows(Scope::Sdk) {
+            return Err(insufficient_scope(&[Scope::Sdk]));
+        }
+        Ok(ApiKey(p))
+    }
+}
+
 /// Guards a handler composes after extracting the caller.
 impl Principal {
     /// The caller's membership, if its role is at least `min`; 403 `forbidden_role` otherwise.

@@ -27,3 +27,5 @@ pub mod server;
 pub mod store;
 pub mod teams;
 pub mod telemetry;
+#[cfg(feature = "testing")]
+pub mod testing;

@@ -8,7 +8,7 @@ use crate::helpers::*;
 #[tokio::test]
 async fn execute_many_runs_one_statement_per_row_inside_the_transaction() {
     let test_db = TestDb::create(Backend::Sqlite).await;
-    let db = test_db.connect().await;
+    let db = test_db.connect(&products()).await;
     let Db::Sqlite(pool) = &db else {
         panic!("a SQLite database")
     };
@@ -249,7 +249,7 @@ async fn when_sqlite_rolls_a_batch_back_no_write_of_it_is_reported_done() {
 /// A scratch SQLite database with the table `create` makes, and a batching writer on it.
 async fn writer_on(create: &str) -> (TestDb, sqlx::SqlitePool, saaskit::db::writer::Writer) {
     let test_db = TestDb::create(Backend::Sqlite).await;
-    let Db::Sqlite(pool) = test_db.connect().await else {
+    let Db::Sqlite(pool) = test_db.connect(&products()).await else {
         panic!("a SQLite database")
     };
     sqlx::query(sqlx::AssertSqlSafe(create.to_owned()))

@@ -13,34 +13,6 @@ use uuid::Uuid;
 use crate::db_test;
 use crate::helpers::*;
 
-/// A renewing, free plan with the given limits, moved onto the business now.
-async fn put_on_plan(app: &TestApp, business: Uuid, code: &str, limits: &[(&str, i64)]) {
-    admin::create_plan(
-        &app.app,
-        NewPlan {
-            code: code.into(),
-            name: code.to_uppercase(),
-            description: String::new(),
-            price_minor: 0,
-            currency: "usd".into(),
-            cycle_days: 30,
-            renews: true,
-            fallback_code: None,
-            limits: limits
-                .iter()
-                .map(|(m, n)| ((*m).to_owned(), *n))
-                .collect::<BTreeMap<_, _>>(),
-            is_public: true,
-        },
-        Actor::Admin(None),
-    )
-    .await
-    .expect("create plan");
-    admin::set_plan(&app.app, business, code, Actor::Admin(None))
-        .await
-        .expect("set plan");
-}
-
 /// A business with an owner session, an SDK key and one application.
 struct Product {
     business: Uuid,
@@ -105,7 +77,7 @@ db_test!(
         app
     ) {
         let p = product(&app, "race@example.com").await;
-        put_on_plan(&app, p.business, "hundred", &[("recordings", 100)]).await;
+        app.put_on_plan(p.business, "hundred", &[("recordings", 100)]).await;
         let app = std::sync::Arc::new(app);
         let p = std::sync::Arc::new(p);
         let mut tasks = Vec::new();
@@ -137,7 +109,7 @@ db_test!(
         app
     ) {
         let p = product(&app, "limit@example.com").await;
-        put_on_plan(&app, p.business, "tiny", &[("recordings", 2)]).await;
+        app.put_on_plan(p.business, "tiny", &[("recordings", 2)]).await;
         // A bigger public plan, and a hidden one that must not be offered.
         admin::create_plan(
             &app.app,
@@ -185,7 +157,7 @@ db_test!(
 db_test!(
     async fn a_new_cycle_starts_the_counter_at_zero_and_keeps_the_old_one_as_history(app) {
         let p = product(&app, "cycle@example.com").await;
-        put_on_plan(&app, p.business, "monthly", &[("recordings", 3)]).await;
+        app.put_on_plan(p.business, "monthly", &[("recordings", 3)]).await;
         for _ in 0..3 {
             assert_eq!(app.record(&p).await.0, StatusCode::CREATED);
         }
@@ -418,7 +390,7 @@ db_test!(
 db_test!(
     async fn the_usage_api_counts_per_cycle_meters_only_and_validates_its_input(app) {
         let p = product(&app, "usage@example.com").await;
-        put_on_plan(&app, p.business, "metered", &[("api_calls", 10)]).await;
+        app.put_on_plan(p.business, "metered", &[("api_calls", 10)]).await;
         let (status, body) = app
             .post(
                 "/api/v1/usage",
@@ -465,7 +437,7 @@ db_test!(
 db_test!(
     async fn a_change_to_the_plans_limits_applies_from_the_next_check(app) {
         let p = product(&app, "raise@example.com").await;
-        put_on_plan(&app, p.business, "growing", &[("recordings", 1)]).await;
+        app.put_on_plan(p.business, "growing", &[("recordings", 1)]).await;
         assert_eq!(app.record(&p).await.0, StatusCode::CREATED);
         assert_eq!(app.record(&p).await.0, StatusCode::PAYMENT_REQUIRED);
         admin::update_plan(
@@ -536,7 +508,7 @@ db_test!(
     async fn accepting_an_invitation_is_refused_when_the_members_limit_is_reached(app) {
         let p = product(&app, "team@example.com").await;
         // Room for the owner and both invitations when they are sent...
-        put_on_plan(&app, p.business, "trio", &[("members", 3)]).await;
+        app.put_on_plan(p.business, "trio", &[("members", 3)]).await;
         let mut keys = Vec::new();
         for email in ["one@example.com", "two@example.com"] {
             let (status, inv) = app
@@ -550,7 +522,7 @@ db_test!(
             keys.push(inv["key"].as_str().expect("key").to_owned());
         }
         // ...then the business moves to a plan with room for one of them only.
-        put_on_plan(&app, p.business, "duo", &[("members", 2)]).await;
+        app.put_on_plan(p.business, "duo", &[("members", 2)]).await;
         let accept = json!({"password": PASSWORD, "first_name": "A", "last_name": "B"});
         let (status, body) = app
             .post(&format!("/api/v1/invitations/{}/accept", keys[0]), None, accept.clone())
@@ -574,7 +546,7 @@ db_test!(
 db_test!(
     async fn a_refused_recording_does_not_use_up_its_idempotency_key(app) {
         let p = product(&app, "refused@example.com").await;
-        put_on_plan(&app, p.business, "one", &[("recordings", 1)]).await;
+        app.put_on_plan(p.business, "one", &[("recordings", 1)]).await;
         let (status, body) = app.record(&p).await;
         assert_eq!(status, StatusCode::CREATED, "{body}");
 
@@ -589,7 +561,7 @@ db_test!(
         assert_eq!(app.count("recordings").await, 1);
 
         // Once the limit allows it, the same key is judged afresh, and then replayed.
-        put_on_plan(&app, p.business, "two", &[("recordings", 2)]).await;
+        app.put_on_plan(p.business, "two", &[("recordings", 2)]).await;
         let res = app.record_with_key(&p, "k-1", body.clone()).await;
         assert_eq!(res.status(), StatusCode::CREATED);
         assert!(res.headers().get("idempotent-replayed").is_none());

@@ -88,7 +88,7 @@ async fn columns(db: &Db) -> Columns {
 #[tokio::test]
 async fn sqlite_and_postgres_migrations_define_the_same_columns_and_types() {
     let sqlite = TestDb::create(Backend::Sqlite).await;
-    let sqlite_columns = columns(&sqlite.connect().await).await;
+    let sqlite_columns = columns(&sqlite.connect(&products()).await).await;
     let email_key = sqlite_columns.get(&("users".into(), "email_key".into()));
     assert_eq!(email_key.map(|s| s.family.as_str()), Some("text"));
     let unknown: Vec<_> = sqlite_columns
@@ -103,7 +103,7 @@ async fn sqlite_and_postgres_migrations_define_the_same_columns_and_types() {
         return;
     }
     let pg = TestDb::create(Backend::Postgres).await;
-    let pg_columns = columns(&pg.connect().await).await;
+    let pg_columns = columns(&pg.connect(&products()).await).await;
     let names = |c: &Columns| c.keys().cloned().collect::<Vec<_>>();
     assert_eq!(
         names(&sqlite_columns),

@@ -13,6 +13,7 @@ mod connections;
 mod direct;
 mod email_verification;
 mod errors;
+mod generate;
 mod health;
 mod invitations;
 mod keys;

@@ -55,9 +55,37 @@ enum Command {
     /// The key that seals secrets kept in the database (mail waiting in the outbox).
     #[command(subcommand)]
     SecretKey(SecretKeyCommand),
+    /// Write code for your product: `generate resource projects name:text priority:int? --gauge`.
+    #[command(subcommand)]
+    Generate(GenerateCommand),
     /// Print the OpenAPI 3.1 document the server serves at /api/v1/openapi.json (for client
     /// generators and linters; needs no database).
     Openapi,
+}
+
+#[derive(Debug, Subcommand)]
+enum GenerateCommand {
+    /// A business-scoped resource: both migrations, its module (saaskit::resource), its
+    /// registration in the product's src/lib.rs and a test file. Run from the workspace root
+    /// (or the product crate); nothing is overwritten.
+    Resource {
+        /// Plural, snake case: the table, the path (/api/v1/<name>) and the module, e.g. projects.
+        name: String,
+        /// Fields, `name:type` with type text, int or bool; `?` after the type makes it optional
+        /// (nullable), e.g. `priority:int?`.
+        #[arg(required = true, value_parser = generate::parse_field)]
+        fields: Vec<generate::FieldSpec>,
+        /// Limit how many exist with a gauge named after the resource.
+        #[arg(long)]
+        gauge: bool,
+        /// Count creations per billing cycle with this meter.
+        #[arg(long, conflicts_with = "gauge")]
+        meter: Option<String>,
+        /// The product crate's folder (default: the current one, or the one product crate
+        /// among its subfolders).
+        #[arg(long)]
+        into: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -234,6 +262,28 @@ async fn run(cli: Cli, products: Arc<Products>) -> anyhow::Result<()> {
     let config = cli.config;
     config.validate()?;
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Generate(GenerateCommand::Resource {
+            name,
+            fields,
+            gauge,
+            meter,
+            into,
+        }) => {
+            let metering = match (gauge, meter) {
+                (true, _) => generate::Metering::Gauge,
+                (false, Some(meter)) => generate::Metering::PerCycle(meter),
+                (false, None) => generate::Metering::None,
+            };
+            let scaffold = generate::Scaffold {
+                name,
+                fields,
+                metering,
+            };
+            for path in generate::generate(&scaffold, into.as_deref())? {
+                println!("wrote {}", path.display());
+            }
+            Ok(())
+        }
         Command::CheckReady => ops::check_ready(config.bind).await,
         Command::Openapi => {
             use std::io::Write as _;
@@ -322,6 +372,7 @@ async fn run(cli: Cli, products: Arc<Products>) -> anyhow::Result<()> {
     }
 }
 
+pub mod generate;
 mod ops;
 
 #[cfg(test)]

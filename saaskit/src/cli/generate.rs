@@ -351,6 +351,10 @@ pub fn register(lib: &str, name: &str) -> anyhow::Result<String> {
              sqlx::migrate!(\"./migrations/postgres\"),\n        )",
         );
     }
+    // A call chained on the same line (`Product::new("x").title(…)`) goes on a line of its own.
+    if lib[close..].starts_with('.') {
+        added.push_str("\n        ");
+    }
     let mut out = String::with_capacity(lib.len() + 80);
     out.push_str(&lib[..close]);
     out.push_str(&added);
@@ -499,6 +503,17 @@ mod tests {
         assert_eq!(
             out,
             "pub mod a;\npub mod projects;\n\nuse saaskit::product::Product;\n\npub fn product() -> Product {\n    Product::new(\"mine\")\n        .resource(projects::resource())\n        .migrations(x, y)\n}\n"
+        );
+        let chained =
+            "pub fn product() -> Product {\n    Product::new(\"mine\").title(\"Mine\")\n}\n";
+        let out = register(chained, "projects").expect("registered");
+        assert!(
+            out.contains(".resource(projects::resource())\n        .migrations("),
+            "{out}"
+        );
+        assert!(
+            out.contains("        )\n        .title(\"Mine\")\n}"),
+            "{out}"
         );
         let bare = "use saaskit::product::Product;\npub fn product() -> Product { Product::new(\"mine\") }\n";
         let out = register(bare, "projects").expect("registered");

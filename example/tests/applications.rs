@@ -39,3 +39,35 @@ saaskit::scenario! {
         assert_eq!(status, StatusCode::CREATED);
     }
 }
+
+saaskit::scenario! {
+    served() => async fn every_route_answers_each_kind_of_caller_as_the_matrix_says(app) {
+        let callers = app.callers().await;
+        // Room for every row's creations: the matrix is about who, not how many.
+        app.put_on_plan(callers.business, "matrix", &[]).await;
+        #[rustfmt::skip]
+        let rows = [
+            //                                                            anon  own  adm  mem  bot  key  other
+            Row::new("GET",    "/api/v1/applications",                    [401, 200, 200, 200, 200, 403, 200]),
+            Row::new("POST",   "/api/v1/applications",                    [401, 201, 201, 201, 201, 403, 201])
+                .body(json!({"name": "Matrix"})),
+            Row::new("GET",    "/api/v1/applications/{id}",               [401, 200, 200, 200, 200, 403, 404]),
+            Row::new("PATCH",  "/api/v1/applications/{id}",               [401, 200, 200, 200, 200, 403, 404])
+                .body(json!({"name": "Renamed"})),
+            Row::new("DELETE", "/api/v1/applications/{id}",               [401, 204, 204, 403, 403, 403, 404]),
+            Row::new("GET",    "/api/v1/recordings",                      [401, 200, 200, 200, 200, 403, 200]),
+            // The application is the owner's business's: another business's caller names an
+            // application it does not have.
+            Row::new("POST",   "/api/v1/recordings",                      [401, 201, 201, 201, 201, 201, 422])
+                .body(json!({"application_id": "{id}", "data": {}})),
+        ];
+        let application = async |app: &TestApp, callers: &Callers| {
+            let (status, made) = app
+                .post("/api/v1/applications", Some(&callers.setup), json!({"name": "Fixture"}))
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{made}");
+            vec![("id", made["id"].as_str().unwrap_or_default().to_owned())]
+        };
+        app.authorization_matrix(&served().routes(), &callers, &rows, application).await;
+    }
+}

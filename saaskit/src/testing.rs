@@ -632,3 +632,168 @@ pub async fn assert_problem(res: reqwest::Response, status: StatusCode, code: &s
     assert!(body["title"].is_string() && body["detail"].is_string());
     body
 }
+
+/// The kinds of caller [`TestApp::authorization_matrix`] tries, in the order of a [`Row`]'s
+/// columns.
+pub const CALLERS: [&str; 7] = [
+    "anonymous",      // no Authorization header
+    "owner",          // a session of the owner of the business the fixtures belong to
+    "admin",          // a session of an admin of that business
+    "member",         // a session of a member of that business
+    "bot",            // a bot member of that business, with the scope `dashboard`
+    "api_key",        // an API key of that business (scope `sdk`)
+    "other_business", // a session of the owner of another business
+];
+
+/// One route of a product and the status each of [`CALLERS`] gets for an otherwise valid
+/// request. `{placeholders}` in the path are filled from the fixtures.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub method: &'static str,
+    pub path: &'static str,
+    pub body: Option<Value>,
+    pub expect: [u16; 7],
+}
+
+impl Row {
+    pub fn new(method: &'static str, path: &'static str, expect: [u16; 7]) -> Row {
+        Row {
+            method,
+            path,
+            body: None,
+            expect,
+        }
+    }
+
+    /// The JSON body to send.
+    pub fn body(mut self, body: Value) -> Row {
+        self.body = Some(body);
+        self
+    }
+}
+
+/// The callers of the matrix: tokens of one business's members and keys, and of another's owner.
+#[derive(Debug, Clone)]
+pub struct Callers {
+    pub business: Uuid,
+    /// A session of the owner that no column uses, for setting fixtures up.
+    pub setup: String,
+    /// A token per column of [`CALLERS`] (`None` for `anonymous`).
+    pub tokens: [Option<String>; 7],
+}
+
+impl TestApp {
+    /// The callers of [`TestApp::authorization_matrix`], freshly made.
+    pub async fn callers(&self) -> Callers {
+        static MADE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = MADE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (setup, business) = self.signup_business(&format!("owner{n}@example.com")).await;
+        let owner = self.login_token(&format!("owner{n}@example.com")).await;
+        let (admin, _) = self
+            .join(&setup, &format!("admin{n}@example.com"), "admin")
+            .await;
+        let (member, _) = self
+            .join(&setup, &format!("member{n}@example.com"), "member")
+            .await;
+        let (status, bot) = self
+            .post(
+                "/api/v1/bots",
+                Some(&setup),
+                json!({"name": "Matrix bot", "scopes": ["dashboard"]}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{bot}");
+        let bot = bot["token"].as_str().expect("the bot's token").to_owned();
+        let api_key = self.api_key(&setup).await;
+        let other = self.signup_token(&format!("other{n}@example.com")).await;
+        Callers {
+            business,
+            setup,
+            tokens: [
+                None,
+                Some(owner),
+                Some(admin),
+                Some(member),
+                Some(bot),
+                Some(api_key),
+                Some(other),
+            ],
+        }
+    }
+
+    /// Checks a product's authorization matrix: every route `routes` serves must have a row
+    /// (and every row a route), and each of `callers` must get the row's status. Before each
+    /// request, `fixtures` makes what the row points at (with `callers.setup`) and returns each
+    /// `{placeholder}`'s value for the path and the body, so a deleting row does not change the
+    /// next caller's answer.
+    pub async fn authorization_matrix(
+        &self,
+        routes: &[crate::http::Route],
+        callers: &Callers,
+        rows: &[Row],
+        fixtures: impl AsyncFn(&TestApp, &Callers) -> Vec<(&'static str, String)>,
+    ) {
+        let mut served: std::collections::BTreeSet<(String, String)> = Default::default();
+        for (_, paths, _) in routes {
+            for (path, item) in &paths.paths {
+                let methods = [
+                    ("GET", item.get.is_some()),
+                    ("POST", item.post.is_some()),
+                    ("PUT", item.put.is_some()),
+                    ("PATCH", item.patch.is_some()),
+                    ("DELETE", item.delete.is_some()),
+                ];
+                for (method, present) in methods {
+                    if present {
+                        served.insert((method.to_owned(), format!("/api/v1{path}")));
+                    }
+                }
+            }
+        }
+        let listed: std::collections::BTreeSet<(String, String)> = rows
+            .iter()
+            .map(|r| (r.method.to_owned(), r.path.to_owned()))
+            .collect();
+        let missing: Vec<_> = served.difference(&listed).collect();
+        assert!(
+            missing.is_empty(),
+            "routes without a row in the matrix: {missing:?}"
+        );
+        let extra: Vec<_> = listed.difference(&served).collect();
+        assert!(
+            extra.is_empty(),
+            "rows for routes the product does not serve: {extra:?}"
+        );
+
+        let mut wrong = Vec::new();
+        for row in rows {
+            for (column, caller) in CALLERS.iter().enumerate() {
+                let mut path = row.path.to_owned();
+                let mut body = row.body.as_ref().map(Value::to_string);
+                for (name, value) in fixtures(self, callers).await {
+                    let placeholder = format!("{{{name}}}");
+                    path = path.replace(&placeholder, &value);
+                    body = body.map(|b| b.replace(&placeholder, &value));
+                }
+                let body = body.map(|b| serde_json::from_str(&b).expect("the body stays JSON"));
+                let method = Method::from_bytes(row.method.as_bytes()).expect("a method name");
+                let token = callers.tokens[column].as_deref();
+                let (status, body) = self.call(method, &path, token, body).await;
+                if status.as_u16() != row.expect[column] {
+                    wrong.push(format!(
+                        "{} {} as {caller}: {} (expected {}) {body}",
+                        row.method,
+                        row.path,
+                        status.as_u16(),
+                        row.expect[column]
+                    ));
+                }
+            }
+        }
+        assert!(
+            wrong.is_empty(),
+            "answers that differ from the matrix:\n{}",
+            wrong.join("\n")
+        );
+    }
+}

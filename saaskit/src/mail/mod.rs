@@ -227,20 +227,12 @@ fn open_bodies(sealer: &Sealer, m: &OutboxMessage) -> anyhow::Result<(String, St
 }
 
 /// Seals every kept message's bodies under the current key (after a key rotation, or bodies
-/// queued in clear by an older version); returns how many messages changed. Each message is
-/// its own transaction, so a message being sent meanwhile is at worst re-sealed once more.
+/// queued in clear by an older version); returns how many messages changed. Each batch is its
+/// own transaction, so a message being sent meanwhile is at worst re-sealed once more.
 pub async fn reseal_outbox(db: &crate::db::Db, sealer: &Sealer) -> anyhow::Result<u64> {
     let mut changed = 0;
-    let mut after: Option<Uuid> = None;
-    loop {
-        let mut tx = db.begin().await?;
-        let batch = outbox::kept_bodies(tx.conn(), after, 100).await?;
-        let Some(last) = batch.last() else {
-            tx.commit_quietly().await?;
-            return Ok(changed);
-        };
-        after = Some(last.0);
-        for (id, text, html) in &batch {
+    each_kept_batch(db, 100, async |tx, batch| {
+        for (id, text, html) in batch {
             let text = sealer
                 .reseal(text, &body_context(TEXT_BODY, *id))
                 .with_context(|| format!("outbox message {id}: text body"))?;
@@ -252,30 +244,45 @@ pub async fn reseal_outbox(db: &crate::db::Db, sealer: &Sealer) -> anyhow::Resul
                 changed += 1;
             }
         }
-        tx.commit_quietly().await?;
-    }
+        Ok(())
+    })
+    .await?;
+    Ok(changed)
 }
 
 /// How many kept messages have a body that is not sealed under the current key.
 pub async fn unsealed_or_old(db: &crate::db::Db, sealer: &Sealer) -> anyhow::Result<u64> {
     let mut count = 0;
+    each_kept_batch(db, 500, async |_, batch| {
+        let stale = |b: &String| !b.is_empty() && !sealer.is_current(b);
+        count += batch
+            .iter()
+            .filter(|(_, t, h)| stale(t) || stale(h))
+            .count() as u64;
+        Ok(())
+    })
+    .await?;
+    Ok(count)
+}
+
+/// Runs `work` on the kept messages' bodies, `size` messages at a time in id order, each batch
+/// in a transaction of its own.
+async fn each_kept_batch(
+    db: &crate::db::Db,
+    size: i64,
+    mut work: impl AsyncFnMut(&mut crate::db::Tx, &[(Uuid, String, String)]) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
     let mut after: Option<Uuid> = None;
     loop {
         let mut tx = db.begin().await?;
-        let batch = outbox::kept_bodies(tx.conn(), after, 500).await?;
-        tx.commit_quietly().await?;
+        let batch = outbox::kept_bodies(tx.conn(), after, size).await?;
         let Some(last) = batch.last() else {
-            return Ok(count);
+            tx.commit_quietly().await?;
+            return Ok(());
         };
         after = Some(last.0);
-        count += batch
-            .iter()
-            .filter(|(_, t, h)| {
-                [t, h]
-                    .iter()
-                    .any(|b| !b.is_empty() && !sealer.is_current(b))
-            })
-            .count() as u64;
+        work(&mut tx, &batch).await?;
+        tx.commit_quietly().await?;
     }
 }
 

@@ -4,6 +4,17 @@ use uuid::Uuid;
 use crate::db::{Conn, Timestamp};
 use crate::on_conn;
 
+/// The columns of a [`OneTimeKey`], as every look-up selects them: `SELECT … FROM one_time_keys `.
+macro_rules! select_keys {
+    () => {
+        "SELECT id, purpose, hash, user_id, business_id, email, role, created_by, \
+         failed_attempts, created_at, expires_at, used_at, revoked_at FROM one_time_keys "
+    };
+}
+
+/// [`select_keys!`] for the queries built with `format!`.
+const SELECT_KEYS: &str = select_keys!();
+
 /// A single-use key mailed to someone: a password reset, an invitation, an email verification.
 /// Only its SHA-256 is stored.
 #[derive(Debug, Clone, FromRow)]
@@ -54,9 +65,7 @@ pub async fn find_by_hash(
     hash: &[u8],
 ) -> sqlx::Result<Option<OneTimeKey>> {
     on_conn!(c, c => sqlx::query_as(
-        "SELECT id, purpose, hash, user_id, business_id, email, role, created_by, \
-         failed_attempts, created_at, expires_at, used_at, revoked_at FROM one_time_keys \
-         WHERE purpose = $1 AND hash = $2",
+        concat!(select_keys!(), "WHERE purpose = $1 AND hash = $2"),
     )
     .bind(purpose)
     .bind(hash)
@@ -144,9 +153,7 @@ pub async fn pending_invitations(
     now: Timestamp,
 ) -> sqlx::Result<Vec<OneTimeKey>> {
     let sql = format!(
-        "SELECT id, purpose, hash, user_id, business_id, email, role, created_by, \
-         failed_attempts, created_at, expires_at, used_at, revoked_at FROM one_time_keys \
-         WHERE {PENDING_INVITATION} ORDER BY created_at DESC, id DESC"
+        "{SELECT_KEYS}WHERE {PENDING_INVITATION} ORDER BY created_at DESC, id DESC"
     );
     on_conn!(c, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
     .bind(business_id)
@@ -163,9 +170,7 @@ pub async fn find_pending_invitation(
     now: Timestamp,
 ) -> sqlx::Result<Option<OneTimeKey>> {
     let sql = format!(
-        "SELECT id, purpose, hash, user_id, business_id, email, role, created_by, \
-         failed_attempts, created_at, expires_at, used_at, revoked_at FROM one_time_keys \
-         WHERE {PENDING_INVITATION} AND id = $3"
+        "{SELECT_KEYS}WHERE {PENDING_INVITATION} AND id = $3"
     );
     on_conn!(c, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
     .bind(business_id)
@@ -183,9 +188,7 @@ pub async fn pending_invitations_sent_by(
     now: Timestamp,
 ) -> sqlx::Result<Vec<OneTimeKey>> {
     let sql = format!(
-        "SELECT id, purpose, hash, user_id, business_id, email, role, created_by, \
-         failed_attempts, created_at, expires_at, used_at, revoked_at FROM one_time_keys \
-         WHERE {PENDING_INVITATION} AND created_by = $3 ORDER BY created_at, id"
+        "{SELECT_KEYS}WHERE {PENDING_INVITATION} AND created_by = $3 ORDER BY created_at, id"
     );
     on_conn!(c, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
     .bind(business_id)

@@ -152,9 +152,7 @@ pub async fn pending_invitations(
     business_id: Uuid,
     now: Timestamp,
 ) -> sqlx::Result<Vec<OneTimeKey>> {
-    let sql = format!(
-        "{SELECT_KEYS}WHERE {PENDING_INVITATION} ORDER BY created_at DESC, id DESC"
-    );
+    let sql = format!("{SELECT_KEYS}WHERE {PENDING_INVITATION} ORDER BY created_at DESC, id DESC");
     on_conn!(c, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
     .bind(business_id)
     .bind(now)
@@ -169,9 +167,7 @@ pub async fn find_pending_invitation(
     id: Uuid,
     now: Timestamp,
 ) -> sqlx::Result<Option<OneTimeKey>> {
-    let sql = format!(
-        "{SELECT_KEYS}WHERE {PENDING_INVITATION} AND id = $3"
-    );
+    let sql = format!("{SELECT_KEYS}WHERE {PENDING_INVITATION} AND id = $3");
     on_conn!(c, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
     .bind(business_id)
     .bind(now)

@@ -201,11 +201,7 @@ impl Db {
     async fn latest_applied(&self, table: &str) -> Result<i64, sqlx::Error> {
         // `table` is saaskit's constant or `_sqlx_migrations_<product>`, whose product name
         // was checked to be an identifier.
-        debug_assert!(
-            table
-                .bytes()
-                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
-        );
+        debug_assert!(crate::domain::is_identifier(table.trim_start_matches('_')));
         let sql = format!("SELECT MAX(version) FROM {table} WHERE success");
         let applied: Option<i64> = match self {
             Db::Sqlite(pool) => {

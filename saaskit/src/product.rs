@@ -13,8 +13,6 @@
 //! meter registry and the migrations all derive from the registered [`Products`]; saaskit's own
 //! modules never name a product.
 
-use std::collections::BTreeMap;
-
 use anyhow::Context as _;
 use utoipa::openapi::tag::TagBuilder;
 
@@ -122,7 +120,7 @@ impl Product {
     }
 
     fn check(&self) -> anyhow::Result<()> {
-        let name_ok = crate::metering::is_meter_name(&self.name) && self.name.len() <= 40;
+        let name_ok = crate::domain::is_identifier(&self.name) && self.name.len() <= 40;
         anyhow::ensure!(
             name_ok,
             "a product's name is a short lowercase identifier (got {:?})",
@@ -257,15 +255,6 @@ impl Products {
             }
         }
         Ok(true)
-    }
-
-    /// The default limits each product gives, `(plan, meter) → limit`.
-    pub fn default_limits(&self) -> BTreeMap<(String, String), i64> {
-        self.products
-            .iter()
-            .flat_map(|p| p.default_limits.iter())
-            .map(|(plan, meter, limit)| ((plan.clone(), meter.clone()), *limit))
-            .collect()
     }
 }
 

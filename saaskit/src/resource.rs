@@ -52,7 +52,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::db::{Conn, Timestamp};
-use crate::domain::{Role, has_control_chars};
+use crate::domain::{Role, is_identifier, parse_text};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::Route;
 use crate::http::extract::{ApiJson, ApiQuery, Dashboard, DashboardRead, Idempotency, PathId};
@@ -192,25 +192,17 @@ impl Field {
                 let Some(text) = value.as_str() else {
                     return Err(problem("invalid_type", "A string.".into()));
                 };
-                let text = text.trim();
-                let count = text.chars().count();
-                let range = format!("{min} to {max} characters");
-                if count == 0 && min > 0 {
-                    Err(problem(
+                let text = parse_text(text, max, "This field")
+                    .map_err(|invalid| problem(invalid.code, invalid.message))?;
+                match text.chars().count() {
+                    0 if min > 0 => Err(problem(
                         "required",
-                        format!("This field is required: {range}."),
-                    ))
-                } else if count < min {
-                    Err(problem("too_short", format!("At least {min} characters.")))
-                } else if count > max {
-                    Err(problem("too_long", format!("At most {max} characters.")))
-                } else if has_control_chars(text) {
-                    Err(problem(
-                        "invalid_characters",
-                        "No control or invisible formatting characters.".into(),
-                    ))
-                } else {
-                    Ok(Cell::Text(Some(text.to_owned())))
+                        format!("This field is required: {min} to {max} characters."),
+                    )),
+                    n if n < min => {
+                        Err(problem("too_short", format!("At least {min} characters.")))
+                    }
+                    _ => Ok(Cell::Text(Some(text))),
                 }
             }
             Kind::Integer { min, max } => match value.as_i64() {
@@ -314,6 +306,15 @@ impl Values {
         }
     }
 }
+
+/// The columns the toolkit writes itself, which no field may be named.
+pub const RESERVED_COLUMNS: &[&str] = &[
+    "id",
+    "business_id",
+    "created_at",
+    "updated_at",
+    "deleted_at",
+];
 
 /// What happens on `DELETE`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -434,28 +435,15 @@ impl Resource {
 
     /// Checks the declaration: identifiers that are safe to write into SQL, distinct fields.
     pub fn check(&self) -> anyhow::Result<()> {
-        let identifier = |s: &str| {
-            s.len() <= 63
-                && s.starts_with(|c: char| c.is_ascii_lowercase())
-                && s.chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        };
         anyhow::ensure!(
-            identifier(self.plural) && identifier(self.singular) && identifier(self.table),
+            is_identifier(self.plural) && is_identifier(self.singular) && is_identifier(self.table),
             "resource {:?}: names are lowercase identifiers (a-z, 0-9, _)",
             self.plural
         );
-        const RESERVED: &[&str] = &[
-            "id",
-            "business_id",
-            "created_at",
-            "updated_at",
-            "deleted_at",
-        ];
         let mut seen = std::collections::BTreeSet::new();
         for field in &self.fields {
             anyhow::ensure!(
-                identifier(field.name) && !RESERVED.contains(&field.name),
+                is_identifier(field.name) && !RESERVED_COLUMNS.contains(&field.name),
                 "resource {}: {:?} cannot be a field's name",
                 self.plural,
                 field.name
@@ -583,6 +571,25 @@ impl Spec {
         }
     }
 
+    /// 403 unless the caller's role may list and read (every member when no read role is set).
+    fn may_read(&self, p: &crate::accounts::Principal) -> ApiResult<()> {
+        if let Some(role) = self.r.read_role {
+            p.require_role(role)?;
+        }
+        Ok(())
+    }
+
+    /// `values` in the order of the fields (the placeholders `$3…` of the insert and update).
+    fn cells<'v>(&'v self, values: &'v Values) -> impl Iterator<Item = Cell> + 'v {
+        self.r.fields.iter().map(|field| {
+            values
+                .0
+                .get(field.name)
+                .cloned()
+                .unwrap_or_else(|| field.null())
+        })
+    }
+
     fn check(&self, values: &Values) -> ApiResult<()> {
         let problems = self
             .r
@@ -611,9 +618,7 @@ impl Spec {
         p: &crate::accounts::Principal,
         q: PageQuery,
     ) -> ApiResult<Json<Value>> {
-        if let Some(role) = self.r.read_role {
-            p.require_role(role)?;
-        }
+        self.may_read(p)?;
         let limit = crate::http::extract::page_limit(q.limit, 50, 100)
             .map_err(|e| ApiError::validation(vec![e]))?;
         let mut tx = app.db.read().await?;
@@ -669,8 +674,8 @@ impl Spec {
             let sql = sqlx::AssertSqlSafe(self.insert.clone());
             on_conn!(tx.conn(), c => {
                 let mut q = sqlx::query(sql).bind(item.id).bind(p.business_id);
-                for field in &self.r.fields {
-                    q = bind!(q, item.values.0.get(field.name).cloned().unwrap_or_else(|| field.null()));
+                for cell in self.cells(&item.values) {
+                    q = bind!(q, cell);
                 }
                 q.bind(now).execute(&mut *c).await?;
             });
@@ -686,9 +691,7 @@ impl Spec {
         p: &crate::accounts::Principal,
         id: Uuid,
     ) -> ApiResult<Json<Value>> {
-        if let Some(role) = self.r.read_role {
-            p.require_role(role)?;
-        }
+        self.may_read(p)?;
         let mut tx = app.db.read().await?;
         let item = self.find(tx.conn(), p.business_id, id).await?;
         item.map(|item| Json(item.json(self)))
@@ -722,8 +725,8 @@ impl Spec {
         let sql = sqlx::AssertSqlSafe(self.update.clone());
         on_conn!(tx.conn(), c => {
             let mut q = sqlx::query(sql).bind(id).bind(p.business_id);
-            for field in &self.r.fields {
-                q = bind!(q, item.values.0.get(field.name).cloned().unwrap_or_else(|| field.null()));
+            for cell in self.cells(&item.values) {
+                q = bind!(q, cell);
             }
             q.bind(item.updated_at).execute(&mut *c).await?;
         });
@@ -741,13 +744,13 @@ impl Spec {
         let now = app.clock.now();
         let mut tx = app.db.begin().await?;
         let sql = sqlx::AssertSqlSafe(self.delete.clone());
-        let deleted = on_conn!(tx.conn(), c => sqlx::query(sql)
-            .bind(id)
-            .bind(p.business_id)
-            .bind(now)
-            .execute(&mut *c)
-            .await?
-            .rows_affected());
+        let soft = self.r.deletion == Deletion::Soft;
+        let deleted = on_conn!(tx.conn(), c => {
+            let q = sqlx::query(sql).bind(id).bind(p.business_id);
+            // Only a soft deletion records when ($3).
+            let q = if soft { q.bind(now) } else { q };
+            q.execute(&mut *c).await?.rows_affected()
+        });
         if deleted == 0 {
             return Err(ApiError::not_found());
         }

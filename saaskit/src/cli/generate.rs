@@ -9,6 +9,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, bail, ensure};
 
+use crate::domain::is_identifier;
+use crate::resource::RESERVED_COLUMNS;
+
 /// The type of a field on the command line: `text`, `int` or `bool`, optional with a `?`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FieldSpec {
@@ -43,13 +46,6 @@ pub struct Scaffold {
     pub metering: Metering,
 }
 
-fn is_identifier(s: &str) -> bool {
-    (1..=63).contains(&s.len())
-        && s.starts_with(|c: char| c.is_ascii_lowercase())
-        && s.chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-}
-
 /// Parses `name:type` (`text`, `int`, `bool`; `?` after the type makes it optional).
 pub fn parse_field(arg: &str) -> Result<FieldSpec, String> {
     let (name, kind) = arg
@@ -65,16 +61,9 @@ pub fn parse_field(arg: &str) -> Result<FieldSpec, String> {
         "bool" | "boolean" => FieldKind::Bool,
         other => return Err(format!("{other:?}: a type is text, int or bool")),
     };
-    const RESERVED: &[&str] = &[
-        "id",
-        "business_id",
-        "created_at",
-        "updated_at",
-        "deleted_at",
-    ];
-    if !is_identifier(name) || RESERVED.contains(&name) {
+    if !is_identifier(name) || RESERVED_COLUMNS.contains(&name) {
         return Err(format!(
-            "{name:?}: a field's name is a lowercase identifier, not one of {RESERVED:?}"
+            "{name:?}: a field's name is a lowercase identifier, not one of {RESERVED_COLUMNS:?}"
         ));
     }
     Ok(FieldSpec {

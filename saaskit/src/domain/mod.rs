@@ -9,7 +9,7 @@ mod role;
 mod scope;
 
 pub use email::Email;
-pub use names::{BusinessName, PersonName};
+pub use names::{BusinessName, PersonName, parse_text};
 pub use password::{MAX_LEN as PASSWORD_MAX_LEN, MIN_LEN as PASSWORD_MIN_LEN, Password};
 pub use role::{PERMISSIONS, Permission, Role};
 pub use scope::{Scope, Scopes};
@@ -28,6 +28,16 @@ impl Invalid {
             message: message.into(),
         }
     }
+}
+
+/// Whether `s` is a name saaskit may write into SQL as an identifier (a table, a column, a
+/// product's bookkeeping table): 1 to 63 characters (PostgreSQL's limit), a-z, 0-9 and `_`,
+/// starting with a letter.
+pub fn is_identifier(s: &str) -> bool {
+    (1..=63).contains(&s.len())
+        && s.starts_with(|c: char| c.is_ascii_lowercase())
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Whether `s` has characters that have no place in a name or an address: control characters

@@ -14,7 +14,9 @@ pub struct BusinessName(String);
 const PERSON_MAX: usize = 150;
 const BUSINESS_MAX: usize = 200;
 
-fn parse_text(input: &str, max: usize, what: &str) -> Result<String, Invalid> {
+/// Trims `input` and refuses it when over `max` characters (`too_long`) or with control or
+/// invisible formatting characters (`invalid_characters`); `what` starts the message.
+pub fn parse_text(input: &str, max: usize, what: &str) -> Result<String, Invalid> {
     let value = input.trim();
     if value.chars().count() > max {
         return Err(Invalid::new(

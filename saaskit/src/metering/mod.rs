@@ -111,13 +111,6 @@ impl Meters {
                 .unwrap_or(MeterKind::PerCycle),
         }
     }
-
-    /// The declared meters, by name.
-    pub fn declared(&self) -> impl Iterator<Item = Meter<'_>> {
-        self.declared
-            .iter()
-            .map(|(name, kind)| Meter { name, kind: *kind })
-    }
 }
 
 /// Meter names are short lowercase identifiers (`recordings`, `api_calls`).

@@ -401,9 +401,12 @@ pub async fn login(
 
 /// Mails the owner of `email` that someone tried to sign up with it again.
 async fn notify_account_exists(app: &App, email: &Email, now: Timestamp) -> anyhow::Result<()> {
-    let link = format!("{}/password/reset", app.config.public_base());
-    let rendered =
-        crate::mail::Template::AccountExists.render(&[("email", email.as_str()), ("link", &link)]);
+    let link = format!("{}/forgot-password", app.config.public_base());
+    let rendered = crate::mail::AccountExists {
+        email: email.as_str(),
+        link: &link,
+    }
+    .render()?;
     let mut tx = app.db.begin().await?;
     crate::mail::enqueue(&mut tx, &app.mailer, email.as_str(), rendered, now).await?;
     tx.commit_quietly().await?;

@@ -10,7 +10,7 @@ use super::keys::{self, KeyProblem};
 use super::{ClientInfo, Session, open_session};
 use crate::app::App;
 use crate::domain::{Email, Invalid, Password};
-use crate::mail::{self, Template};
+use crate::mail;
 use crate::ratelimit;
 use crate::store::one_time_keys;
 use crate::store::{members, tokens, users};
@@ -78,11 +78,12 @@ async fn request_for(app: &App, key: &str) -> anyhow::Result<()> {
         app.config.public_base(),
         secret.clear
     );
-    let rendered = Template::PasswordReset.render(&[
-        ("first_name", &user.first_name),
-        ("email", &user.email),
-        ("link", &link),
-    ]);
+    let rendered = mail::PasswordReset {
+        first_name: &user.first_name,
+        email: &user.email,
+        link: &link,
+    }
+    .render()?;
     mail::enqueue(&mut tx, &app.mailer, &user.email, rendered, now).await?;
     tx.commit().await?;
     app.mail_queued.notify_one();

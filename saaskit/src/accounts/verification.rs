@@ -13,7 +13,7 @@ use super::keys::{self, KeyProblem};
 use super::{ClientInfo, Principal};
 use crate::app::App;
 use crate::db::{Timestamp, Tx};
-use crate::mail::{self, Template};
+use crate::mail;
 use crate::ratelimit;
 use crate::store::one_time_keys;
 use crate::store::users::{self, User};
@@ -31,12 +31,13 @@ pub async fn issue(app: &App, tx: &mut Tx, user: &User, now: Timestamp) -> anyho
         app.config.public_base(),
         secret.clear
     );
-    let rendered = Template::EmailVerification.render(&[
-        ("first_name", &user.first_name),
-        ("email", &user.email),
-        ("valid_hours", &valid_hours.to_string()),
-        ("link", &link),
-    ]);
+    let rendered = mail::EmailVerification {
+        first_name: &user.first_name,
+        email: &user.email,
+        valid_hours: &valid_hours.to_string(),
+        link: &link,
+    }
+    .render()?;
     mail::enqueue(tx, &app.mailer, &user.email, rendered, now).await?;
     Ok(())
 }

@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::db::{Timestamp, Tx};
 use crate::seal::Sealer;
 use crate::store::outbox::{self, OutboxMessage};
-pub use templates::{Rendered, Template};
+pub use templates::{AccountExists, EmailVerification, Invitation, PasswordReset, Rendered};
 
 /// Where mail goes.
 #[derive(Clone)]

@@ -1,6 +1,7 @@
-//! Mail templates, embedded in the binary from `templates/<name>/{subject,body.txt,body.html}`.
-//! `{{ name }}` is replaced by the value given for `name`: as is in the subject and the text
-//! body, HTML-escaped in the HTML body. A placeholder without a value is a bug, caught by tests.
+//! Mail templates: `templates/mail/<name>/{subject.txt,body.txt,body.html}`, compiled into the
+//! binary by askama, the engine the pages use too. `{{ name }}` is the message's value `name`:
+//! as is in the subject and the text body, HTML-escaped in the HTML body; a placeholder the
+//! message has no value for does not compile.
 //!
 //! A value someone chose (a person's or a business's name) is written `{{ name | quoted }}`:
 //! see [`quoted`]. Mail from our domain must not carry a stranger's words as if they were ours,
@@ -14,86 +15,88 @@ pub struct Rendered {
     pub html: String,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Template {
-    PasswordReset,
-    Invitation,
-    EmailVerification,
-    /// To the owner of an address someone tried to sign up with again (when signups do not
-    /// tell whether an address is registered).
-    AccountExists,
-}
-
-impl Template {
-    fn sources(self) -> (&'static str, &'static str, &'static str) {
-        match self {
-            Template::PasswordReset => (
-                include_str!("../../templates/password_reset/subject"),
-                include_str!("../../templates/password_reset/body.txt"),
-                include_str!("../../templates/password_reset/body.html"),
-            ),
-            Template::Invitation => (
-                include_str!("../../templates/invitation/subject"),
-                include_str!("../../templates/invitation/body.txt"),
-                include_str!("../../templates/invitation/body.html"),
-            ),
-            Template::EmailVerification => (
-                include_str!("../../templates/email_verification/subject"),
-                include_str!("../../templates/email_verification/body.txt"),
-                include_str!("../../templates/email_verification/body.html"),
-            ),
-            Template::AccountExists => (
-                include_str!("../../templates/account_exists/subject"),
-                include_str!("../../templates/account_exists/body.txt"),
-                include_str!("../../templates/account_exists/body.html"),
-            ),
+/// Declares a message: its values (all text), and its three templates, checked at compile
+/// time (a value a template names but the message lacks does not build).
+macro_rules! mail {
+    ($(#[$doc:meta])* $module:ident :: $name:ident { $($field:ident),* $(,)? }
+     subject $subject:literal, text $text:literal, html $html:literal) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy)]
+        pub struct $name<'a> {
+            $(pub $field: &'a str,)*
         }
-    }
 
-    pub fn render(self, vars: &[(&str, &str)]) -> Rendered {
-        let (subject, text, html) = self.sources();
-        // Header values are one line: a value with a line break must not add headers.
-        let subject = fill(subject.trim(), vars, |s| s.replace(['\r', '\n'], " "));
-        Rendered {
-            subject,
-            text: fill(text, vars, str::to_owned),
-            html: fill(html, vars, escape_html),
+        mod $module {
+            #[allow(unused_imports)]
+            use super::filters;
+
+            #[derive(askama::Template)]
+            #[template(path = $subject)]
+            #[allow(dead_code)]
+            pub(super) struct Subject<'a> { $(pub(super) $field: &'a str,)* }
+
+            #[derive(askama::Template)]
+            #[template(path = $text)]
+            #[allow(dead_code)]
+            pub(super) struct Text<'a> { $(pub(super) $field: &'a str,)* }
+
+            #[derive(askama::Template)]
+            #[template(path = $html)]
+            #[allow(dead_code)]
+            pub(super) struct Html<'a> { $(pub(super) $field: &'a str,)* }
         }
-    }
-}
 
-fn fill(source: &str, vars: &[(&str, &str)], escape: impl Fn(&str) -> String) -> String {
-    let mut out = String::with_capacity(source.len() + 64);
-    let mut rest = source;
-    while let Some(open) = rest.find("{{") {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 2..];
-        let Some(close) = after.find("}}") else {
-            out.push_str(&rest[open..]);
-            return out;
-        };
-        let (name, filter) = match after[..close].split_once('|') {
-            Some((name, filter)) => (name.trim(), Some(filter.trim())),
-            None => (after[..close].trim(), None),
-        };
-        match vars.iter().find(|(k, _)| *k == name) {
-            Some((_, value)) => match filter {
-                None => out.push_str(&escape(value)),
-                Some("quoted") => out.push_str(&escape(&quoted(value))),
-                Some(other) => {
-                    debug_assert!(false, "template filter {other:?} does not exist");
-                    out.push_str(&escape(&quoted(value)));
-                }
-            },
-            None => {
-                debug_assert!(false, "template placeholder {name:?} has no value");
-                out.push_str(&rest[open..open + 2 + close + 2]);
+        impl $name<'_> {
+            pub const SOURCES: [&'static str; 3] = [$subject, $text, $html];
+
+            pub fn render(&self) -> anyhow::Result<Rendered> {
+                use askama::Template as _;
+                let subject = $module::Subject { $($field: self.$field,)* }.render()?;
+                Ok(Rendered {
+                    // Header values are one line: a value with a line break must not add headers.
+                    subject: subject.trim().replace(['\r', '\n'], " "),
+                    text: $module::Text { $($field: self.$field,)* }.render()?,
+                    html: $module::Html { $($field: self.$field,)* }.render()?,
+                })
             }
         }
-        rest = &after[close + 2..];
+    };
+}
+
+mail!(
+    password_reset::PasswordReset { first_name, email, link }
+    subject "mail/password_reset/subject.txt",
+    text "mail/password_reset/body.txt",
+    html "mail/password_reset/body.html"
+);
+mail!(
+    invitation::Invitation { inviter_name, business_name, role, valid_days, link }
+    subject "mail/invitation/subject.txt",
+    text "mail/invitation/body.txt",
+    html "mail/invitation/body.html"
+);
+mail!(
+    email_verification::EmailVerification { first_name, email, valid_hours, link }
+    subject "mail/email_verification/subject.txt",
+    text "mail/email_verification/body.txt",
+    html "mail/email_verification/body.html"
+);
+mail!(
+    /// To the owner of an address someone tried to sign up with again (when signups do not
+    /// tell whether an address is registered).
+    account_exists::AccountExists { email, link }
+    subject "mail/account_exists/subject.txt",
+    text "mail/account_exists/body.txt",
+    html "mail/account_exists/body.html"
+);
+
+/// The filters templates may use beside askama's own (pages use them too).
+pub(crate) mod filters {
+    /// `{{ name | quoted }}`: see [`super::quoted`].
+    #[askama::filter_fn]
+    pub fn quoted(value: impl std::fmt::Display, _: &dyn askama::Values) -> askama::Result<String> {
+        Ok(super::quoted(&value.to_string()))
     }
-    out.push_str(rest);
-    out
 }
 
 /// A value someone chose, as mail shows it: in quotes (“…”), so it reads as a name and not as
@@ -130,37 +133,21 @@ pub fn quoted(value: &str) -> String {
     out
 }
 
-fn escape_html(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn placeholders_are_filled_and_html_is_escaped() {
-        let r = Template::Invitation.render(&[
-            ("inviter_name", "Ada <script>"),
-            ("business_name", "Acme & Co\r\nBcc: x@evil.example"),
-            ("role", "member"),
-            ("valid_days", "7"),
-            (
-                "link",
-                "http://localhost:8000/invitations/accept?key=abc&x=1",
-            ),
-        ]);
+    fn values_are_filled_and_html_is_escaped() {
+        let r = Invitation {
+            inviter_name: "Ada <script>",
+            business_name: "Acme & Co\r\nBcc: x@evil.example",
+            role: "member",
+            valid_days: "7",
+            link: "http://localhost:8000/invitations/accept?key=abc&x=1",
+        }
+        .render()
+        .unwrap();
         assert_eq!(r.subject, "You are invited to join a business");
         assert!(r.text.contains(
             "“Ada <script>” invited you to join “Acme & Co  Bcc: x[@]evil[.]example” as member."
@@ -169,8 +156,8 @@ mod tests {
             r.text
                 .contains("http://localhost:8000/invitations/accept?key=abc&x=1")
         );
-        assert!(r.html.contains("“Ada &lt;script&gt;”"));
-        assert!(r.html.contains("key=abc&amp;x=1"));
+        assert!(r.html.contains("“Ada &#60;script&#62;”"), "{}", r.html);
+        assert!(r.html.contains("key=abc&#38;x=1"), "{}", r.html);
         assert!(!r.text.contains("{{") && !r.html.contains("{{"));
     }
 
@@ -203,17 +190,22 @@ mod tests {
     /// The values that are ours (or the recipient's own address) and need no quoting.
     const OURS: [&str; 5] = ["link", "role", "valid_days", "valid_hours", "email"];
 
+    fn source(path: &str) -> String {
+        let file = format!("{}/templates/{path}", env!("CARGO_MANIFEST_DIR"));
+        std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{file}: {e}"))
+    }
+
     #[test]
     fn every_chosen_value_in_every_template_is_quoted() {
-        for t in [
-            Template::PasswordReset,
-            Template::Invitation,
-            Template::EmailVerification,
-            Template::AccountExists,
+        for sources in [
+            PasswordReset::SOURCES,
+            Invitation::SOURCES,
+            EmailVerification::SOURCES,
+            AccountExists::SOURCES,
         ] {
-            let (subject, text, html) = t.sources();
-            for source in [subject, text, html] {
-                for placeholder in source.split("{{").skip(1) {
+            for (i, path) in sources.iter().enumerate() {
+                let text = source(path);
+                for placeholder in text.split("{{").skip(1) {
                     let inner = placeholder.split("}}").next().unwrap_or_default();
                     let (name, filter) = match inner.split_once('|') {
                         Some((n, f)) => (n.trim(), Some(f.trim())),
@@ -221,39 +213,44 @@ mod tests {
                     };
                     assert!(
                         OURS.contains(&name) || filter == Some("quoted"),
-                        "{t:?}: {{{{ {name} }}}} is someone's choice: write {{{{ {name} | quoted }}}}"
+                        "{path}: {{{{ {name} }}}} is someone's choice: write {{{{ {name} | quoted }}}}"
                     );
                 }
                 assert!(
-                    !(source == subject && source.contains("quoted")),
-                    "{t:?}: the subject names nobody's choice"
+                    !(i == 0 && text.contains("quoted")),
+                    "{path}: the subject names nobody's choice"
                 );
             }
         }
     }
 
     #[test]
-    fn reset_template_has_every_value() {
-        let r = Template::PasswordReset.render(&[
-            ("first_name", "Ada"),
-            ("email", "ada@example.com"),
-            ("link", "http://x/reset?key=k"),
-        ]);
+    fn reset_mail_has_every_value() {
+        let r = PasswordReset {
+            first_name: "Ada",
+            email: "ada@example.com",
+            link: "http://x/reset?key=k",
+        }
+        .render()
+        .unwrap();
         assert!(!r.subject.contains("{{") && !r.text.contains("{{") && !r.html.contains("{{"));
         assert!(r.html.contains("http://x/reset?key=k"));
+        assert!(r.text.contains("Hello “Ada”,"));
     }
 
     #[test]
-    fn verification_template_has_every_value() {
-        let r = Template::EmailVerification.render(&[
-            ("first_name", "Ada"),
-            ("email", "ada@example.com"),
-            ("valid_hours", "48"),
-            ("link", "http://x/verify-email?key=k&x=1"),
-        ]);
+    fn verification_mail_has_every_value() {
+        let r = EmailVerification {
+            first_name: "Ada",
+            email: "ada@example.com",
+            valid_hours: "48",
+            link: "http://x/verify-email?key=k&x=1",
+        }
+        .render()
+        .unwrap();
         assert!(!r.subject.contains("{{") && !r.text.contains("{{") && !r.html.contains("{{"));
         assert!(r.text.contains("http://x/verify-email?key=k&x=1"));
-        assert!(r.html.contains("http://x/verify-email?key=k&amp;x=1"));
+        assert!(r.html.contains("http://x/verify-email?key=k&#38;x=1"));
         assert!(r.text.contains("48 hours"));
     }
 }

@@ -18,7 +18,7 @@ use crate::app::App;
 use crate::audit::{self, Action, Actor, Event};
 use crate::db::{Conn, Timestamp, Tx};
 use crate::domain::{Email, Invalid, Password, Permission, PersonName, Role};
-use crate::mail::{self, Template};
+use crate::mail;
 use crate::metering;
 use crate::ratelimit;
 use crate::secret;
@@ -162,13 +162,14 @@ async fn create(
             &inviter_member.last_name,
             &inviter_member.email,
         );
-        let rendered = Template::Invitation.render(&[
-            ("inviter_name", &inviter_name),
-            ("business_name", &inviter.business_name),
-            ("role", new.role.as_str()),
-            ("valid_days", &valid_days.to_string()),
-            ("link", &link),
-        ]);
+        let rendered = mail::Invitation {
+            inviter_name: &inviter_name,
+            business_name: &inviter.business_name,
+            role: new.role.as_str(),
+            valid_days: &valid_days.to_string(),
+            link: &link,
+        }
+        .render()?;
         mail::enqueue(&mut tx, &app.mailer, new.email.as_str(), rendered, now).await?;
     }
     let event = Event::by(action, inviter)

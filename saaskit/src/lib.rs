@@ -29,3 +29,4 @@ pub mod teams;
 pub mod telemetry;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod web;

@@ -60,6 +60,11 @@ impl std::str::FromStr for SecretKey {
 }
 
 impl SecretKey {
+    /// A key for another use, derived from this one (HMAC-SHA256 of the use's name).
+    fn derive(&self, purpose: &str) -> [u8; 32] {
+        mac_with(&self.0, purpose, b"")
+    }
+
     /// A new key from the operating system's random number generator.
     pub fn generate() -> SecretKey {
         let mut key = [0u8; 32];
@@ -100,6 +105,9 @@ pub struct Sealer {
 struct Keys {
     /// The key new values are sealed with, first; then older keys, for reading only.
     keys: Vec<(String, XChaCha20Poly1305)>,
+    /// A key for message authentication codes derived from each of `keys`, in the same order
+    /// (never the sealing key itself: one key, one use).
+    mac_keys: Vec<[u8; 32]>,
     source: KeySource,
 }
 
@@ -123,17 +131,42 @@ pub enum OpenError {
     Damaged,
 }
 
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+fn hmac_for(key: &[u8; 32], purpose: &str) -> HmacSha256 {
+    use hmac::Mac as _;
+    // HMAC takes a key of any length; 32 bytes cannot be refused.
+    let mut m = <HmacSha256 as hmac::Mac>::new_from_slice(key).expect("HMAC takes any key length");
+    // The purpose, length-prefixed, separates the uses of one key.
+    m.update(&(purpose.len() as u64).to_be_bytes());
+    m.update(purpose.as_bytes());
+    m
+}
+
+fn mac_with(key: &[u8; 32], purpose: &str, message: &[u8]) -> [u8; 32] {
+    use hmac::Mac as _;
+    let mut m = hmac_for(key, purpose);
+    m.update(message);
+    m.finalize().into_bytes().into()
+}
+
 impl Sealer {
     /// A sealer over `current` (sealing and reading) and `older` keys (reading only).
     pub fn new(current: SecretKey, older: &[SecretKey], source: KeySource) -> Sealer {
         let mut keys = vec![(current.id(), XChaCha20Poly1305::new((&current.0).into()))];
+        let mut mac_keys = vec![current.derive("saaskit mac v1")];
         for key in older {
             if !keys.iter().any(|(id, _)| *id == key.id()) {
                 keys.push((key.id(), XChaCha20Poly1305::new((&key.0).into())));
+                mac_keys.push(key.derive("saaskit mac v1"));
             }
         }
         Sealer {
-            inner: Arc::new(Keys { keys, source }),
+            inner: Arc::new(Keys {
+                keys,
+                mac_keys,
+                source,
+            }),
         }
     }
 
@@ -164,6 +197,24 @@ impl Sealer {
 
     pub fn source(&self) -> &KeySource {
         &self.inner.source
+    }
+
+    /// A code authenticating `message` for `purpose` (HMAC-SHA256 under a key derived from the
+    /// current one): a form's CSRF token, say. Anyone may read it; only the holder of the key
+    /// can make one.
+    pub fn mac(&self, purpose: &str, message: &[u8]) -> [u8; 32] {
+        mac_with(&self.inner.mac_keys[0], purpose, message)
+    }
+
+    /// Whether `code` is [`Sealer::mac`]'s for `message` under the current key or an older one
+    /// (a rotation does not void what was made just before it). Compared in constant time.
+    pub fn verify_mac(&self, purpose: &str, message: &[u8], code: &[u8]) -> bool {
+        use hmac::Mac as _;
+        self.inner.mac_keys.iter().any(|key| {
+            let mut m = hmac_for(key, purpose);
+            m.update(message);
+            m.verify_slice(code).is_ok()
+        })
     }
 
     /// The id of the key new values are sealed with.

@@ -162,6 +162,20 @@ impl Contract {
             ex.status
         );
         let problem = json!({"$ref": "#/components/schemas/Problem"});
+        // The pages (HTML, outside /api) are not API: the browser journeys check them.
+        let documented = ex
+            .route
+            .as_deref()
+            .is_some_and(|route| self.document["paths"].get(route).is_some());
+        let is_page = !documented
+            && !ex.path.starts_with("/api/")
+            && ex
+                .response_type
+                .as_deref()
+                .is_some_and(|t| t.starts_with("text/html"));
+        if is_page {
+            return out;
+        }
 
         let operation = ex.route.as_deref().and_then(|route| {
             let item = &self.document["paths"][route];

@@ -108,7 +108,13 @@ db_test! {
     async fn unknown_routes_and_methods_are_problem_documents(app) {
         let res = app.client.get(app.url("/api/v1/nope")).send().await.expect("send");
         assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
-        let res = app.client.get(app.url("/")).send().await.expect("send");
+        let res = app.client.get(app.url("/nope")).send().await.expect("send");
+        assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
+        // A browser asking for a page that is not there gets a page; under /api/v1, never.
+        let res = app.client.get(app.url("/nope")).header("accept", "text/html").send().await.expect("send");
+        assert_eq!(res.status(), StatusCode::NOT_FOUND);
+        assert!(res.text().await.expect("body").contains("Page not found"));
+        let res = app.client.get(app.url("/api/v1/nope")).header("accept", "text/html").send().await.expect("send");
         assert_problem(res, StatusCode::NOT_FOUND, "not_found").await;
         let res = app.client.get(app.url("/api/v1/signup")).send().await.expect("send");
         assert_problem(res, StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed").await;

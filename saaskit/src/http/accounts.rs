@@ -184,7 +184,7 @@ impl Fields {
 }
 
 impl SignupRequest {
-    fn parse(self) -> ApiResult<NewAccount> {
+    pub(crate) fn parse(self) -> ApiResult<NewAccount> {
         let mut f = Fields::default();
         let email = f
             .required("email", &self.email)
@@ -347,16 +347,7 @@ pub async fn login_user(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::validation(Vec::new()));
     };
-    // Nothing longer than any acceptable password is worth hashing: refuse it like a wrong one.
-    // Nor is an email that no account can have (PostgreSQL could not even look up a NUL).
-    if password.chars().count() > crate::domain::PASSWORD_MAX_LEN
-        || email.len() > 254
-        || email.chars().any(char::is_control)
-    {
-        app.hasher.verify_decoy("").await?;
-        return Err(LoginError::InvalidCredentials.into());
-    }
-    let done = accounts::login(&app, email, password, client).await?;
+    let done = login_with(&app, email, password, client).await?;
     Ok(Json(LoginResponse {
         token: done.session.token,
         token_expires_at: done.session.expires_at,
@@ -366,6 +357,25 @@ pub async fn login_user(
 }
 
 /// `POST /api/v1/logout`: revokes the token that authenticated this request.
+/// A login, as the API and the login page make it.
+pub(crate) async fn login_with(
+    app: &AppState,
+    email: &str,
+    password: &str,
+    client: crate::accounts::ClientInfo,
+) -> ApiResult<accounts::LoggedIn> {
+    // Nothing longer than any acceptable password is worth hashing: refuse it like a wrong one.
+    // Nor is an email that no account can have (PostgreSQL could not even look up a NUL).
+    if password.chars().count() > crate::domain::PASSWORD_MAX_LEN
+        || email.len() > 254
+        || email.chars().any(char::is_control)
+    {
+        app.hasher.verify_decoy("").await?;
+        return Err(LoginError::InvalidCredentials.into());
+    }
+    Ok(accounts::login(app, email, password, client).await?)
+}
+
 #[utoipa::path(
     post,
     path = "/logout",

@@ -152,6 +152,7 @@ pub fn router(app: AppState) -> Router {
     // be caught by the tests that read it.
     let served = document.to_json().unwrap_or_else(|_| "{}".to_owned());
     let routes = routes
+        .merge(crate::web::router(&app))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(Extension(openapi::ServedDocument(served.into())))
@@ -363,8 +364,15 @@ async fn refuse_oversized_body(
     next.run(req).await
 }
 
-async fn not_found() -> ApiError {
-    ApiError::not_found()
+/// 404: a problem document, or our page for a browser asking for a page.
+async fn not_found(
+    uri: axum::http::Uri,
+    headers: axum::http::HeaderMap,
+) -> axum::response::Response {
+    if !uri.path().starts_with("/api/") && crate::web::wants_html(&headers) {
+        return crate::web::not_found_page().await;
+    }
+    ApiError::not_found().into_response()
 }
 
 async fn method_not_allowed() -> ApiError {

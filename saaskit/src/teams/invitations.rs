@@ -333,7 +333,8 @@ pub async fn resend(
     .await
 }
 
-fn display_name(first: &str, last: &str, email: &str) -> String {
+/// How a person is named to others: their names, or their address when they gave none.
+pub fn display_name(first: &str, last: &str, email: &str) -> String {
     let name = format!("{first} {last}");
     let name = name.trim();
     if name.is_empty() {

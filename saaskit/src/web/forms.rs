@@ -1,0 +1,156 @@
+//! What a page tells a person when something did not work: the API's problems as sentences,
+//! next to the field they concern when they concern one.
+
+use axum::http::StatusCode;
+
+use crate::error::ApiError;
+
+/// The messages a form is shown again with: one per field, and one for the whole form.
+#[derive(Debug, Default)]
+pub struct FormErrors {
+    pub general: Option<String>,
+    fields: Vec<(String, String)>,
+}
+
+impl FormErrors {
+    /// The API's answer, for a form whose fields are named as in `rename` (API field → form
+    /// field; others keep their name). A server error is not a form's business: `Err`, for the
+    /// error page.
+    pub fn from_api(err: ApiError, rename: &[(&str, &str)]) -> Result<FormErrors, ApiError> {
+        if err.status.is_server_error() {
+            return Err(err);
+        }
+        let mut out = FormErrors::default();
+        for f in &err.errors {
+            let name = rename
+                .iter()
+                .find(|(api, _)| *api == f.field)
+                .map_or(f.field.as_str(), |(_, form)| form);
+            if out.field(name).is_none() {
+                out.fields.push((name.to_owned(), f.message.clone()));
+            }
+        }
+        if err.errors.is_empty() {
+            out.general = Some(sentence(&err));
+        }
+        Ok(out)
+    }
+
+    pub fn field(&self, name: &str) -> Option<&str> {
+        self.fields
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, m)| m.as_str())
+    }
+
+    /// Adds a message to a field (a check only the page makes, such as a confirmation).
+    pub fn add(&mut self, name: &str, message: &str) {
+        if self.field(name).is_none() {
+            self.fields.push((name.to_owned(), message.to_owned()));
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.general.is_none() && self.fields.is_empty()
+    }
+
+    /// The status to render the form again with.
+    pub fn status(&self) -> StatusCode {
+        StatusCode::UNPROCESSABLE_ENTITY
+    }
+}
+
+/// The API's problem as a person reads it. The API's details are already sentences; a rate
+/// limit says when to come back, in words.
+pub fn sentence(err: &ApiError) -> String {
+    match (err.status, err.retry_after) {
+        (StatusCode::TOO_MANY_REQUESTS, Some(secs)) => {
+            format!("Too many attempts. Try again in {}.", duration_words(secs))
+        }
+        // A person followed a link: they know it as that, not as a key.
+        _ => match err.code {
+            "key_not_found" => {
+                "This link is not valid. Check that you opened the whole link from the message."
+                    .to_owned()
+            }
+            "key_used" => {
+                "This link was already used: each works once. Ask for a new one if you need it."
+                    .to_owned()
+            }
+            "key_revoked" => "This link was withdrawn and no longer works.".to_owned(),
+            "key_expired" => "This link has expired. Ask for a new one.".to_owned(),
+            _ => err.detail.clone(),
+        },
+    }
+}
+
+fn duration_words(secs: u64) -> String {
+    match secs {
+        0..=59 => plural(secs.max(1), "second"),
+        60..=5399 => plural(secs.div_ceil(60), "minute"),
+        _ => plural(secs.div_ceil(3600), "hour"),
+    }
+}
+
+fn plural(n: u64, unit: &str) -> String {
+    if n == 1 {
+        format!("1 {unit}")
+    } else {
+        format!("{n} {unit}s")
+    }
+}
+
+/// The one-line notices a redirect may ask a page to show (`?notice=<name>`): a fixed list,
+/// so a link cannot make our page say something we did not write.
+pub fn notice_text(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "welcome" => {
+            "Welcome! Your account is ready. We mailed you a link to confirm your email address."
+        }
+        "verify_first" => {
+            "Your account is ready. Confirm your email address with the link we mailed you, then log in."
+        }
+        "logged_out" => "You are logged out.",
+        "reset_sent" => {
+            "If an account uses that address, we have mailed it a link to choose a new password. It works for an hour."
+        }
+        "password_changed" => "Your password is changed, and every other session is logged out.",
+        "email_verified" => "Your email address is confirmed. Thank you!",
+        "joined" => "You joined the business.",
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn waits_read_as_words() {
+        assert_eq!(duration_words(1), "1 second");
+        assert_eq!(duration_words(30), "30 seconds");
+        assert_eq!(duration_words(60), "1 minute");
+        assert_eq!(duration_words(61), "2 minutes");
+        assert_eq!(duration_words(900), "15 minutes");
+        assert_eq!(duration_words(7200), "2 hours");
+    }
+
+    #[test]
+    fn field_problems_go_to_their_field_and_the_rest_to_the_form() {
+        let err = ApiError::validation(vec![
+            crate::error::FieldError::new("business.name", "required", "This field is required."),
+            crate::error::FieldError::new("email", "invalid_email", "Not an address."),
+        ]);
+        let f = FormErrors::from_api(err, &[("business.name", "business_name")]).unwrap();
+        assert_eq!(f.field("business_name"), Some("This field is required."));
+        assert_eq!(f.field("email"), Some("Not an address."));
+        assert_eq!(f.general, None);
+        let mut limited = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "x");
+        limited.retry_after = Some(600);
+        let f = FormErrors::from_api(limited, &[]).unwrap();
+        assert_eq!(
+            f.general.as_deref(),
+            Some("Too many attempts. Try again in 10 minutes.")
+        );
+    }
+}

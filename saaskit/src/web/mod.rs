@@ -1,0 +1,216 @@
+//! The pages: server-rendered HTML for the people who use the product, from the same process
+//! as the API. Handlers here parse a form, call the same service the JSON handler calls, and
+//! either redirect (POST → 303) or render the page again with messages next to the fields.
+//! They hold no SQL and never call `/api/v1`. Forms work without JavaScript.
+//!
+//! Every page is sent with a strict Content-Security-Policy (no inline script or style, no
+//! framing), `nosniff` and `Referrer-Policy: same-origin` (page addresses may carry a mailed
+//! key); every submitted form passes [`session::Submitted`]'s same-origin and CSRF checks.
+
+pub mod assets;
+mod auth;
+mod dashboard;
+mod forms;
+mod invitations;
+pub mod session;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum::{Router, middleware};
+
+use crate::app::AppState;
+pub use forms::FormErrors;
+use session::SignedIn;
+
+/// Every page route. Merged into [`crate::http::router`].
+pub fn router(app: &AppState) -> Router<AppState> {
+    Router::new()
+        .route("/", get(home))
+        .route("/signup", get(auth::signup_page).post(auth::signup))
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route(
+            "/forgot-password",
+            get(auth::forgot_password_page).post(auth::forgot_password),
+        )
+        .route(
+            "/reset-password",
+            get(auth::reset_password_page).post(auth::reset_password),
+        )
+        .route(
+            "/verify-email",
+            get(auth::verify_email_page).post(auth::verify_email),
+        )
+        .route(
+            "/invitations/accept",
+            get(invitations::accept_invitation_page).post(invitations::accept_invitation),
+        )
+        .route("/dashboard", get(dashboard::dashboard_page))
+        .route("/assets/{name}", get(assets::get_asset))
+        .layer(middleware::from_fn_with_state(
+            app.clone(),
+            session::ensure_csrf_cookie,
+        ))
+        .layer(middleware::map_response(harden))
+}
+
+/// `/`: the dashboard for a signed-in person, the login page for anyone else.
+async fn home(SignedIn { .. }: SignedIn) -> Redirect {
+    Redirect::to("/dashboard")
+}
+
+/// The headers every page carries.
+pub async fn harden(mut res: Response) -> Response {
+    let h = res.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ),
+    );
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("same-origin"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    res
+}
+
+/// What the layout shows around every page.
+pub struct Chrome {
+    pub title: String,
+    /// The CSRF code every form on the page carries.
+    pub csrf: String,
+    /// The signed-in person, for the navigation; `None` on the public pages.
+    pub nav: Option<Nav>,
+    /// A one-line message after a redirect (`?notice=`).
+    pub notice: Option<&'static str>,
+    pub stylesheet: &'static str,
+    pub script: &'static str,
+}
+
+pub struct Nav {
+    pub name: String,
+    pub business: String,
+    pub is_staff: bool,
+}
+
+impl Chrome {
+    pub fn new(
+        title: impl Into<String>,
+        csrf: &str,
+        principal: Option<&crate::accounts::Principal>,
+    ) -> Chrome {
+        Chrome {
+            title: title.into(),
+            csrf: csrf.to_owned(),
+            nav: principal.and_then(|p| {
+                p.member.as_ref().map(|m| Nav {
+                    name: crate::teams::invitations::display_name(
+                        &m.first_name,
+                        &m.last_name,
+                        &m.email,
+                    ),
+                    business: p.business_name.clone(),
+                    is_staff: m.is_staff,
+                })
+            }),
+            notice: None,
+            stylesheet: &assets::STYLESHEET.path,
+            script: &assets::SCRIPT.path,
+        }
+    }
+
+    pub fn notice(mut self, notice: Option<&str>) -> Chrome {
+        self.notice = notice.and_then(forms::notice_text);
+        self
+    }
+}
+
+/// Renders a page with `status`. A template that fails to render is a bug: logged, and the
+/// visitor sees our error page.
+pub fn render(status: StatusCode, page: &impl askama::Template) -> Response {
+    match page.render() {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(e) => server_error(anyhow::Error::new(e).context("rendering a page")),
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "pages/error.html")]
+struct ErrorPage {
+    chrome: Chrome,
+    heading: &'static str,
+    message: String,
+}
+
+fn error_page(status: StatusCode, heading: &'static str, message: impl Into<String>) -> Response {
+    let page = ErrorPage {
+        chrome: Chrome::new(heading, "", None),
+        heading,
+        message: message.into(),
+    };
+    match askama::Template::render(&page) {
+        Ok(html) => (status, Html(html)).into_response(),
+        Err(_) => (status, heading).into_response(),
+    }
+}
+
+/// 500, our own page; the cause is logged, never shown.
+pub fn server_error(cause: anyhow::Error) -> Response {
+    tracing::error!(error = ?cause, "a page failed");
+    error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "Something went wrong",
+        "Something went wrong on our side. It has been logged; please try again in a moment.",
+    )
+}
+
+/// 404, our own page, for a browser asking for an address that does not exist.
+pub async fn not_found_page() -> Response {
+    harden(error_page(
+        StatusCode::NOT_FOUND,
+        "Page not found",
+        "There is nothing at this address. Check the link, or go back to your dashboard.",
+    ))
+    .await
+}
+
+pub(crate) fn forbidden_page(message: &str) -> Response {
+    error_page(StatusCode::FORBIDDEN, "Not allowed", message)
+}
+
+pub(crate) fn bad_request_page() -> Response {
+    error_page(
+        StatusCode::BAD_REQUEST,
+        "That did not work",
+        "The form could not be read. Go back, reload the page and try again.",
+    )
+}
+
+/// A page for an error that is not about one field (an expired link, a refusal), as the API
+/// would have answered it: its status, its sentence.
+pub(crate) fn problem_page(err: crate::error::ApiError) -> Response {
+    if err.status.is_server_error() {
+        return server_error(
+            err.source
+                .unwrap_or_else(|| anyhow::anyhow!("{}: {}", err.code, err.detail)),
+        );
+    }
+    let message = forms::sentence(&err);
+    error_page(err.status, "That did not work", message)
+}
+
+/// Whether a request is a browser's asking for a page (it accepts HTML).
+pub fn wants_html(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
+}

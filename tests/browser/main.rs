@@ -1,0 +1,46 @@
+//! The pages, driven in a real browser through whole journeys, on SQLite and (with
+//! `SAASKIT_TEST_POSTGRES_URL`) PostgreSQL. See `harness` for what every page is checked for.
+
+mod harness;
+
+use std::sync::Arc;
+
+use saaskit::product::Products;
+pub use saaskit::testing::{Backend, PASSWORD, RESET_SUBJECT, TestApp, VERIFICATION_SUBJECT};
+
+use harness::{Driver, link_in};
+
+pub fn products() -> Arc<Products> {
+    Arc::new(Products::new().with(saaskit_example::product()))
+}
+
+/// A journey, once per database, each with a fresh server and its own chromedriver.
+macro_rules! journey {
+    ($(#[$meta:meta])* async fn $name:ident($app:ident, $driver:ident) $body:block) => {
+        $(#[$meta])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            async fn journey($app: TestApp, $driver: Driver) $body
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sqlite() {
+                if harness::available() {
+                    let app = TestApp::spawn(Backend::Sqlite, products()).await;
+                    journey(app, Driver::start().await).await
+                }
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                if saaskit::testing::postgres_enabled() && harness::available() {
+                    let app = TestApp::spawn(Backend::Postgres, products()).await;
+                    journey(app, Driver::start().await).await
+                }
+            }
+        }
+    };
+}
+
+mod auth;

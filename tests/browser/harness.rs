@@ -216,7 +216,7 @@ impl Browser {
     }
 
     /// Waits until the page a form or link leads to has loaded.
-    async fn next_page(&self) {
+    pub async fn next_page(&self) {
         for _ in 0..400 {
             let loaded = self
                 .run("return window.__before_press !== true && document.readyState === 'complete';")

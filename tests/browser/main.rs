@@ -43,4 +43,14 @@ macro_rules! journey {
     };
 }
 
+/// Logs `b` in as `email` (with the test password), from the login page.
+pub async fn log_in(b: &harness::Browser, email: &str) {
+    b.open("/login").await;
+    b.fill("Email address", email).await;
+    b.fill("Password", PASSWORD).await;
+    b.press("Log in").await;
+    assert_eq!(b.path().await, "/dashboard", "{email} is logged in");
+}
+
 mod auth;
+mod team;

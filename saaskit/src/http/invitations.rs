@@ -159,26 +159,28 @@ pub async fn create_invitation(
     Dashboard(principal): Dashboard,
     ApiJson(body): ApiJson<InviteRequest>,
 ) -> ApiResult<(StatusCode, Json<InvitationCreated>)> {
-    let mut f = Fields::default();
-    let email = f
-        .required("email", &body.email)
-        .and_then(|e| f.check("email", Email::parse(e)));
-    let role = parse_invited_role(&mut f, body.role.as_deref());
-    f.finish()?;
-    let (Some(email), Some(role)) = (email, role) else {
-        return Err(ApiError::validation(Vec::new()));
-    };
-    let created = invitations::invite(
-        &app,
-        &principal,
-        NewInvitation {
+    let created = invitations::invite(&app, &principal, body.parse()?).await?;
+    Ok((StatusCode::CREATED, Json(created.into())))
+}
+
+impl InviteRequest {
+    /// The invitation asked for, as the API and the team page read it.
+    pub(crate) fn parse(self) -> ApiResult<NewInvitation> {
+        let mut f = Fields::default();
+        let email = f
+            .required("email", &self.email)
+            .and_then(|e| f.check("email", Email::parse(e)));
+        let role = parse_invited_role(&mut f, self.role.as_deref());
+        f.finish()?;
+        let (Some(email), Some(role)) = (email, role) else {
+            return Err(ApiError::validation(Vec::new()));
+        };
+        Ok(NewInvitation {
             email,
             role,
-            send_email: body.send_email.unwrap_or(true),
-        },
-    )
-    .await?;
-    Ok((StatusCode::CREATED, Json(created.into())))
+            send_email: self.send_email.unwrap_or(true),
+        })
+    }
 }
 
 impl From<invitations::CreatedInvitation> for InvitationCreated {

@@ -134,21 +134,26 @@ pub async fn update_member(
     PathId(id): PathId,
     ApiJson(body): ApiJson<RoleChange>,
 ) -> ApiResult<Json<MemberView>> {
-    let role = match body.role.as_deref().map(str::parse::<Role>) {
-        Some(Ok(role)) => role,
-        _ => {
-            return Err(ApiError::validation(vec![FieldError::new(
+    let role = body.parse()?;
+    Ok(Json(members::change_role(&app, &p, id, role).await?.into()))
+}
+
+impl RoleChange {
+    /// The role asked for, as the API and the team page read it.
+    pub(crate) fn parse(&self) -> ApiResult<Role> {
+        match self.role.as_deref().map(str::parse::<Role>) {
+            Some(Ok(role)) => Ok(role),
+            _ => Err(ApiError::validation(vec![FieldError::new(
                 "role",
-                if body.role.is_none() {
+                if self.role.is_none() {
                     "required"
                 } else {
                     "invalid_role"
                 },
                 "One of owner, admin, member.",
-            )]));
+            )])),
         }
-    };
-    Ok(Json(members::change_role(&app, &p, id, role).await?.into()))
+    }
 }
 
 /// `DELETE /api/v1/members/{id}`: removes the member (owners and admins), or leaves the

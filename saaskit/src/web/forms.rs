@@ -117,6 +117,15 @@ pub fn notice_text(name: &str) -> Option<&'static str> {
         "password_changed" => "Your password is changed, and every other session is logged out.",
         "email_verified" => "Your email address is confirmed. Thank you!",
         "joined" => "You joined the business.",
+        "left" => "You left the business.",
+        "invited" => "The invitation is on its way.",
+        "invitation_resent" => "The invitation was sent again; the earlier link no longer works.",
+        "invitation_revoked" => "The invitation was revoked; its link no longer works.",
+        "role_changed" => "The role was changed.",
+        "member_removed" => {
+            "The member was removed; their sessions and keys for this business no longer work."
+        }
+        "ownership_transferred" => "Ownership was transferred.",
         _ => return None,
     })
 }

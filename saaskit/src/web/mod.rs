@@ -13,6 +13,7 @@ mod dashboard;
 mod forms;
 mod invitations;
 pub mod session;
+mod team;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -47,6 +48,22 @@ pub fn router(app: &AppState) -> Router<AppState> {
             get(invitations::accept_invitation_page).post(invitations::accept_invitation),
         )
         .route("/dashboard", get(dashboard::dashboard_page))
+        .route("/team", get(team::show_team))
+        .route("/team/invitations", post(team::invite_member))
+        .route(
+            "/team/invitations/{id}/resend",
+            post(team::resend_invitation),
+        )
+        .route(
+            "/team/invitations/{id}/revoke",
+            post(team::revoke_invitation),
+        )
+        .route("/team/members/{id}/role", post(team::change_role))
+        .route("/team/members/{id}/remove", post(team::remove_member))
+        .route(
+            "/team/members/{id}/transfer",
+            post(team::transfer_ownership),
+        )
         .route("/assets/{name}", get(assets::get_asset))
         .layer(middleware::from_fn_with_state(
             app.clone(),

@@ -1,5 +1,7 @@
 // saaskit's one script: progressive enhancement only; every page works without it.
-// A button with data-copy="<element id>" copies that element's text.
+// A button with data-copy="<element id>" copies that element's text; without a script it
+// stays hidden.
+document.querySelectorAll("button[data-copy]").forEach((b) => { b.hidden = false; });
 document.addEventListener("click", (event) => {
   const button = event.target.closest("button[data-copy]");
   if (!button) return;

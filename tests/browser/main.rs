@@ -53,4 +53,5 @@ pub async fn log_in(b: &harness::Browser, email: &str) {
 }
 
 mod auth;
+mod keys;
 mod team;

@@ -75,11 +75,7 @@ pub async fn create_api_key(
     Dashboard(p): Dashboard,
     ApiJson(body): ApiJson<CreateKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<NewKey>)> {
-    let mut f = Fields::default();
-    let name = check_name(&mut f, body.name.as_deref());
-    f.finish()?;
-    let name = name.ok_or_else(|| ApiError::validation(Vec::new()))?;
-    let key = keys::create_api_key(&app, &p, &name).await?;
+    let key = keys::create_api_key(&app, &p, &body.parse()?).await?;
     Ok((StatusCode::CREATED, Json(key)))
 }
 
@@ -267,32 +263,7 @@ pub async fn create_bot(
     Dashboard(p): Dashboard,
     ApiJson(body): ApiJson<CreateBotRequest>,
 ) -> ApiResult<(StatusCode, Json<NewBot>)> {
-    let mut f = Fields::default();
-    let name = check_name(&mut f, body.name.as_deref());
-    let scopes = match &body.scopes {
-        None => {
-            f.push("scopes", "required", "This field is required.");
-            None
-        }
-        Some(names) => {
-            let parsed: Option<Vec<Scope>> = names.iter().map(|n| Scope::parse(n)).collect();
-            match parsed {
-                Some(list) if !list.is_empty() => Some(Scopes::of(list)),
-                _ => {
-                    f.push(
-                        "scopes",
-                        "invalid_scopes",
-                        "A non-empty list of: dashboard, dashboard:read, sdk.",
-                    );
-                    None
-                }
-            }
-        }
-    };
-    f.finish()?;
-    let (Some(name), Some(scopes)) = (name, scopes) else {
-        return Err(ApiError::validation(Vec::new()));
-    };
+    let (name, scopes) = body.parse()?;
     let bot = keys::create_bot(&app, &p, &name, scopes).await?;
     Ok((StatusCode::CREATED, Json(bot)))
 }
@@ -342,4 +313,47 @@ pub async fn delete_bot(
 ) -> ApiResult<StatusCode> {
     keys::delete_bot(&app, &p, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+impl CreateKeyRequest {
+    /// The key's name, as the API and the keys page read it.
+    pub(crate) fn parse(&self) -> ApiResult<String> {
+        let mut f = Fields::default();
+        let name = check_name(&mut f, self.name.as_deref());
+        f.finish()?;
+        name.ok_or_else(|| ApiError::validation(Vec::new()))
+    }
+}
+
+impl CreateBotRequest {
+    /// The bot's name and scopes, as the API and the keys page read them.
+    pub(crate) fn parse(&self) -> ApiResult<(String, Scopes)> {
+        let mut f = Fields::default();
+        let name = check_name(&mut f, self.name.as_deref());
+        let scopes = match &self.scopes {
+            None => {
+                f.push("scopes", "required", "This field is required.");
+                None
+            }
+            Some(names) => {
+                let parsed: Option<Vec<Scope>> = names.iter().map(|n| Scope::parse(n)).collect();
+                match parsed {
+                    Some(list) if !list.is_empty() => Some(Scopes::of(list)),
+                    _ => {
+                        f.push(
+                            "scopes",
+                            "invalid_scopes",
+                            "A non-empty list of: dashboard, dashboard:read, sdk.",
+                        );
+                        None
+                    }
+                }
+            }
+        };
+        f.finish()?;
+        let (Some(name), Some(scopes)) = (name, scopes) else {
+            return Err(ApiError::validation(Vec::new()));
+        };
+        Ok((name, scopes))
+    }
 }

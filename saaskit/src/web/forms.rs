@@ -84,7 +84,7 @@ pub fn sentence(err: &ApiError) -> String {
     }
 }
 
-fn duration_words(secs: u64) -> String {
+pub(crate) fn duration_words(secs: u64) -> String {
     match secs {
         0..=59 => plural(secs.max(1), "second"),
         60..=5399 => plural(secs.div_ceil(60), "minute"),
@@ -126,6 +126,8 @@ pub fn notice_text(name: &str) -> Option<&'static str> {
             "The member was removed; their sessions and keys for this business no longer work."
         }
         "ownership_transferred" => "Ownership was transferred.",
+        "key_revoked" => "The key was revoked: it no longer works.",
+        "bot_deleted" => "The bot was deleted; its token no longer works.",
         _ => return None,
     })
 }

@@ -12,6 +12,7 @@ mod auth;
 mod dashboard;
 mod forms;
 mod invitations;
+mod keys;
 pub mod session;
 mod team;
 
@@ -48,6 +49,11 @@ pub fn router(app: &AppState) -> Router<AppState> {
             get(invitations::accept_invitation_page).post(invitations::accept_invitation),
         )
         .route("/dashboard", get(dashboard::dashboard_page))
+        .route("/api-keys", get(keys::show_keys).post(keys::create_key))
+        .route("/api-keys/{id}/rotate", post(keys::rotate_key))
+        .route("/api-keys/{id}/revoke", post(keys::revoke_key))
+        .route("/api-keys/bots", post(keys::create_bot))
+        .route("/api-keys/bots/{id}/delete", post(keys::delete_bot))
         .route("/team", get(team::show_team))
         .route("/team/invitations", post(team::invite_member))
         .route(

@@ -408,6 +408,67 @@ pub async fn business_summary(
         .ok_or(AdminError::BusinessNotFound)
 }
 
+/// The businesses staff look for: by a part of the name, by id, or by an owner's email;
+/// newest first, at most 50.
+pub async fn find_businesses(
+    app: &App,
+    query: &str,
+) -> Result<Vec<crate::store::businesses::BusinessSummary>, AdminError> {
+    let query = query.trim();
+    let escaped: String = query
+        .to_lowercase()
+        .chars()
+        .flat_map(|c| match c {
+            '%' | '_' | '\\' => vec!['\\', c],
+            c => vec![c],
+        })
+        .collect();
+    let id = Uuid::parse_str(query).ok();
+    let owner = query
+        .contains('@')
+        .then(|| crate::domain::Email::key_of(query));
+    let mut tx = app.db.read().await?;
+    Ok(crate::store::businesses::search_summaries(
+        tx.conn(),
+        &format!("%{escaped}%"),
+        id,
+        owner.as_deref(),
+        50,
+    )
+    .await?)
+}
+
+/// Deactivates a business (staff `by`): every token and key of it stops working at once.
+pub async fn deactivate_business(app: &App, id: Uuid, by: Option<Uuid>) -> Result<(), AdminError> {
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    if !crate::store::businesses::set_active(tx.conn(), id, false, now).await? {
+        return Err(AdminError::BusinessNotFound);
+    }
+    let event = audit::Event::new(audit::Action::BusinessDeactivated, audit::Actor::Staff(by))
+        .business(id)
+        .target("business", id);
+    audit::record(tx.conn(), now, event).await?;
+    tx.commit().await?;
+    tracing::info!(business_id = %id, "business deactivated by staff");
+    Ok(())
+}
+
+/// Every plan of the catalog, archived ones included.
+pub async fn all_plans(app: &App) -> Result<Vec<Plan>, AdminError> {
+    let mut tx = app.db.read().await?;
+    Ok(plans::all(tx.conn()).await?)
+}
+
+/// The active members of a business, for staff.
+pub async fn business_members(
+    app: &App,
+    id: Uuid,
+) -> Result<Vec<crate::store::members::MemberListing>, AdminError> {
+    let mut tx = app.db.read().await?;
+    Ok(crate::store::members::list_active(tx.conn(), id).await?)
+}
+
 /// Gives or takes away staff rights (the admin API).
 pub async fn set_staff(app: &App, email: &str, staff: bool) -> Result<(), AdminError> {
     let now = app.clock.now();

@@ -50,7 +50,7 @@ impl From<AdminError> for ApiError {
     }
 }
 
-fn staff(p: &Principal) -> ApiResult<()> {
+pub(crate) fn staff(p: &Principal) -> ApiResult<()> {
     if p.is_staff() {
         Ok(())
     } else {
@@ -510,20 +510,7 @@ pub async fn admin_deactivate_business(
     PathId(id): PathId,
 ) -> ApiResult<StatusCode> {
     staff(&p)?;
-    let now = app.clock.now();
-    let mut tx = app.db.begin().await?;
-    if !crate::store::businesses::set_active(tx.conn(), id, false, now).await? {
-        return Err(AdminError::BusinessNotFound.into());
-    }
-    let event = audit::Event::new(
-        audit::Action::BusinessDeactivated,
-        audit::Actor::Staff(p.user_id()),
-    )
-    .business(id)
-    .target("business", id);
-    audit::record(tx.conn(), now, event).await?;
-    tx.commit().await?;
-    tracing::info!(business_id = %id, "business deactivated by staff");
+    admin::deactivate_business(&app, id, p.user_id()).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -80,6 +80,37 @@ pub async fn summary(c: Conn<'_>, id: Uuid) -> sqlx::Result<Option<BusinessSumma
     .await)
 }
 
+/// Businesses whose name contains `name_like` (a LIKE pattern, `\\` escaping, matched against
+/// the lower-cased name), or whose id is `id`, or one of whose owners has the email key
+/// `owner_email_key`; newest first, at most `limit`.
+pub async fn search_summaries(
+    c: Conn<'_>,
+    name_like: &str,
+    id: Option<Uuid>,
+    owner_email_key: Option<&str>,
+    limit: i64,
+) -> sqlx::Result<Vec<BusinessSummary>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT b.id, b.name, b.is_active, b.created_at, p.code AS plan, \
+         s.status, s.current_period_start, s.current_period_end, \
+         CAST(COALESCE((SELECT SUM(l.amount) FROM ledger_entries l WHERE l.business_id = b.id), 0) \
+              AS BIGINT) AS credit_balance \
+         FROM businesses b \
+         LEFT JOIN subscriptions s ON s.business_id = b.id AND s.is_current \
+         LEFT JOIN plans p ON p.id = s.plan_id \
+         WHERE LOWER(b.name) LIKE $1 ESCAPE '\\' OR b.id = $2 \
+            OR EXISTS (SELECT 1 FROM members m JOIN users u ON u.id = m.user_id \
+                       WHERE m.business_id = b.id AND m.role = 'owner' AND u.email_key = $3) \
+         ORDER BY b.created_at DESC, b.id DESC LIMIT $4",
+    )
+    .bind(name_like)
+    .bind(id)
+    .bind(owner_email_key)
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await)
+}
+
 /// Businesses in creation order, `limit` at a time after `after` (keyset pagination).
 pub async fn list_summaries(
     c: Conn<'_>,

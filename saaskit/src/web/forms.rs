@@ -126,6 +126,9 @@ pub fn notice_text(name: &str) -> Option<&'static str> {
             "The member was removed; their sessions and keys for this business no longer work."
         }
         "ownership_transferred" => "Ownership was transferred.",
+        "credits_granted" => "The credits were granted.",
+        "plan_set" => "The business is on its new plan from now.",
+        "business_deactivated" => "The business is deactivated.",
         "key_revoked" => "The key was revoked: it no longer works.",
         "bot_deleted" => "The bot was deleted; its token no longer works.",
         _ => return None,

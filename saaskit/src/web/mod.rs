@@ -7,6 +7,7 @@
 //! framing), `nosniff` and `Referrer-Policy: same-origin` (page addresses may carry a mailed
 //! key); every submitted form passes [`session::Submitted`]'s same-origin and CSRF checks.
 
+mod admin;
 pub mod assets;
 mod auth;
 mod dashboard;
@@ -54,6 +55,14 @@ pub fn router(app: &AppState) -> Router<AppState> {
         .route("/api-keys/{id}/revoke", post(keys::revoke_key))
         .route("/api-keys/bots", post(keys::create_bot))
         .route("/api-keys/bots/{id}/delete", post(keys::delete_bot))
+        .route("/admin", get(admin::find_businesses))
+        .route("/admin/businesses/{id}", get(admin::show_business))
+        .route("/admin/businesses/{id}/credits", post(admin::grant_credits))
+        .route("/admin/businesses/{id}/plan", post(admin::set_plan))
+        .route(
+            "/admin/businesses/{id}/deactivate",
+            post(admin::deactivate_business),
+        )
         .route("/team", get(team::show_team))
         .route("/team/invitations", post(team::invite_member))
         .route(

@@ -1,0 +1,356 @@
+//! `/admin`: the staff's pages. Find a business (by name, owner email or id), see one (plan,
+//! status, members, credits), change its plan, grant credits, deactivate it. Anyone who is not
+//! staff gets 404 here: the pages do not admit they exist.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use super::auth::{Empty, Notice};
+use super::dashboard::{day, money};
+use super::session::{SignedIn, Submitted};
+use super::{Chrome, FormErrors, not_found_page, problem_page, render};
+use crate::app::AppState;
+use crate::billing::admin::{self, AdminError};
+use crate::billing::events::Actor;
+use crate::error::ApiError;
+use crate::teams::invitations::display_name;
+
+/// The signed-in person, if staff; our 404 page for anyone else.
+async fn staff_only(signed_in: &SignedIn) -> Result<(), Response> {
+    match crate::http::admin::staff(&signed_in.principal) {
+        Ok(()) => Ok(()),
+        Err(_) => Err(not_found_page().await),
+    }
+}
+
+pub struct BusinessRow {
+    pub id: Uuid,
+    pub name: String,
+    pub plan: String,
+    pub status: String,
+    pub balance: String,
+    pub active: bool,
+    pub created: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SearchQuery {
+    q: Option<String>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "pages/admin/businesses.html")]
+struct BusinessesPage {
+    chrome: Chrome,
+    query: String,
+    searched: bool,
+    results: Vec<BusinessRow>,
+}
+
+fn row(b: crate::store::businesses::BusinessSummary) -> BusinessRow {
+    BusinessRow {
+        id: b.id,
+        plan: b.plan.unwrap_or_else(|| "—".to_owned()),
+        status: b.status.unwrap_or_else(|| "—".to_owned()),
+        balance: money(b.credit_balance, "").trim_end().to_owned(),
+        active: b.is_active,
+        created: day(b.created_at),
+        name: b.name,
+    }
+}
+
+pub async fn find_businesses(
+    State(app): State<AppState>,
+    signed_in: SignedIn,
+    Query(q): Query<SearchQuery>,
+) -> Response {
+    if let Err(page) = staff_only(&signed_in).await {
+        return page;
+    }
+    let query = q.q.unwrap_or_default();
+    let results = if query.trim().is_empty() {
+        Vec::new()
+    } else {
+        match admin::find_businesses(&app, &query).await {
+            Ok(found) => found.into_iter().map(row).collect(),
+            Err(e) => return problem_page(e.into()),
+        }
+    };
+    let page = BusinessesPage {
+        chrome: Chrome::new(
+            "Staff: businesses",
+            &signed_in.csrf,
+            Some(&signed_in.principal),
+        ),
+        searched: !query.trim().is_empty(),
+        query,
+        results,
+    };
+    render(StatusCode::OK, &page)
+}
+
+pub struct MemberRow {
+    pub name: String,
+    pub email: String,
+    pub role: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CreditsForm {
+    #[serde(default)]
+    amount: String,
+    #[serde(default)]
+    note: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct PlanForm {
+    #[serde(default)]
+    plan: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "pages/admin/business.html")]
+struct BusinessPage {
+    chrome: Chrome,
+    business: BusinessRow,
+    period: Option<String>,
+    members: Vec<MemberRow>,
+    plans: Vec<(String, String)>,
+    credits: CreditsForm,
+    errors: FormErrors,
+}
+
+async fn business_page(
+    app: &AppState,
+    signed_in: &SignedIn,
+    id: Uuid,
+    notice: Option<&str>,
+    credits: CreditsForm,
+    errors: FormErrors,
+    status: StatusCode,
+) -> Response {
+    let summary = match admin::business_summary(app, id).await {
+        Ok(b) => b,
+        Err(AdminError::BusinessNotFound) => return not_found_page().await,
+        Err(e) => return problem_page(e.into()),
+    };
+    let members = match admin::business_members(app, id).await {
+        Ok(m) => m,
+        Err(e) => return problem_page(e.into()),
+    };
+    let plans = match admin::all_plans(app).await {
+        Ok(p) => p,
+        Err(e) => return problem_page(e.into()),
+    };
+    let period = match (summary.current_period_start, summary.current_period_end) {
+        (Some(start), Some(end)) => Some(format!("{} – {}", day(start), day(end))),
+        _ => None,
+    };
+    let page = BusinessPage {
+        chrome: Chrome::new(
+            format!("Staff: {}", summary.name),
+            &signed_in.csrf,
+            Some(&signed_in.principal),
+        )
+        .notice(notice),
+        business: row(summary),
+        period,
+        members: members
+            .into_iter()
+            .map(|m| MemberRow {
+                name: display_name(&m.first_name, &m.last_name, &m.email),
+                email: m.email,
+                role: m.role,
+            })
+            .collect(),
+        plans: plans
+            .into_iter()
+            .filter(|p| p.archived_at.is_none())
+            .map(|p| (p.code, p.name))
+            .collect(),
+        credits,
+        errors,
+    };
+    render(status, &page)
+}
+
+pub async fn show_business(
+    State(app): State<AppState>,
+    signed_in: SignedIn,
+    Path(id): Path<Uuid>,
+    Query(q): Query<Notice>,
+) -> Response {
+    if let Err(page) = staff_only(&signed_in).await {
+        return page;
+    }
+    let (credits, errors) = (CreditsForm::default(), FormErrors::default());
+    business_page(
+        &app,
+        &signed_in,
+        id,
+        q.notice.as_deref(),
+        credits,
+        errors,
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// An amount as staff type it, in the currency's units (`12.50`, `-3`): minor units.
+fn parse_amount(text: &str) -> Option<i64> {
+    let text = text.trim();
+    let (negative, digits) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text),
+    };
+    let (whole, cents) = match digits.split_once('.') {
+        Some((w, c)) if c.len() <= 2 && !c.is_empty() => (w, format!("{c:0<2}")),
+        Some(_) => return None,
+        None => (digits, "00".to_owned()),
+    };
+    if whole.is_empty()
+        || !whole.bytes().all(|b| b.is_ascii_digit())
+        || !cents.bytes().all(|b| b.is_ascii_digit())
+    {
+        return None;
+    }
+    let minor = whole
+        .parse::<i64>()
+        .ok()?
+        .checked_mul(100)?
+        .checked_add(cents.parse().ok()?)?;
+    Some(if negative { -minor } else { minor })
+}
+
+pub async fn grant_credits(
+    State(app): State<AppState>,
+    signed_in: SignedIn,
+    Path(id): Path<Uuid>,
+    Submitted(form): Submitted<CreditsForm>,
+) -> Response {
+    if let Err(page) = staff_only(&signed_in).await {
+        return page;
+    }
+    let mut errors = FormErrors::default();
+    let Some(amount) = parse_amount(&form.amount).filter(|a| a.unsigned_abs() <= 10_000_000_000)
+    else {
+        errors.add(
+            "amount",
+            "An amount such as 12.50 (or -12.50 to take credits back), at most 100,000,000.",
+        );
+        return business_page(
+            &app,
+            &signed_in,
+            id,
+            None,
+            form,
+            errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    let note = Some(form.note.trim().to_owned()).filter(|n| !n.is_empty());
+    if note
+        .as_ref()
+        .is_some_and(|n| crate::domain::has_control_chars(n) || n.len() > 500)
+    {
+        errors.add(
+            "note",
+            "A note is at most 500 characters, without control or invisible formatting characters.",
+        );
+        return business_page(
+            &app,
+            &signed_in,
+            id,
+            None,
+            form,
+            errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    let actor = Actor::Admin(signed_in.principal.user_id());
+    match admin::grant_credits(&app, id, amount, note, actor).await {
+        Ok(_) => {
+            Redirect::to(&format!("/admin/businesses/{id}?notice=credits_granted")).into_response()
+        }
+        Err(e) => refused(&app, &signed_in, id, form, e.into()).await,
+    }
+}
+
+async fn refused(
+    app: &AppState,
+    signed_in: &SignedIn,
+    id: Uuid,
+    form: CreditsForm,
+    err: ApiError,
+) -> Response {
+    let status = err.status;
+    match FormErrors::from_api(err, &[]) {
+        Ok(errors) => business_page(app, signed_in, id, None, form, errors, status).await,
+        Err(err) => problem_page(err),
+    }
+}
+
+pub async fn set_plan(
+    State(app): State<AppState>,
+    signed_in: SignedIn,
+    Path(id): Path<Uuid>,
+    Submitted(form): Submitted<PlanForm>,
+) -> Response {
+    if let Err(page) = staff_only(&signed_in).await {
+        return page;
+    }
+    let actor = Actor::Admin(signed_in.principal.user_id());
+    match admin::set_plan(&app, id, &form.plan, actor).await {
+        Ok(_) => Redirect::to(&format!("/admin/businesses/{id}?notice=plan_set")).into_response(),
+        Err(e) => refused(&app, &signed_in, id, CreditsForm::default(), e.into()).await,
+    }
+}
+
+pub async fn deactivate_business(
+    State(app): State<AppState>,
+    signed_in: SignedIn,
+    Path(id): Path<Uuid>,
+    Submitted(_): Submitted<Empty>,
+) -> Response {
+    if let Err(page) = staff_only(&signed_in).await {
+        return page;
+    }
+    match admin::deactivate_business(&app, id, signed_in.principal.user_id()).await {
+        Ok(()) => Redirect::to(&format!(
+            "/admin/businesses/{id}?notice=business_deactivated"
+        ))
+        .into_response(),
+        Err(e) => refused(&app, &signed_in, id, CreditsForm::default(), e.into()).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_amount;
+
+    #[test]
+    fn amounts_are_read_in_the_currency_units() {
+        assert_eq!(parse_amount("12.50"), Some(1250));
+        assert_eq!(parse_amount("12.5"), Some(1250));
+        assert_eq!(parse_amount("-3"), Some(-300));
+        assert_eq!(parse_amount(" 7 "), Some(700));
+        for bad in [
+            "",
+            "-",
+            "1.234",
+            "1.",
+            ".5",
+            "abc",
+            "1e3",
+            "99999999999999999999",
+        ] {
+            assert_eq!(parse_amount(bad), None, "{bad}");
+        }
+    }
+}

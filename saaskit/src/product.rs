@@ -30,6 +30,8 @@ pub struct Product {
     migrations: Option<Migrations>,
     tags: Vec<(String, String)>,
     default_limits: Vec<(String, String, i64)>,
+    pages: Vec<axum::Router<crate::app::AppState>>,
+    nav: Vec<crate::web::NavLink>,
 }
 
 impl Product {
@@ -45,6 +47,8 @@ impl Product {
             migrations: None,
             tags: Vec::new(),
             default_limits: Vec::new(),
+            pages: Vec::new(),
+            nav: Vec::new(),
         }
     }
 
@@ -77,7 +81,29 @@ impl Product {
             Some(meter) => self.meter(meter),
             None => self,
         };
-        product.routes(resource.routes())
+        let (routes, pages, link) = resource.into_parts();
+        product
+            .routes(routes)
+            .pages(pages)
+            .nav(&link.label, &link.path)
+    }
+
+    /// Pages served at the site root beside saaskit's, with the same protections: build them
+    /// with [`crate::web`] ([`crate::web::session::SignedIn`] for a person's session,
+    /// [`crate::web::session::Submitted`] for a form, [`crate::web::page`] to show your
+    /// template inside the layout).
+    pub fn pages(mut self, pages: axum::Router<crate::app::AppState>) -> Product {
+        self.pages.push(pages);
+        self
+    }
+
+    /// An entry of the navigation, after saaskit's, for a page of the product.
+    pub fn nav(mut self, label: &str, path: &str) -> Product {
+        self.nav.push(crate::web::NavLink {
+            label: label.to_owned(),
+            path: path.to_owned(),
+        });
+        self
     }
 
     /// A meter the product's resources consume. Gauges must be declared (a meter nobody
@@ -150,6 +176,7 @@ impl Product {
 pub struct Products {
     products: Vec<Product>,
     meters: Meters,
+    nav: std::sync::Arc<[crate::web::NavLink]>,
 }
 
 impl Products {
@@ -179,7 +206,25 @@ impl Products {
                 .with_context(|| format!("product {}", product.name))?;
         }
         self.products.push(product);
+        self.nav = self
+            .products
+            .iter()
+            .flat_map(|p| p.nav.iter().cloned())
+            .collect();
         Ok(self)
+    }
+
+    /// The products' pages, served at the site root beside saaskit's.
+    pub fn pages(&self) -> axum::Router<crate::app::AppState> {
+        self.products
+            .iter()
+            .flat_map(|p| p.pages.iter().cloned())
+            .fold(axum::Router::new(), axum::Router::merge)
+    }
+
+    /// The products' navigation entries, in registration order.
+    pub fn nav(&self) -> std::sync::Arc<[crate::web::NavLink]> {
+        self.nav.clone()
     }
 
     /// Every meter saaskit and the products declare.

@@ -461,10 +461,22 @@ impl Resource {
     /// Its two routes (`/{plural}` and `/{plural}/{id}`), each with its handlers and its part
     /// of the OpenAPI document.
     pub fn routes(self) -> Vec<Route> {
+        self.into_parts().0
+    }
+
+    /// Its routes, its pages (`/{plural}`, see [`pages`]) and their navigation entry.
+    pub fn into_parts(self) -> (Vec<Route>, axum::Router<AppState>, crate::web::NavLink) {
         let spec = Arc::new(Spec::new(self));
-        vec![spec.collection_route(), spec.item_route()]
+        let (pages, link) = spec.pages();
+        (
+            vec![spec.collection_route(), spec.item_route()],
+            pages,
+            link,
+        )
     }
 }
+
+pub mod pages;
 
 /// A resource with its SQL written once.
 struct Spec {

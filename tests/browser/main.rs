@@ -53,6 +53,7 @@ pub async fn log_in(b: &harness::Browser, email: &str) {
 }
 
 mod admin;
+mod applications;
 mod auth;
 mod keys;
 mod team;

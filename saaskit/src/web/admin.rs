@@ -80,11 +80,7 @@ pub async fn find_businesses(
         }
     };
     let page = BusinessesPage {
-        chrome: Chrome::new(
-            "Staff: businesses",
-            &signed_in.csrf,
-            Some(&signed_in.principal),
-        ),
+        chrome: signed_in.chrome("Staff: businesses"),
         searched: !query.trim().is_empty(),
         query,
         results,
@@ -151,12 +147,9 @@ async fn business_page(
         _ => None,
     };
     let page = BusinessPage {
-        chrome: Chrome::new(
-            format!("Staff: {}", summary.name),
-            &signed_in.csrf,
-            Some(&signed_in.principal),
-        )
-        .notice(notice),
+        chrome: signed_in
+            .chrome(format!("Staff: {}", summary.name))
+            .notice(notice),
         business: row(summary),
         period,
         members: members

@@ -60,7 +60,9 @@ pub async fn signup_page(visitor: Visitor, Query(q): Query<Notice>) -> Response 
         return Redirect::to("/dashboard").into_response();
     }
     let page = SignupPage {
-        chrome: Chrome::new("Create your account", &visitor.csrf, None).notice(q.notice.as_deref()),
+        chrome: visitor
+            .chrome("Create your account")
+            .notice(q.notice.as_deref()),
         form: SignupForm::default(),
         errors: FormErrors::default(),
     };
@@ -96,7 +98,7 @@ pub async fn signup(
         Err(err) => match FormErrors::from_api(err, &[("business.name", "business_name")]) {
             Ok(errors) => {
                 let page = SignupPage {
-                    chrome: Chrome::new("Create your account", &visitor.csrf, None),
+                    chrome: visitor.chrome("Create your account"),
                     form,
                     errors,
                 };
@@ -131,7 +133,7 @@ pub async fn login_page(visitor: Visitor, Query(q): Query<Notice>) -> Response {
         return Redirect::to(&next).into_response();
     }
     let page = LoginPage {
-        chrome: Chrome::new("Log in", &visitor.csrf, None).notice(q.notice.as_deref()),
+        chrome: visitor.chrome("Log in").notice(q.notice.as_deref()),
         email: String::new(),
         next,
         errors: FormErrors::default(),
@@ -169,7 +171,7 @@ pub async fn login(
         errors.status()
     };
     let page = LoginPage {
-        chrome: Chrome::new("Log in", &visitor.csrf, None),
+        chrome: visitor.chrome("Log in"),
         email: form.email,
         next,
         errors,
@@ -213,12 +215,9 @@ struct ForgotPage {
 
 pub async fn forgot_password_page(visitor: Visitor, Query(q): Query<Notice>) -> Response {
     let page = ForgotPage {
-        chrome: Chrome::new(
-            "Forgot your password?",
-            &visitor.csrf,
-            visitor.principal.as_ref(),
-        )
-        .notice(q.notice.as_deref()),
+        chrome: visitor
+            .chrome("Forgot your password?")
+            .notice(q.notice.as_deref()),
         email: String::new(),
         errors: FormErrors::default(),
     };
@@ -248,11 +247,7 @@ pub async fn forgot_password(
         }
     }
     let page = ForgotPage {
-        chrome: Chrome::new(
-            "Forgot your password?",
-            &visitor.csrf,
-            visitor.principal.as_ref(),
-        ),
+        chrome: visitor.chrome("Forgot your password?"),
         email: form.email,
         errors,
     };
@@ -277,7 +272,7 @@ struct ResetPage {
 
 pub async fn reset_password_page(visitor: Visitor, Query(q): Query<Notice>) -> Response {
     let page = ResetPage {
-        chrome: Chrome::new("Choose a new password", &visitor.csrf, None),
+        chrome: visitor.chrome("Choose a new password"),
         key: q.key.unwrap_or_default(),
         errors: FormErrors::default(),
     };
@@ -306,7 +301,7 @@ pub async fn reset_password(
         }
     }
     let page = ResetPage {
-        chrome: Chrome::new("Choose a new password", &visitor.csrf, None),
+        chrome: visitor.chrome("Choose a new password"),
         key: form.key,
         errors,
     };
@@ -328,11 +323,7 @@ struct VerifyPage {
 
 pub async fn verify_email_page(visitor: Visitor, Query(q): Query<Notice>) -> Response {
     let page = VerifyPage {
-        chrome: Chrome::new(
-            "Confirm your email address",
-            &visitor.csrf,
-            visitor.principal.as_ref(),
-        ),
+        chrome: visitor.chrome("Confirm your email address"),
         key: q.key.unwrap_or_default(),
     };
     render(StatusCode::OK, &page)

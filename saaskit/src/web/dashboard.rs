@@ -55,9 +55,10 @@ pub fn money(minor: i64, currency: &str) -> String {
 
 pub async fn dashboard_page(
     State(app): State<AppState>,
-    SignedIn { csrf, principal }: SignedIn,
+    signed_in: SignedIn,
     Query(q): Query<Notice>,
 ) -> Response {
+    let principal = &signed_in.principal;
     let subscription =
         match crate::http::billing::subscription_view(&app, principal.business_id).await {
             Ok(s) => s,
@@ -65,7 +66,7 @@ pub async fn dashboard_page(
         };
     let meters = match async {
         let mut tx = app.db.read().await?;
-        anyhow::Ok(metering::meter_statuses(tx.conn(), &principal, app.products.meters()).await?)
+        anyhow::Ok(metering::meter_statuses(tx.conn(), principal, app.products.meters()).await?)
     }
     .await
     {
@@ -88,7 +89,7 @@ pub async fn dashboard_page(
         .as_ref()
         .is_some_and(|m| m.email_verified_at.is_some());
     let page = DashboardPage {
-        chrome: Chrome::new("Dashboard", &csrf, Some(&principal)).notice(q.notice.as_deref()),
+        chrome: signed_in.chrome("Dashboard").notice(q.notice.as_deref()),
         business: principal.business_name.clone(),
         plan: subscription.as_ref().map(|s| s.plan.name.clone()),
         status: subscription.as_ref().map(|s| s.status.clone()),

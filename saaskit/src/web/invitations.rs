@@ -67,11 +67,7 @@ impl AcceptPage {
             url_encode(&format!("/invitations/accept?key={}", url_encode(&key)))
         );
         AcceptPage {
-            chrome: Chrome::new(
-                "Accept the invitation",
-                &visitor.csrf,
-                visitor.principal.as_ref(),
-            ),
+            chrome: visitor.chrome("Accept the invitation"),
             key,
             signed_in_as_other: me.filter(|_| !invitee),
             signed_in_as_invitee: invitee,

@@ -134,7 +134,7 @@ async fn keys_page(
         (Vec::new(), Vec::new())
     };
     let page = KeysPage {
-        chrome: Chrome::new("API keys", &signed_in.csrf, Some(p)).notice(notice),
+        chrome: signed_in.chrome("API keys").notice(notice),
         allowed,
         keys,
         bots,

@@ -10,12 +10,14 @@
 mod admin;
 pub mod assets;
 mod auth;
-mod dashboard;
+pub(crate) mod dashboard;
 mod forms;
 mod invitations;
 mod keys;
 pub mod session;
 mod team;
+
+use std::sync::Arc;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
@@ -80,6 +82,7 @@ pub fn router(app: &AppState) -> Router<AppState> {
             post(team::transfer_ownership),
         )
         .route("/assets/{name}", get(assets::get_asset))
+        .merge(app.products.pages())
         .layer(middleware::from_fn_with_state(
             app.clone(),
             session::ensure_csrf_cookie,
@@ -131,13 +134,25 @@ pub struct Nav {
     pub name: String,
     pub business: String,
     pub is_staff: bool,
+    /// The products' pages, after saaskit's.
+    pub links: Arc<[NavLink]>,
+}
+
+/// An entry of the navigation: a product's page ([`crate::product::Product::nav`]).
+#[derive(Debug, Clone)]
+pub struct NavLink {
+    pub label: String,
+    pub path: String,
 }
 
 impl Chrome {
+    /// The layout for `principal` (`None`: a visitor who is not signed in), with the
+    /// products' entries in the navigation.
     pub fn new(
         title: impl Into<String>,
         csrf: &str,
         principal: Option<&crate::accounts::Principal>,
+        links: Arc<[NavLink]>,
     ) -> Chrome {
         Chrome {
             title: title.into(),
@@ -151,12 +166,18 @@ impl Chrome {
                     ),
                     business: p.business_name.clone(),
                     is_staff: m.is_staff,
+                    links,
                 })
             }),
             notice: None,
             stylesheet: &assets::STYLESHEET.path,
             script: &assets::SCRIPT.path,
         }
+    }
+
+    /// The layout alone, for a page that knows nobody (an error page).
+    pub fn bare(title: impl Into<String>) -> Chrome {
+        Chrome::new(title, "", None, Arc::from(Vec::new()))
     }
 
     pub fn notice(mut self, notice: Option<&str>) -> Chrome {
@@ -184,7 +205,7 @@ struct ErrorPage {
 
 fn error_page(status: StatusCode, heading: &'static str, message: impl Into<String>) -> Response {
     let page = ErrorPage {
-        chrome: Chrome::new(heading, "", None),
+        chrome: Chrome::bare(heading),
         heading,
         message: message.into(),
     };

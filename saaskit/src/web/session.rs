@@ -22,6 +22,9 @@ use cookie::{Cookie, SameSite};
 use rand::TryRngCore as _;
 use serde::de::DeserializeOwned;
 
+use std::sync::Arc;
+
+use super::{Chrome, NavLink};
 use crate::accounts::{self, Principal};
 use crate::app::AppState;
 use crate::config::Config;
@@ -131,6 +134,19 @@ fn random_seed() -> String {
 pub struct Visitor {
     pub csrf: String,
     pub principal: Option<Principal>,
+    links: Arc<[NavLink]>,
+}
+
+impl Visitor {
+    /// The layout of a page for this visitor.
+    pub fn chrome(&self, title: impl Into<String>) -> Chrome {
+        Chrome::new(
+            title,
+            &self.csrf,
+            self.principal.as_ref(),
+            self.links.clone(),
+        )
+    }
 }
 
 impl FromRequestParts<AppState> for Visitor {
@@ -153,7 +169,12 @@ impl FromRequestParts<AppState> for Visitor {
             },
             None => None,
         };
-        Ok(Visitor { csrf, principal })
+        let links = app.products.nav();
+        Ok(Visitor {
+            csrf,
+            principal,
+            links,
+        })
     }
 }
 
@@ -161,6 +182,14 @@ impl FromRequestParts<AppState> for Visitor {
 pub struct SignedIn {
     pub csrf: String,
     pub principal: Principal,
+    links: Arc<[NavLink]>,
+}
+
+impl SignedIn {
+    /// The layout of a page for this person.
+    pub fn chrome(&self, title: impl Into<String>) -> Chrome {
+        Chrome::new(title, &self.csrf, Some(&self.principal), self.links.clone())
+    }
 }
 
 impl FromRequestParts<AppState> for SignedIn {
@@ -172,6 +201,7 @@ impl FromRequestParts<AppState> for SignedIn {
             Some(principal) => Ok(SignedIn {
                 csrf: visitor.csrf,
                 principal,
+                links: visitor.links,
             }),
             None => {
                 let here = parts

@@ -132,7 +132,7 @@ async fn team_page(
         .map(Role::as_str)
         .collect();
     let page = TeamPage {
-        chrome: Chrome::new("Team", &signed_in.csrf, Some(p)).notice(notice),
+        chrome: signed_in.chrome("Team").notice(notice),
         members,
         invitations,
         invite_roles,

@@ -4,9 +4,11 @@
 //!
 //! - `applications`: dashboard CRUD, counted by the gauge meter `applications`.
 //! - `recordings`: written by the SDK with an API key, counted per billing cycle by the meter
-//!   `recordings`; listed for the dashboard, newest first, a page at a time.
+//!   `recordings`; listed for the dashboard, newest first, a page at a time, and on the
+//!   product's own page `/recordings` (`pages`).
 
 pub mod applications;
+pub mod pages;
 pub mod recordings;
 
 use utoipa_axum::routes;
@@ -27,6 +29,8 @@ pub fn product() -> Product {
             recordings::create_recording
         )])
         .meter(recordings::METER)
+        .pages(axum::Router::new().route("/recordings", axum::routing::get(pages::recordings_page)))
+        .nav("Recordings", "/recordings")
         .migrations(
             sqlx::migrate!("./migrations/sqlite"),
             sqlx::migrate!("./migrations/postgres"),

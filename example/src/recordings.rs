@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use saaskit::accounts::Principal;
 use saaskit::app::AppState;
 use saaskit::db::Timestamp;
 use saaskit::error::{ApiError, ApiResult, FieldError};
@@ -182,6 +183,20 @@ pub async fn list_recordings(
     ApiQuery(q): ApiQuery<ListQuery>,
 ) -> ApiResult<Json<RecordingPage>> {
     let limit = page_limit(q.limit, 50, 100).map_err(|e| ApiError::validation(vec![e]))?;
+    Ok(Json(
+        page_of(&app, &p, q.application_id, q.cursor, limit).await?,
+    ))
+}
+
+/// A page of the business's recordings, newest first: what the API lists and the recordings
+/// page shows.
+pub async fn page_of(
+    app: &AppState,
+    p: &Principal,
+    application_id: Option<Uuid>,
+    cursor: Option<Uuid>,
+    limit: i64,
+) -> ApiResult<RecordingPage> {
     let mut tx = app.db.read().await?;
     // Ids are UUIDv7, so their order is their creation order.
     let rows: Vec<Recording> = on_conn!(tx.conn(), c => sqlx::query_as(
@@ -190,8 +205,8 @@ pub async fn list_recordings(
          AND ($3 IS NULL OR id < $3) ORDER BY id DESC LIMIT $4",
     )
     .bind(p.business_id)
-    .bind(q.application_id)
-    .bind(q.cursor)
+    .bind(application_id)
+    .bind(cursor)
     .bind(limit + 1)
     .fetch_all(&mut *c)
     .await)?;
@@ -211,5 +226,5 @@ pub async fn list_recordings(
     } else {
         None
     };
-    Ok(Json(RecordingPage { data, next_cursor }))
+    Ok(RecordingPage { data, next_cursor })
 }

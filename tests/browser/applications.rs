@@ -50,3 +50,35 @@ journey! {
         b.close().await;
     }
 }
+
+journey! {
+    async fn recordings_newest_first_a_page_at_a_time(app, driver) {
+        let session = app.signup_token("ada@example.com").await;
+        let (status, created) = app.post("/api/v1/applications", Some(&session), serde_json::json!({"name": "Web"})).await;
+        assert_eq!(status, 201, "{created}");
+        let key = app.api_key(&session).await;
+        for i in 0..23 {
+            let (status, body) = app
+                .post("/api/v1/recordings", Some(&key), serde_json::json!({"application_id": created["id"], "seq": i, "note": "<b>hi</b>"}))
+                .await;
+            assert_eq!(status, 201, "{body}");
+        }
+        let b = driver.browser(&app.address, "recordings").await;
+        log_in(&b, "ada@example.com").await;
+        b.client.find(fantoccini::Locator::LinkText("Recordings")).await
+            .expect("the product's own entry").click().await.expect("follow it");
+        assert_eq!(b.path().await, "/recordings");
+        let rows = b.client.find_all(fantoccini::Locator::Css("tbody tr")).await.expect("rows");
+        assert_eq!(rows.len(), 20, "twenty a page");
+        let first = rows[0].text().await.expect("text");
+        assert!(first.contains("\"seq\":22") && first.contains("Web"), "newest first: {first}");
+        assert!(first.contains("<b>hi</b>"), "recording data is shown as text: {first}");
+        b.check("recordings").await;
+        b.client.find(fantoccini::Locator::LinkText("Older recordings")).await
+            .expect("a next page").click().await.expect("follow it");
+        let rows = b.client.find_all(fantoccini::Locator::Css("tbody tr")).await.expect("rows");
+        assert_eq!(rows.len(), 3);
+        assert!(rows[2].text().await.expect("text").contains("\"seq\":0"));
+        b.close().await;
+    }
+}

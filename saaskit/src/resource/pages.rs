@@ -231,9 +231,7 @@ impl Spec {
                         let created = item["created_at"]
                             .as_str()
                             .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                            .map(|t| {
-                                crate::web::dashboard::day(t.with_timezone(&chrono::Utc).into())
-                            })
+                            .map(|t| crate::web::format::day(t.with_timezone(&chrono::Utc).into()))
                             .unwrap_or_default();
                         Some(Row {
                             id,

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::auth::{Empty, Notice};
-use super::dashboard::{day, money};
+use super::format::{day, money};
 use super::session::{SignedIn, Submitted};
 use super::{Chrome, FormErrors, not_found_page, problem_page, render};
 use crate::app::AppState;

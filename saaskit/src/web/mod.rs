@@ -10,7 +10,8 @@
 mod admin;
 pub mod assets;
 mod auth;
-pub(crate) mod dashboard;
+mod dashboard;
+pub mod format;
 mod forms;
 mod invitations;
 mod keys;
@@ -196,6 +197,19 @@ pub fn render(status: StatusCode, page: &impl askama::Template) -> Response {
 }
 
 #[derive(askama::Template)]
+#[template(path = "pages/product.html")]
+struct ProductPage {
+    chrome: Chrome,
+    body: String,
+}
+
+/// A product's page: `body`, HTML the product rendered with its own templates (which escape
+/// what they show), inside saaskit's layout, with `status`.
+pub fn page(chrome: Chrome, status: StatusCode, body: String) -> Response {
+    render(status, &ProductPage { chrome, body })
+}
+
+#[derive(askama::Template)]
 #[template(path = "pages/error.html")]
 struct ErrorPage {
     chrome: Chrome,
@@ -249,7 +263,7 @@ pub(crate) fn bad_request_page() -> Response {
 
 /// A page for an error that is not about one field (an expired link, a refusal), as the API
 /// would have answered it: its status, its sentence.
-pub(crate) fn problem_page(err: crate::error::ApiError) -> Response {
+pub fn problem_page(err: crate::error::ApiError) -> Response {
     if err.status.is_server_error() {
         return server_error(
             err.source

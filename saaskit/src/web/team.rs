@@ -9,7 +9,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::auth::{Empty, Notice};
-use super::dashboard::day;
+use super::format::day;
 use super::session::{SignedIn, Submitted};
 use super::{Chrome, FormErrors, problem_page, render};
 use crate::app::AppState;

@@ -55,5 +55,6 @@ pub async fn log_in(b: &harness::Browser, email: &str) {
 mod admin;
 mod applications;
 mod auth;
+mod billing;
 mod keys;
 mod team;

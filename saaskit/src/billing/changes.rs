@@ -419,3 +419,20 @@ pub async fn set_cancel(app: &App, principal: &Principal, cancel: bool) -> Resul
     tx.commit().await?;
     Ok(())
 }
+
+/// The latest credits and charges of the caller's business, newest first (those who manage
+/// billing).
+pub async fn history(
+    app: &App,
+    principal: &Principal,
+    limit: i64,
+) -> Result<Vec<LedgerEntry>, ChangeError> {
+    if !principal
+        .role()
+        .is_some_and(|r| r.may(Permission::ManageBilling))
+    {
+        return Err(ChangeError::Forbidden);
+    }
+    let mut tx = app.db.read().await?;
+    Ok(ledger::recent(tx.conn(), principal.business_id, limit).await?)
+}

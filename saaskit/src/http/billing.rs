@@ -39,6 +39,13 @@ pub struct Catalog {
     responses((status = 200, description = "The catalog.", body = Catalog)),
 )]
 pub async fn list_plans(State(app): State<AppState>) -> ApiResult<Json<Catalog>> {
+    Ok(Json(Catalog {
+        plans: catalog(&app).await?,
+    }))
+}
+
+/// The public, unarchived plans, as the API and the billing page list them.
+pub(crate) async fn catalog(app: &AppState) -> ApiResult<Vec<CatalogPlan>> {
     let all = {
         let mut tx = app.db.read().await?;
         plans::all(tx.conn()).await?
@@ -55,7 +62,7 @@ pub async fn list_plans(State(app): State<AppState>) -> ApiResult<Json<Catalog>>
             plan: p.clone().into(),
         })
         .collect();
-    Ok(Json(Catalog { plans: listed }))
+    Ok(listed)
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -191,6 +198,27 @@ pub struct ChangeRequest {
     pub dry_run: bool,
 }
 
+impl ChangeRequest {
+    /// The plan asked for and when, as the API and the billing page read them.
+    pub(crate) fn parse(&self) -> ApiResult<(String, When)> {
+        let mut f = Fields::default();
+        let plan = f.required("plan", &self.plan);
+        let when = match self.at.as_deref() {
+            None | Some("now") => Some(When::Now),
+            Some("period_end") => Some(When::PeriodEnd),
+            Some(_) => {
+                f.push("at", "invalid_choice", "`at` is `now` or `period_end`.");
+                None
+            }
+        };
+        f.finish()?;
+        match (plan, when) {
+            (Some(plan), Some(when)) => Ok((plan.to_owned(), when)),
+            _ => Err(ApiError::validation(Vec::new())),
+        }
+    }
+}
+
 /// When a plan change takes effect.
 #[derive(ToSchema)]
 #[schema(rename_all = "snake_case")]
@@ -232,20 +260,8 @@ pub async fn change_subscription(
     Dashboard(p): Dashboard,
     ApiJson(body): ApiJson<ChangeRequest>,
 ) -> ApiResult<Json<ChangeResponse>> {
-    let mut f = Fields::default();
-    let plan = f.required("plan", &body.plan);
-    let when = match body.at.as_deref() {
-        None | Some("now") => Some(When::Now),
-        Some("period_end") => Some(When::PeriodEnd),
-        Some(_) => {
-            f.push("at", "invalid_choice", "`at` is `now` or `period_end`.");
-            None
-        }
-    };
-    f.finish()?;
-    let (Some(plan), Some(when)) = (plan, when) else {
-        return Err(ApiError::validation(Vec::new()));
-    };
+    let (plan, when) = body.parse()?;
+    let plan = plan.as_str();
     let change = if body.dry_run {
         changes::preview(&app, &p, plan, when).await?
     } else {

@@ -60,6 +60,19 @@ pub async fn amounts_until(
     .await)
 }
 
+/// The latest `limit` entries of a business, newest first.
+pub async fn recent(c: Conn<'_>, business_id: Uuid, limit: i64) -> sqlx::Result<Vec<LedgerEntry>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, business_id, kind, amount, currency, subscription_id, period_start, note, \
+         actor_kind, actor_id, created_at FROM ledger_entries \
+         WHERE business_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2",
+    )
+    .bind(business_id)
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await)
+}
+
 /// The balance: the sum of every entry, computed, never stored.
 pub async fn balance(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<i64> {
     on_conn!(c, c => sqlx::query_scalar(

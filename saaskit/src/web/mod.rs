@@ -10,6 +10,7 @@
 mod admin;
 pub mod assets;
 mod auth;
+mod billing;
 mod dashboard;
 pub mod format;
 mod forms;
@@ -66,6 +67,11 @@ pub fn router(app: &AppState) -> Router<AppState> {
             "/admin/businesses/{id}/deactivate",
             post(admin::deactivate_business),
         )
+        .route("/billing", get(billing::show_billing))
+        .route("/billing/preview", post(billing::preview_change))
+        .route("/billing/change", post(billing::change_plan))
+        .route("/billing/cancel", post(billing::cancel_subscription))
+        .route("/billing/resume", post(billing::resume_subscription))
         .route("/team", get(team::show_team))
         .route("/team/invitations", post(team::invite_member))
         .route(

@@ -68,6 +68,7 @@ actions! {
     Logout => "session.logout",
     SessionRevoked => "session.revoked",
     PasswordChanged => "password.changed",
+    UserRenamed => "user.renamed",
     PasswordReset => "password.reset",
     EmailVerified => "email.verified",
     MemberRoleChanged => "member.role_changed",

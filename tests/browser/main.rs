@@ -52,6 +52,7 @@ pub async fn log_in(b: &harness::Browser, email: &str) {
     assert_eq!(b.path().await, "/dashboard", "{email} is logged in");
 }
 
+mod account;
 mod admin;
 mod applications;
 mod auth;

@@ -157,6 +157,29 @@ pub async fn change_password(
     Ok(ended)
 }
 
+/// Changes the caller's own names (a person's session only).
+pub async fn rename(
+    app: &App,
+    principal: &Principal,
+    first_name: &crate::domain::PersonName,
+    last_name: &crate::domain::PersonName,
+) -> Result<(), SessionError> {
+    let user = principal.person().ok_or(SessionError::NotAPerson)?.user_id;
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    users::set_names(
+        tx.conn(),
+        user,
+        first_name.as_str(),
+        last_name.as_str(),
+        now,
+    )
+    .await?;
+    audit::record(tx.conn(), now, Event::by(Action::UserRenamed, principal)).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
 /// Deletes the caller's own account, after checking their password. Each business of which
 /// they are the only person goes with it (closed: every token, key and invitation revoked, the
 /// subscription ended, the members let go); a business with other people needs another owner

@@ -83,6 +83,25 @@ pub async fn find_by_email_key(c: Conn<'_>, email_key: &str) -> sqlx::Result<Opt
     .await)
 }
 
+pub async fn set_names(
+    c: Conn<'_>,
+    id: Uuid,
+    first_name: &str,
+    last_name: &str,
+    now: Timestamp,
+) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE users SET first_name = $2, last_name = $3, updated_at = $4 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(first_name)
+    .bind(last_name)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}
+
 pub async fn set_password_hash(
     c: Conn<'_>,
     id: Uuid,

@@ -7,6 +7,7 @@
 //! framing), `nosniff` and `Referrer-Policy: same-origin` (page addresses may carry a mailed
 //! key); every submitted form passes [`session::Submitted`]'s same-origin and CSRF checks.
 
+mod account;
 mod admin;
 pub mod assets;
 mod auth;
@@ -72,6 +73,15 @@ pub fn router(app: &AppState) -> Router<AppState> {
         .route("/billing/change", post(billing::change_plan))
         .route("/billing/cancel", post(billing::cancel_subscription))
         .route("/billing/resume", post(billing::resume_subscription))
+        .route("/account", get(account::show_account))
+        .route("/account/names", post(account::rename))
+        .route("/account/password", post(account::change_password))
+        .route("/account/verification", post(account::resend_verification))
+        .route("/account/delete", post(account::delete_account))
+        .route("/account/switch", post(account::switch_business))
+        .route("/sessions", get(account::show_sessions))
+        .route("/sessions/{id}/end", post(account::end_session))
+        .route("/sessions/end-others", post(account::end_other_sessions))
         .route("/team", get(team::show_team))
         .route("/team/invitations", post(team::invite_member))
         .route(

@@ -63,3 +63,36 @@ journey! {
         elsewhere.close().await;
     }
 }
+
+journey! {
+    async fn read_the_audit_log_filtered_by_action(app, driver) {
+        let owner = app.signup_token("owner@example.com").await;
+        app.join(&owner, "member@example.com", "member").await;
+        let b = driver.browser(&app.address, "audit-log").await;
+        log_in(&b, "owner@example.com").await;
+        b.client.find(fantoccini::Locator::LinkText("Audit log")).await.expect("a link").click().await.expect("open");
+        let text = b.text_of("main table").await;
+        assert!(text.contains("login.succeeded") && text.contains("invitation.sent"), "{text}");
+        b.check("audit-log").await;
+        let select = b.client.find(fantoccini::Locator::Id("action")).await.expect("the filter");
+        select.select_by_value("login.succeeded").await.expect("choose");
+        b.press("Filter").await;
+        assert_eq!(b.path().await, "/audit-log?action=login.succeeded");
+        let rows = b.client.find_all(fantoccini::Locator::Css("tbody tr")).await.expect("rows");
+        assert!(!rows.is_empty());
+        for row in rows {
+            assert!(row.text().await.expect("text").contains("login.succeeded"));
+        }
+        b.close().await;
+
+        // A member may not read it: the service says so.
+        let m = driver.browser(&app.address, "audit-log").await;
+        m.open("/login").await;
+        m.fill("Email address", "member@example.com").await;
+        m.fill("Password", PASSWORD).await;
+        m.press("Log in").await;
+        m.open("/audit-log").await;
+        assert!(m.text().await.contains("Owners and admins read the audit log."), "{}", m.text().await);
+        m.close().await;
+    }
+}

@@ -118,6 +118,16 @@ pub async fn list_audit_log(
     DashboardRead(p): DashboardRead,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
+    Ok(Json(audit_page(&app, &p, q).await?))
+}
+
+/// A page of the audit log as the caller may read it: their business's (owners and admins),
+/// or any (staff); what the API and the audit log page show.
+pub(crate) async fn audit_page(
+    app: &AppState,
+    p: &crate::accounts::Principal,
+    q: AuditQuery,
+) -> ApiResult<AuditPage> {
     let staff = p.is_staff();
     if !staff && !p.role().is_some_and(|r| r.may(Permission::ReadAuditLog)) {
         return Err(ApiError::forbidden(
@@ -184,5 +194,5 @@ pub async fn list_audit_log(
     } else {
         None
     };
-    Ok(Json(AuditPage { data, next_cursor }))
+    Ok(AuditPage { data, next_cursor })
 }

@@ -10,6 +10,7 @@
 mod account;
 mod admin;
 pub mod assets;
+mod audit;
 mod auth;
 mod billing;
 mod dashboard;
@@ -82,6 +83,7 @@ pub fn router(app: &AppState) -> Router<AppState> {
         .route("/sessions", get(account::show_sessions))
         .route("/sessions/{id}/end", post(account::end_session))
         .route("/sessions/end-others", post(account::end_other_sessions))
+        .route("/audit-log", get(audit::show_audit_log))
         .route("/team", get(team::show_team))
         .route("/team/invitations", post(team::invite_member))
         .route(

@@ -41,6 +41,37 @@ journey! {
 
         customer.open("/dashboard").await;
         assert_eq!(customer.text_of("#credit-balance").await, "12.50 USD");
+
+        // The plan catalog: a new plan, refused then made; archived.
+        staff.open("/admin/plans").await;
+        staff.fill("Code (a-z, 0-9, - and _)", "Team Plan").await;
+        staff.fill("Name", "Team").await;
+        staff.fill("Price of a cycle", "49").await;
+        staff.fill("Cycle, in days", "30").await;
+        staff.fill("Limits (meter=number, …)", "applications=20, members=10").await;
+        staff.press("Create the plan").await;
+        assert!(staff.text().await.contains("code"), "a code with a space is refused: {}", staff.text().await);
+        staff.fill("Code (a-z, 0-9, - and _)", "team").await;
+        staff.press("Create the plan").await;
+        assert_eq!(staff.path().await, "/admin/plans?notice=plan_created");
+        assert!(staff.text_of("main table").await.contains("applications=20, members=10"));
+        staff.check("admin-plans").await;
+        customer.open("/billing").await;
+        assert!(customer.text().await.contains("49.00 USD every 30 days"), "customers see the new plan");
+        staff.press("Archive Team").await;
+        assert_eq!(staff.path().await, "/admin/plans?notice=plan_archived");
+        customer.open("/billing").await;
+        assert!(!customer.text().await.contains("49.00 USD every 30 days"));
+
+        // Users: find the customer, deactivate them; their browser is logged out.
+        staff.open("/admin/users").await;
+        staff.fill("Email address", "customer@example.com").await;
+        staff.press("Find").await;
+        staff.check("admin-user").await;
+        staff.press("Deactivate Ada Lovelace").await;
+        assert!(staff.text().await.contains("deactivated"));
+        customer.open("/dashboard").await;
+        assert!(customer.path().await.starts_with("/login"), "{}", customer.path().await);
         customer.close().await;
         staff.close().await;
     }

@@ -469,8 +469,63 @@ pub async fn business_members(
     Ok(crate::store::members::list_active(tx.conn(), id).await?)
 }
 
+/// Deactivates a user (staff `by`): they can no longer log in, their sessions stop working at
+/// once, and the invitations they sent stop speaking for them. `None` when there is no such user.
+pub async fn deactivate_user(app: &App, id: Uuid, by: Option<Uuid>) -> anyhow::Result<Option<()>> {
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    if !crate::store::users::set_active(tx.conn(), id, false, now).await? {
+        return Ok(None);
+    }
+    let staff_actor = audit::Actor::Staff(by);
+    // Their invitations stop speaking for them too.
+    let mut revoked = Vec::new();
+    for m in crate::store::members::active_of_user(tx.conn(), id).await? {
+        revoked.extend(
+            crate::teams::invitations::revoke_unsendable(
+                tx.conn(),
+                m.business_id,
+                id,
+                None,
+                staff_actor,
+                "inviter_deactivated",
+                now,
+            )
+            .await?,
+        );
+    }
+    let event = audit::Event::new(audit::Action::UserDeactivated, staff_actor).target("user", id);
+    audit::record(tx.conn(), now, event).await?;
+    for event in revoked {
+        audit::record(tx.conn(), now, event).await?;
+    }
+    tx.commit().await?;
+    tracing::info!(user_id = %id, "user deactivated by staff");
+    Ok(Some(()))
+}
+
+/// The user with this email, for staff.
+pub async fn find_user(
+    app: &App,
+    email: &str,
+) -> anyhow::Result<Option<crate::store::users::User>> {
+    let mut tx = app.db.read().await?;
+    let key = crate::domain::Email::key_of(email);
+    Ok(crate::store::users::find_by_email_key(tx.conn(), &key).await?)
+}
+
 /// Gives or takes away staff rights (the admin API).
 pub async fn set_staff(app: &App, email: &str, staff: bool) -> Result<(), AdminError> {
+    set_staff_by(app, email, staff, None).await
+}
+
+/// [`set_staff`], by the staff member `by` (`None`: an operator at the command line).
+pub async fn set_staff_by(
+    app: &App,
+    email: &str,
+    staff: bool,
+    by: Option<Uuid>,
+) -> Result<(), AdminError> {
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     let key = crate::domain::Email::key_of(email);
@@ -481,7 +536,7 @@ pub async fn set_staff(app: &App, email: &str, staff: bool) -> Result<(), AdminE
         )));
     };
     crate::store::users::set_staff(tx.conn(), &key, staff, now).await?;
-    let event = audit::Event::new(audit::Action::StaffChanged, audit::Actor::Staff(None))
+    let event = audit::Event::new(audit::Action::StaffChanged, audit::Actor::Staff(by))
         .target("user", user.id)
         .details(json!({"staff": staff}));
     audit::record(tx.conn(), now, event).await?;

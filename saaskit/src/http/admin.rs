@@ -13,7 +13,6 @@ use uuid::Uuid;
 
 use crate::accounts::Principal;
 use crate::app::AppState;
-use crate::audit;
 use crate::billing::admin::{self, AdminError, NewPlan, PlanUpdate};
 use crate::billing::events::Actor;
 use crate::db::Timestamp;
@@ -162,56 +161,7 @@ pub async fn admin_create_plan(
     ApiJson(body): ApiJson<CreatePlanRequest>,
 ) -> ApiResult<(StatusCode, Json<AdminPlan>)> {
     staff(&p)?;
-    let mut f = Fields::default();
-    let code = f.required("code", &body.code).map(str::to_owned);
-    let name = f.required("name", &body.name).map(str::to_owned);
-    if body.price.is_none() {
-        f.push("price", "required", "This field is required.");
-    }
-    if body.cycle_days.is_none() {
-        f.push("cycle_days", "required", "This field is required.");
-    }
-    for text in [
-        &body.name,
-        &body.description,
-        &body.currency,
-        &body.fallback,
-    ]
-    .into_iter()
-    .flatten()
-    {
-        if crate::domain::has_control_chars(text) || text.len() > 500 {
-            f.push(
-                "plan",
-                "invalid_characters",
-                "Texts are at most 500 characters, without control or invisible formatting characters.",
-            );
-            break;
-        }
-    }
-    f.finish()?;
-    let (Some(code), Some(name), Some(price), Some(days)) =
-        (code, name, body.price, body.cycle_days)
-    else {
-        return Err(ApiError::validation(Vec::new()));
-    };
-    let plan = admin::create_plan(
-        &app,
-        NewPlan {
-            code,
-            name,
-            description: body.description.unwrap_or_default(),
-            price_minor: price,
-            currency: body.currency.unwrap_or_else(|| "USD".into()),
-            cycle_days: days,
-            renews: body.renews.unwrap_or(true),
-            fallback_code: body.fallback,
-            limits: body.limits.unwrap_or_default(),
-            is_public: body.public.unwrap_or(true),
-        },
-        Actor::Admin(p.user_id()),
-    )
-    .await?;
+    let plan = admin::create_plan(&app, body.parse()?, Actor::Admin(p.user_id())).await?;
     Ok((StatusCode::CREATED, Json(admin_view(&app, plan).await?)))
 }
 
@@ -246,6 +196,57 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Strin
 
 fn path_text(path: Result<Path<String>, PathRejection>) -> String {
     path.map(|Path(s)| s).unwrap_or_default()
+}
+
+impl CreatePlanRequest {
+    /// The plan asked for, as the API and the staff's plan page read it.
+    pub(crate) fn parse(self) -> ApiResult<NewPlan> {
+        let mut f = Fields::default();
+        let code = f.required("code", &self.code).map(str::to_owned);
+        let name = f.required("name", &self.name).map(str::to_owned);
+        if self.price.is_none() {
+            f.push("price", "required", "This field is required.");
+        }
+        if self.cycle_days.is_none() {
+            f.push("cycle_days", "required", "This field is required.");
+        }
+        for text in [
+            &self.name,
+            &self.description,
+            &self.currency,
+            &self.fallback,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            if crate::domain::has_control_chars(text) || text.len() > 500 {
+                f.push(
+                    "plan",
+                    "invalid_characters",
+                    "Texts are at most 500 characters, without control or invisible formatting characters.",
+                );
+                break;
+            }
+        }
+        f.finish()?;
+        let (Some(code), Some(name), Some(price), Some(days)) =
+            (code, name, self.price, self.cycle_days)
+        else {
+            return Err(ApiError::validation(Vec::new()));
+        };
+        Ok(NewPlan {
+            code,
+            name,
+            description: self.description.unwrap_or_default(),
+            price_minor: price,
+            currency: self.currency.unwrap_or_else(|| "USD".into()),
+            cycle_days: days,
+            renews: self.renews.unwrap_or(true),
+            fallback_code: self.fallback,
+            limits: self.limits.unwrap_or_default(),
+            is_public: self.public.unwrap_or(true),
+        })
+    }
 }
 
 /// `PATCH /api/v1/admin/plans/{code}`: what is absent stays; new limits apply from the next check.
@@ -535,34 +536,8 @@ pub async fn admin_deactivate_user(
     PathId(id): PathId,
 ) -> ApiResult<StatusCode> {
     staff(&p)?;
-    let now = app.clock.now();
-    let mut tx = app.db.begin().await?;
-    if !crate::store::users::set_active(tx.conn(), id, false, now).await? {
-        return Err(ApiError::not_found());
-    }
-    let staff_actor = audit::Actor::Staff(p.user_id());
-    // Their invitations stop speaking for them too.
-    let mut revoked = Vec::new();
-    for m in crate::store::members::active_of_user(tx.conn(), id).await? {
-        revoked.extend(
-            crate::teams::invitations::revoke_unsendable(
-                tx.conn(),
-                m.business_id,
-                id,
-                None,
-                staff_actor,
-                "inviter_deactivated",
-                now,
-            )
-            .await?,
-        );
-    }
-    let event = audit::Event::new(audit::Action::UserDeactivated, staff_actor).target("user", id);
-    audit::record(tx.conn(), now, event).await?;
-    for event in revoked {
-        audit::record(tx.conn(), now, event).await?;
-    }
-    tx.commit().await?;
-    tracing::info!(user_id = %id, "user deactivated by staff");
+    admin::deactivate_user(&app, id, p.user_id())
+        .await?
+        .ok_or_else(ApiError::not_found)?;
     Ok(StatusCode::NO_CONTENT)
 }

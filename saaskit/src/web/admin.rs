@@ -347,3 +347,352 @@ mod tests {
         }
     }
 }
+
+pub struct UserRow {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub active: bool,
+    pub staff: bool,
+    pub verified: bool,
+    pub since: String,
+}
+
+#[derive(askama::Template)]
+#[template(path = "pages/admin/users.html")]
+struct UsersPage {
+    chrome: Chrome,
+    query: String,
+    searched: bool,
+    user: Option<UserRow>,
+    errors: FormErrors,
+}
+
+async fn users_page(
+    app: &AppState,
+    signed_in: &SignedIn,
+    query: String,
+    notice: Option<&str>,
+    errors: FormErrors,
+    status: StatusCode,
+) -> Response {
+    let user = if query.trim().is_empty() {
+        None
+    } else {
+        match admin::find_user(app, &query).await {
+            Ok(u) => u.map(|u| UserRow {
+                id: u.id,
+                name: display_name(&u.first_name, &u.last_name, &u.email),
+                email: u.email,
+                active: u.is_active,
+                staff: u.is_staff,
+                verified: u.email_verified_at.is_some(),
+                since: day(u.created_at),
+            }),
+            Err(e) => return super::server_error(e),
+        }
+    };
+    let page = UsersPage {
+        chrome: signed_in.chrome("Staff: users").notice(notice),
+        searched: !query.trim().is_empty(),
+        query,
+        user,
+        errors,
+    };
+    render(status, &page)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct UserQuery {
+    email: Option<String>,
+    notice: Option<String>,
+}
+
+pub async fn find_user(
+    State(app): State<AppState>,
+    signed_in: SignedIn,
+    Query(q): Query<UserQuery>,
+) -> Response {
+    if let Err(page) = staff_only(&signed_in).await {
+        return page;
+    }
+    let query = q.email.unwrap_or_default();
+    users_page(
+        &app,
+        &signed_in,
+        query,
+        q.notice.as_deref(),
+        FormErrors::default(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct UserForm {
+    #[serde(default)]
+    email: String,
+}
+
+fn back_to_user(email: &str, notice: &str) -> Response {
+    Redirect::to(&format!(
+        "/admin/users?email={}&notice={notice}",
+        super::session::url_encode(email)
+    ))
+    .into_response()
+}
+
+pub async fn deactivate_user(
+    State(app): State<AppState>,
+    signed_in: SignedIn,
+    Path(id): Path<Uuid>,
+    Submitted(form): Submitted<UserForm>,
+) -> Response {
+    if let Err(page) = staff_only(&signed_in).await {
+        return page;
+    }
+    match admin::deactivate_user(&app, id, signed_in.principal.user_id()).await {
+        Ok(Some(())) => back_to_user(&form.email, "user_deactivated"),
+        Ok(None) => not_found_page().await,
+        Err(e) => super::server_error(e),
+    }
+}
+
+pub async fn set_staff(
+    State(app): State<AppState>,
+    signed_in: SignedIn,
+    Path(staff): Path<String>,
+    Submitted(form): Submitted<UserForm>,
+) -> Response {
+    if let Err(page) = staff_only(&signed_in).await {
+        return page;
+    }
+    let staff = staff == "grant";
+    match admin::set_staff_by(&app, &form.email, staff, signed_in.principal.user_id()).await {
+        Ok(()) => back_to_user(
+            &form.email,
+            if staff {
+                "staff_granted"
+            } else {
+                "staff_removed"
+            },
+        ),
+        Err(e) => {
+            let err: ApiError = e.into();
+            let status = err.status;
+            match FormErrors::from_api(err, &[]) {
+                Ok(errors) => users_page(&app, &signed_in, form.email, None, errors, status).await,
+                Err(err) => problem_page(err),
+            }
+        }
+    }
+}
+
+pub struct PlanRow {
+    pub code: String,
+    pub name: String,
+    pub price: String,
+    pub cycle_days: i64,
+    pub limits: String,
+    pub public: bool,
+    pub archived: bool,
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NewPlanForm {
+    #[serde(default)]
+    code: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    price: String,
+    #[serde(default)]
+    currency: String,
+    #[serde(default)]
+    cycle_days: String,
+    #[serde(default)]
+    limits: String,
+    public: Option<String>,
+}
+
+#[derive(askama::Template)]
+#[template(path = "pages/admin/plans.html")]
+struct PlansPage {
+    chrome: Chrome,
+    plans: Vec<PlanRow>,
+    form: NewPlanForm,
+    errors: FormErrors,
+}
+
+async fn plans_page(
+    app: &AppState,
+    signed_in: &SignedIn,
+    notice: Option<&str>,
+    form: NewPlanForm,
+    errors: FormErrors,
+    status: StatusCode,
+) -> Response {
+    let plans = match admin::all_plans(app).await {
+        Ok(p) => p,
+        Err(e) => return problem_page(e.into()),
+    };
+    let plans = plans
+        .into_iter()
+        .map(|p| PlanRow {
+            price: money(p.price_minor, &p.currency),
+            limits: if p.limits.0.is_empty() {
+                "No limits".to_owned()
+            } else {
+                p.limits
+                    .0
+                    .iter()
+                    .map(|(m, n)| format!("{m}={n}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+            code: p.code,
+            name: p.name,
+            cycle_days: p.cycle_days,
+            public: p.is_public,
+            archived: p.archived_at.is_some(),
+        })
+        .collect();
+    let page = PlansPage {
+        chrome: signed_in.chrome("Staff: plans").notice(notice),
+        plans,
+        form,
+        errors,
+    };
+    render(status, &page)
+}
+
+pub async fn show_plans(
+    State(app): State<AppState>,
+    signed_in: SignedIn,
+    Query(q): Query<Notice>,
+) -> Response {
+    if let Err(page) = staff_only(&signed_in).await {
+        return page;
+    }
+    plans_page(
+        &app,
+        &signed_in,
+        q.notice.as_deref(),
+        NewPlanForm::default(),
+        FormErrors::default(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+/// `meter=n, meter=n` as typed on the form.
+fn parse_limits(text: &str) -> Option<std::collections::BTreeMap<String, i64>> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            let (meter, n) = part.split_once('=')?;
+            Some((meter.trim().to_owned(), n.trim().parse().ok()?))
+        })
+        .collect()
+}
+
+pub async fn create_plan(
+    State(app): State<AppState>,
+    signed_in: SignedIn,
+    Submitted(form): Submitted<NewPlanForm>,
+) -> Response {
+    if let Err(page) = staff_only(&signed_in).await {
+        return page;
+    }
+    let mut errors = FormErrors::default();
+    let price = parse_amount(&form.price);
+    if price.is_none() {
+        errors.add("price", "A price such as 19.00.");
+    }
+    let cycle_days = form.cycle_days.trim().parse::<i64>().ok();
+    if cycle_days.is_none() {
+        errors.add("cycle_days", "A whole number of days.");
+    }
+    let limits = parse_limits(&form.limits);
+    if limits.is_none() {
+        errors.add(
+            "limits",
+            "Write them as meter=number, separated by commas: applications=10, members=5.",
+        );
+    }
+    if !errors.is_empty() {
+        return plans_page(
+            &app,
+            &signed_in,
+            None,
+            form,
+            errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    }
+    let request = crate::http::admin::CreatePlanRequest {
+        code: Some(form.code.trim().to_owned()),
+        name: Some(form.name.clone()),
+        description: Some(form.description.clone()).filter(|d| !d.is_empty()),
+        price,
+        currency: Some(form.currency.trim().to_owned()).filter(|c| !c.is_empty()),
+        cycle_days,
+        renews: Some(true),
+        fallback: None,
+        limits,
+        public: Some(form.public.is_some()),
+    };
+    let actor = Actor::Admin(signed_in.principal.user_id());
+    let result = match request.parse() {
+        Ok(new) => admin::create_plan(&app, new, actor)
+            .await
+            .map_err(Into::into),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => Redirect::to("/admin/plans?notice=plan_created").into_response(),
+        Err(err) => {
+            let status = err.status;
+            match FormErrors::from_api(err, &[]) {
+                Ok(errors) => plans_page(&app, &signed_in, None, form, errors, status).await,
+                Err(err) => problem_page(err),
+            }
+        }
+    }
+}
+
+pub async fn archive_plan(
+    State(app): State<AppState>,
+    signed_in: SignedIn,
+    Path(code): Path<String>,
+    Submitted(_): Submitted<Empty>,
+) -> Response {
+    if let Err(page) = staff_only(&signed_in).await {
+        return page;
+    }
+    match admin::archive_plan(&app, &code, Actor::Admin(signed_in.principal.user_id())).await {
+        Ok(_) => Redirect::to("/admin/plans?notice=plan_archived").into_response(),
+        Err(e) => {
+            let err: ApiError = e.into();
+            let status = err.status;
+            match FormErrors::from_api(err, &[]) {
+                Ok(errors) => {
+                    plans_page(
+                        &app,
+                        &signed_in,
+                        None,
+                        NewPlanForm::default(),
+                        errors,
+                        status,
+                    )
+                    .await
+                }
+                Err(err) => problem_page(err),
+            }
+        }
+    }
+}

@@ -63,6 +63,14 @@ pub fn router(app: &AppState) -> Router<AppState> {
         .route("/api-keys/bots/{id}/delete", post(keys::delete_bot))
         .route("/admin", get(admin::find_businesses))
         .route("/admin/businesses/{id}", get(admin::show_business))
+        .route("/admin/users", get(admin::find_user))
+        .route("/admin/users/{id}/deactivate", post(admin::deactivate_user))
+        .route("/admin/staff/{change}", post(admin::set_staff))
+        .route(
+            "/admin/plans",
+            get(admin::show_plans).post(admin::create_plan),
+        )
+        .route("/admin/plans/{code}/archive", post(admin::archive_plan))
         .route("/admin/businesses/{id}/credits", post(admin::grant_credits))
         .route("/admin/businesses/{id}/plan", post(admin::set_plan))
         .route(

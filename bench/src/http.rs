@@ -28,7 +28,18 @@ pub struct Options {
 /// `reset-timing` is not a load: it alternates password reset requests for registered and
 /// unknown addresses on one connection and compares their medians (the answer must not tell
 /// which is which).
-pub const TARGETS: &[&str] = &["healthz", "me", "login", "record", "flood", "reset-timing"];
+/// `dashboard` is the `/dashboard` page for an owner's browser session (the session cookie);
+/// `dashboard-weight` is not a load: it adds up the page's bytes and its assets'.
+pub const TARGETS: &[&str] = &[
+    "healthz",
+    "me",
+    "login",
+    "record",
+    "flood",
+    "reset-timing",
+    "dashboard",
+    "dashboard-weight",
+];
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -215,6 +226,8 @@ async fn drive(
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(connections)
         .http1_only()
+        // A page that redirects to the login page is a failure here, not a second request.
+        .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let stop = Arc::new(AtomicBool::new(false));
     let errors = Arc::new(AtomicU64::new(0));
@@ -253,6 +266,9 @@ async fn drive(
                     "me" => client
                         .get(format!("{base}/api/v1/me"))
                         .bearer_auth(&t.token),
+                    "dashboard" => client
+                        .get(format!("{base}/dashboard"))
+                        .header("cookie", format!("saaskit_session={}", t.token)),
                     "login" => client
                         .post(format!("{base}/api/v1/login"))
                         .json(&json!({"email": t.email, "password": PASSWORD})),
@@ -335,6 +351,10 @@ async fn run_on(scratch: &Scratch, opts: &Options) -> anyhow::Result<()> {
             reset_timing(&server, &tenants, 300).await?;
             continue;
         }
+        if target == "dashboard-weight" {
+            dashboard_weight(&server, &tenants[0]).await?;
+            continue;
+        }
         if target == "flood" {
             let half = (opts.connections / 2).max(1);
             let (login, me) = tokio::join!(
@@ -384,6 +404,40 @@ async fn run_on(scratch: &Scratch, opts: &Options) -> anyhow::Result<()> {
         );
     }
     println!("server peak memory (VmHWM) over the whole run: {peak_total:.1} MiB");
+    Ok(())
+}
+
+/// The bytes a browser fetches for `/dashboard`: the page and every asset it links
+/// (`/assets/…`), as sent (no compression is negotiated) and as gzip would send them.
+async fn dashboard_weight(server: &Server, tenant: &Tenant) -> anyhow::Result<()> {
+    let client = reqwest::Client::new();
+    let page = client
+        .get(format!("{}/dashboard", server.base))
+        .header("cookie", format!("saaskit_session={}", tenant.token))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let mut total = page.len();
+    println!("| resource | bytes |");
+    println!("|---|---:|");
+    println!("| /dashboard (HTML) | {} |", page.len());
+    let mut rest = page.as_str();
+    while let Some(at) = rest.find("\"/assets/") {
+        let path: String = rest[at + 1..].chars().take_while(|c| *c != '"').collect();
+        rest = &rest[at + 1 + path.len()..];
+        let bytes = client
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await?
+            .error_for_status()?
+            .bytes()
+            .await?;
+        println!("| {path} | {} |", bytes.len());
+        total += bytes.len();
+    }
+    println!("| total | {total} ({:.1} KB) |", total as f64 / 1000.0);
     Ok(())
 }
 

@@ -60,11 +60,24 @@ pub fn available() -> bool {
     false
 }
 
-/// A chromedriver of this test's own, stopped when dropped.
+/// A chromedriver of this test's own, stopped when dropped, with every browser it started (a
+/// test that fails leaves no Chromium behind).
 pub struct Driver {
     url: String,
-    _process: Child,
+    process: Child,
     _permit: tokio::sync::SemaphorePermit<'static>,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        // chromedriver and the browsers it starts share its process group.
+        if let Some(pid) = self.process.id() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &format!("-{pid}")])
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
 }
 
 impl Driver {
@@ -81,6 +94,7 @@ impl Driver {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
+            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("start chromedriver");
@@ -96,7 +110,7 @@ impl Driver {
         }
         Driver {
             url,
-            _process: process,
+            process,
             _permit: permit,
         }
     }

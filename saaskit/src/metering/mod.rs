@@ -418,9 +418,8 @@ pub async fn meter_statuses(
     meters: &Meters,
 ) -> sqlx::Result<BTreeMap<String, MeterStatus>> {
     let mut c = c;
-    let mut out = BTreeMap::new();
     let Some(sub) = &principal.subscription else {
-        return Ok(out);
+        return Ok(BTreeMap::new());
     };
     let mut used: BTreeMap<String, i64> = BTreeMap::new();
     for g in usage::gauges_of(c.reborrow(), principal.business_id).await? {
@@ -435,6 +434,42 @@ pub async fn meter_statuses(
     {
         used.insert(row.meter, row.used);
     }
+    Ok(statuses(principal, meters, &used))
+}
+
+/// The credit balance and [`meter_statuses`], read in one statement: what the dashboard shows.
+pub async fn dashboard_figures(
+    c: Conn<'_>,
+    principal: &Principal,
+    meters: &Meters,
+) -> sqlx::Result<(i64, BTreeMap<String, MeterStatus>)> {
+    let period = principal
+        .subscription
+        .as_ref()
+        .map(|s| s.current_period_start);
+    let mut balance = 0;
+    let mut used: BTreeMap<String, i64> = BTreeMap::new();
+    for (kind, meter, n) in usage::dashboard_figures(c, principal.business_id, period).await? {
+        match kind.as_str() {
+            "balance" => balance = n,
+            _ => {
+                used.insert(meter, n);
+            }
+        }
+    }
+    Ok((balance, statuses(principal, meters, &used)))
+}
+
+/// Every meter the plan limits or the business has used (`used`), with its limit and reset.
+fn statuses(
+    principal: &Principal,
+    meters: &Meters,
+    used: &BTreeMap<String, i64>,
+) -> BTreeMap<String, MeterStatus> {
+    let mut out = BTreeMap::new();
+    let Some(sub) = &principal.subscription else {
+        return out;
+    };
     let names = sub
         .limits
         .keys()
@@ -456,7 +491,7 @@ pub async fn meter_statuses(
             },
         );
     }
-    Ok(out)
+    out
 }
 
 /// A past (or the current) cycle's use of the per-cycle meters.

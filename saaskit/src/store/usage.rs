@@ -152,6 +152,28 @@ pub struct GaugeRow {
     pub used: i64,
 }
 
+/// In one statement, what the dashboard shows of a business: its credit balance (`kind`
+/// `balance`), its gauges (`gauge`) and its counters of the period starting at `period_start`
+/// (`counter`), as `(kind, meter, used)`.
+pub async fn dashboard_figures(
+    c: Conn<'_>,
+    business_id: Uuid,
+    period_start: Option<Timestamp>,
+) -> sqlx::Result<Vec<(String, String, i64)>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT 'balance' AS kind, '' AS meter, \
+                CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS used \
+         FROM ledger_entries WHERE business_id = $1 \
+         UNION ALL SELECT 'gauge', meter, used FROM gauges WHERE business_id = $1 \
+         UNION ALL SELECT 'counter', meter, used FROM usage_counters \
+         WHERE business_id = $1 AND period_start = $2",
+    )
+    .bind(business_id)
+    .bind(period_start)
+    .fetch_all(&mut *c)
+    .await)
+}
+
 pub async fn gauges_of(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<Vec<GaugeRow>> {
     on_conn!(c, c => sqlx::query_as(
         "SELECT meter, used FROM gauges WHERE business_id = $1 ORDER BY meter",

@@ -8,7 +8,7 @@ use axum::response::Response;
 use super::auth::Notice;
 use super::format::{day, moment, money};
 use super::session::SignedIn;
-use super::{Chrome, problem_page, render, server_error};
+use super::{Chrome, render, server_error};
 use crate::app::AppState;
 use crate::metering::{self, MeterKind};
 
@@ -42,18 +42,15 @@ pub async fn dashboard_page(
     Query(q): Query<Notice>,
 ) -> Response {
     let principal = &signed_in.principal;
-    let subscription =
-        match crate::http::billing::subscription_view(&app, principal.business_id).await {
-            Ok(s) => s,
-            Err(e) => return problem_page(e),
-        };
-    let meters = match async {
+    // The subscription and its plan come with the session (the auth context); the balance and
+    // the meters in one statement: this page is what every customer opens first.
+    let figures = async {
         let mut tx = app.db.read().await?;
-        anyhow::Ok(metering::meter_statuses(tx.conn(), principal, app.products.meters()).await?)
+        anyhow::Ok(metering::dashboard_figures(tx.conn(), principal, app.products.meters()).await?)
     }
-    .await
-    {
-        Ok(m) => m,
+    .await;
+    let (balance, meters) = match figures {
+        Ok(f) => f,
         Err(e) => return server_error(e),
     };
     let meters = meters
@@ -74,19 +71,20 @@ pub async fn dashboard_page(
     let page = DashboardPage {
         chrome: signed_in.chrome("Dashboard").notice(q.notice.as_deref()),
         business: principal.business_name.clone(),
-        plan: subscription.as_ref().map(|s| s.plan.name.clone()),
-        status: subscription.as_ref().map(|s| s.status.clone()),
-        live: subscription.as_ref().is_some_and(|s| s.live),
-        period: subscription.as_ref().map(|s| {
+        plan: principal.plan.as_ref().map(|p| p.name.clone()),
+        status: principal.subscription.as_ref().map(|s| s.status.clone()),
+        live: principal
+            .subscription
+            .as_ref()
+            .is_some_and(|s| s.is_live(app.clock.now())),
+        period: principal.subscription.as_ref().map(|s| {
             format!(
                 "{} – {}",
                 day(s.current_period_start),
                 day(s.current_period_end)
             )
         }),
-        balance: subscription
-            .as_ref()
-            .map(|s| money(s.credit_balance, &s.plan.currency)),
+        balance: principal.plan.as_ref().map(|p| money(balance, &p.currency)),
         meters,
         email_verified,
     };

@@ -333,6 +333,34 @@ mod tests {
     }
 
     #[test]
+    fn session_cookies_are_secure_on_an_https_site() {
+        let mut config = Config::defaults();
+        config.public_url = "http://localhost:8000".into();
+        let plain = start_session(&config, "tok")
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(plain.starts_with("saaskit_session=tok"), "{plain}");
+        assert!(
+            plain.contains("HttpOnly") && plain.contains("SameSite=Lax"),
+            "{plain}"
+        );
+        assert!(!plain.contains("Secure"), "{plain}");
+        config.public_url = "https://app.example".into();
+        let secure = start_session(&config, "tok")
+            .to_str()
+            .unwrap_or_default()
+            .to_owned();
+        assert!(secure.starts_with("__Host-saaskit_session=tok"), "{secure}");
+        assert!(
+            secure.contains("Secure") && secure.contains("Path=/"),
+            "{secure}"
+        );
+        let ended = end_session(&config).to_str().unwrap_or_default().to_owned();
+        assert!(ended.contains("Max-Age=0"), "{ended}");
+    }
+
+    #[test]
     fn cross_site_submissions_are_told_apart() {
         let headers = |pairs: &[(&'static str, &'static str)]| {
             let mut h = HeaderMap::new();

@@ -60,24 +60,11 @@ pub fn available() -> bool {
     false
 }
 
-/// A chromedriver of this test's own, stopped when dropped, with every browser it started (a
-/// test that fails leaves no Chromium behind).
+/// A chromedriver of this test's own, stopped when dropped.
 pub struct Driver {
     url: String,
-    process: Child,
+    _process: Child,
     _permit: tokio::sync::SemaphorePermit<'static>,
-}
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        // chromedriver and the browsers it starts share its process group.
-        if let Some(pid) = self.process.id() {
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &format!("-{pid}")])
-                .stderr(Stdio::null())
-                .status();
-        }
-    }
 }
 
 impl Driver {
@@ -94,7 +81,6 @@ impl Driver {
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
-            .process_group(0)
             .kill_on_drop(true)
             .spawn()
             .expect("start chromedriver");
@@ -110,7 +96,7 @@ impl Driver {
         }
         Driver {
             url,
-            process,
+            _process: process,
             _permit: permit,
         }
     }

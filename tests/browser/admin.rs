@@ -50,7 +50,10 @@ journey! {
         staff.fill("Cycle, in days", "30").await;
         staff.fill("Limits (meter=number, …)", "applications=20, members=10").await;
         staff.press("Create the plan").await;
-        assert!(staff.text().await.contains("code"), "a code with a space is refused: {}", staff.text().await);
+        // Refused: the form again (no redirect), with the service's reason, and no plan made.
+        assert_eq!(staff.path().await, "/admin/plans", "a code with a space is refused");
+        assert!(!staff.text_of(".alert").await.is_empty(), "the reason is shown");
+        assert!(!staff.text_of("main table").await.contains("Team Plan"));
         staff.fill("Code (a-z, 0-9, - and _)", "team").await;
         staff.press("Create the plan").await;
         assert_eq!(staff.path().await, "/admin/plans?notice=plan_created");

@@ -170,7 +170,6 @@ impl Spec {
             .collect()
     }
 
-    #[allow(clippy::too_many_arguments)]
     async fn page(
         &self,
         app: &AppState,

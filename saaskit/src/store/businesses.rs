@@ -65,15 +65,22 @@ pub struct BusinessSummary {
     pub credit_balance: i64,
 }
 
-pub async fn summary(c: Conn<'_>, id: Uuid) -> sqlx::Result<Option<BusinessSummary>> {
-    on_conn!(c, c => sqlx::query_as(
+/// The columns of a [`BusinessSummary`] and the joins they need; a query adds its `WHERE`.
+macro_rules! summary_select {
+    () => {
         "SELECT b.id, b.name, b.is_active, b.created_at, p.code AS plan, \
          s.status, s.current_period_start, s.current_period_end, \
          CAST(COALESCE((SELECT SUM(l.amount) FROM ledger_entries l WHERE l.business_id = b.id), 0) \
               AS BIGINT) AS credit_balance \
          FROM businesses b \
          LEFT JOIN subscriptions s ON s.business_id = b.id AND s.is_current \
-         LEFT JOIN plans p ON p.id = s.plan_id WHERE b.id = $1",
+         LEFT JOIN plans p ON p.id = s.plan_id "
+    };
+}
+
+pub async fn summary(c: Conn<'_>, id: Uuid) -> sqlx::Result<Option<BusinessSummary>> {
+    on_conn!(c, c => sqlx::query_as(
+        concat!(summary_select!(), "WHERE b.id = $1"),
     )
     .bind(id)
     .fetch_optional(&mut *c)
@@ -91,17 +98,13 @@ pub async fn search_summaries(
     limit: i64,
 ) -> sqlx::Result<Vec<BusinessSummary>> {
     on_conn!(c, c => sqlx::query_as(
-        "SELECT b.id, b.name, b.is_active, b.created_at, p.code AS plan, \
-         s.status, s.current_period_start, s.current_period_end, \
-         CAST(COALESCE((SELECT SUM(l.amount) FROM ledger_entries l WHERE l.business_id = b.id), 0) \
-              AS BIGINT) AS credit_balance \
-         FROM businesses b \
-         LEFT JOIN subscriptions s ON s.business_id = b.id AND s.is_current \
-         LEFT JOIN plans p ON p.id = s.plan_id \
-         WHERE LOWER(b.name) LIKE $1 ESCAPE '\\' OR b.id = $2 \
+        concat!(
+            summary_select!(),
+            "WHERE LOWER(b.name) LIKE $1 ESCAPE '\\' OR b.id = $2 \
             OR EXISTS (SELECT 1 FROM members m JOIN users u ON u.id = m.user_id \
                        WHERE m.business_id = b.id AND m.role = 'owner' AND u.email_key = $3) \
-         ORDER BY b.created_at DESC, b.id DESC LIMIT $4",
+         ORDER BY b.created_at DESC, b.id DESC LIMIT $4"
+        ),
     )
     .bind(name_like)
     .bind(id)
@@ -118,13 +121,7 @@ pub async fn list_summaries(
     limit: i64,
 ) -> sqlx::Result<Vec<BusinessSummary>> {
     on_conn!(c, c => sqlx::query_as(
-        "SELECT b.id, b.name, b.is_active, b.created_at, p.code AS plan, \
-         s.status, s.current_period_start, s.current_period_end, \
-         CAST(COALESCE((SELECT SUM(l.amount) FROM ledger_entries l WHERE l.business_id = b.id), 0) \
-              AS BIGINT) AS credit_balance \
-         FROM businesses b \
-         LEFT JOIN subscriptions s ON s.business_id = b.id AND s.is_current \
-         LEFT JOIN plans p ON p.id = s.plan_id WHERE b.id > $1 ORDER BY b.id LIMIT $2",
+        concat!(summary_select!(), "WHERE b.id > $1 ORDER BY b.id LIMIT $2"),
     )
     .bind(after)
     .bind(limit)

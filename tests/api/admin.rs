@@ -83,6 +83,7 @@ db_test! {
             json!({"code": "ok", "name": "X", "price": 1, "cycle_days": 30, "limits": {"a\u{0}b": 1}}),
             json!({"code": "ok", "name": "X\u{0}", "price": 1, "cycle_days": 30}),
             json!({"code": "ok", "name": "X"}),
+            json!({"code": "ok", "name": "  ", "price": 1, "cycle_days": 30}),
         ] {
             assert_problem(admin_call(&app, Method::POST, "/api/v1/admin/plans", &staff, Some(bad)).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         }
@@ -95,6 +96,9 @@ db_test! {
         assert_eq!(plan["public"], false);
         let (_, plan) = read(admin_call(&app, Method::PATCH, "/api/v1/admin/plans/team", &staff, Some(json!({"fallback": null}))).await).await;
         assert!(plan["fallback"].is_null());
+        // A blank name is not a name, on a change either.
+        let res = admin_call(&app, Method::PATCH, "/api/v1/admin/plans/team", &staff, Some(json!({"name": " "}))).await;
+        assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
         for path in ["/api/v1/admin/plans/nope", "/api/v1/admin/plans/%00"] {
             assert_problem(admin_call(&app, Method::PATCH, path, &staff, Some(json!({"price": 5}))).await, StatusCode::NOT_FOUND, "plan_not_found").await;
         }

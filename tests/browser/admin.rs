@@ -29,6 +29,10 @@ journey! {
         staff.client.find(fantoccini::Locator::LinkText("customer@example.com's business")).await
             .expect("the result").click().await.expect("open it");
         staff.check("admin-business").await;
+        // Its usage, as the customer's dashboard shows it: one member of the plan's five.
+        let usage = staff.run("return [...document.querySelectorAll('#usage-heading + table tbody tr')]\
+            .map(r => [...r.cells].slice(0, 3).map(c => c.textContent.trim()).join(' ')).join('; ')").await;
+        assert!(usage.as_str().is_some_and(|u| u.contains("members 1 5")), "{usage}");
 
         staff.fill("Amount (negative takes credits back)", "12.345").await;
         staff.press("Grant").await;
@@ -61,10 +65,32 @@ journey! {
         staff.check("admin-plans").await;
         customer.open("/billing").await;
         assert!(customer.text().await.contains("49.00 USD every 30 days"), "customers see the new plan");
+
+        // Changing it: a price that is not one is refused next to its field, with what was typed
+        // kept; then saved, a limit left out of the form is gone (unlimited).
+        staff.client.find(fantoccini::Locator::Css("a[href='/admin/plans/team']")).await
+            .expect("a link to change the plan").click().await.expect("follow it");
+        staff.next_page().await;
+        assert_eq!(staff.path().await, "/admin/plans/team");
+        let limits = "Limits (meter=number, …; a meter left out is unlimited)";
+        staff.fill("Price of a cycle", "forty").await;
+        staff.fill(limits, "applications=25").await;
+        staff.press("Save the plan").await;
+        assert_eq!(staff.path().await, "/admin/plans/team");
+        assert!(staff.text_of("#price-error").await.contains("19.00"));
+        assert_eq!(staff.run("return document.getElementById('limits').value").await, "applications=25");
+        staff.check("admin-plan").await;
+        staff.fill("Price of a cycle", "59").await;
+        staff.press("Save the plan").await;
+        assert_eq!(staff.path().await, "/admin/plans?notice=plan_updated");
+        let catalog = staff.text_of("main table").await;
+        assert!(catalog.contains("applications=25") && !catalog.contains("members=10"), "{catalog}");
+        customer.open("/billing").await;
+        assert!(customer.text().await.contains("59.00 USD every 30 days"), "the new price is offered");
         staff.press("Archive Team").await;
         assert_eq!(staff.path().await, "/admin/plans?notice=plan_archived");
         customer.open("/billing").await;
-        assert!(!customer.text().await.contains("49.00 USD every 30 days"));
+        assert!(!customer.text().await.contains("59.00 USD every 30 days"));
 
         // Users: find the customer, deactivate them; their browser is logged out.
         staff.open("/admin/users").await;

@@ -79,6 +79,38 @@ journey! {
         b.fill("Password", PASSWORD).await;
         b.press("Log in").await;
         assert_eq!(b.path().await, "/dashboard");
+
+        // Guessing at an account is slowed down, and the page says for how long in words.
+        b.press("Log out").await;
+        let mut said = String::new();
+        for _ in 0..8 {
+            b.open("/login").await;
+            b.fill("Email address", "grace@example.com").await;
+            b.fill("Password", "a guess, again").await;
+            b.press("Log in").await;
+            said = b.text_of(".alert").await;
+            if !said.contains("The email or the password is wrong.") {
+                break;
+            }
+        }
+        assert!(said.starts_with("Too many attempts. Try again in ") && said.contains("minute"), "{said}");
+        assert!(!said.contains("rate_limited"), "no problem codes: {said}");
+        b.check("login-rate-limited").await;
+
+        // When the server fails (here its database lost a table), the page is ours, and it
+        // tells nothing of the cause.
+        log_in(&b, "ada@example.com").await;
+        app.exec("ALTER TABLE ledger_entries RENAME TO ledger_entries_gone").await;
+        b.open("/dashboard").await;
+        let text = b.text().await;
+        assert!(text.contains("Something went wrong on our side."), "{text}");
+        assert!(!text.contains("ledger") && !text.contains("sqlx"), "no internals: {text}");
+        b.check("error-500").await;
+        let session = b.client.get_named_cookie("saaskit_session").await.expect("a session cookie");
+        let res = app.client.get(app.url("/dashboard"))
+            .header("cookie", format!("saaskit_session={}", session.value()))
+            .send().await.expect("request");
+        assert_eq!(res.status(), 500);
         b.close().await;
     }
 }

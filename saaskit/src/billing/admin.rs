@@ -408,6 +408,20 @@ pub async fn business_summary(
         .ok_or(AdminError::BusinessNotFound)
 }
 
+/// What a business has used of each meter this period, as its own dashboard shows it (`meters`:
+/// the product's meters).
+pub async fn business_usage(
+    app: &App,
+    id: Uuid,
+    meters: &crate::metering::Meters,
+) -> Result<std::collections::BTreeMap<String, crate::metering::MeterStatus>, AdminError> {
+    let mut tx = app.db.read().await?;
+    let sub = crate::metering::current_subscription(tx.conn(), id).await?;
+    let (_, usage) =
+        crate::metering::dashboard_figures(tx.conn(), id, sub.as_ref(), meters).await?;
+    Ok(usage)
+}
+
 /// The businesses staff look for: by a part of the name, by id, or by an owner's email;
 /// newest first, at most 50.
 pub async fn find_businesses(

@@ -198,12 +198,52 @@ fn path_text(path: Result<Path<String>, PathRejection>) -> String {
     path.map(|Path(s)| s).unwrap_or_default()
 }
 
+impl UpdatePlanRequest {
+    /// The change asked for, as the API and the staff's plan page read it.
+    pub(crate) fn parse(self) -> ApiResult<PlanUpdate> {
+        if self.name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            return Err(ApiError::validation(vec![crate::error::FieldError::new(
+                "name",
+                "required",
+                "This field is required.",
+            )]));
+        }
+        let texts = [&self.name, &self.description, &self.currency];
+        if texts
+            .into_iter()
+            .flatten()
+            .any(|t| crate::domain::has_control_chars(t) || t.len() > 500)
+        {
+            return Err(ApiError::validation(vec![crate::error::FieldError::new(
+                "plan",
+                "invalid_characters",
+                "Texts are at most 500 characters, without control or invisible formatting characters.",
+            )]));
+        }
+        Ok(PlanUpdate {
+            name: self.name,
+            description: self.description,
+            price_minor: self.price,
+            currency: self.currency,
+            cycle_days: self.cycle_days,
+            renews: self.renews,
+            fallback_code: self.fallback,
+            limits: self.limits.unwrap_or_default().into_iter().collect(),
+            is_public: self.public,
+            archived: self.archived,
+        })
+    }
+}
+
 impl CreatePlanRequest {
     /// The plan asked for, as the API and the staff's plan page read it.
     pub(crate) fn parse(self) -> ApiResult<NewPlan> {
         let mut f = Fields::default();
         let code = f.required("code", &self.code).map(str::to_owned);
         let name = f.required("name", &self.name).map(str::to_owned);
+        if name.as_deref().is_some_and(|n| n.trim().is_empty()) {
+            f.push("name", "required", "This field is required.");
+        }
         if self.price.is_none() {
             f.push("price", "required", "This field is required.");
         }
@@ -271,36 +311,9 @@ pub async fn admin_update_plan(
     ApiJson(body): ApiJson<UpdatePlanRequest>,
 ) -> ApiResult<Json<AdminPlan>> {
     staff(&p)?;
-    let texts = [&body.name, &body.description, &body.currency];
-    if texts
-        .into_iter()
-        .flatten()
-        .any(|t| crate::domain::has_control_chars(t) || t.len() > 500)
-    {
-        return Err(ApiError::validation(vec![crate::error::FieldError::new(
-            "plan",
-            "invalid_characters",
-            "Texts are at most 500 characters, without control or invisible formatting characters.",
-        )]));
-    }
-    let plan = admin::update_plan(
-        &app,
-        &path_text(path),
-        PlanUpdate {
-            name: body.name,
-            description: body.description,
-            price_minor: body.price,
-            currency: body.currency,
-            cycle_days: body.cycle_days,
-            renews: body.renews,
-            fallback_code: body.fallback,
-            limits: body.limits.unwrap_or_default().into_iter().collect(),
-            is_public: body.public,
-            archived: body.archived,
-        },
-        Actor::Admin(p.user_id()),
-    )
-    .await?;
+    let change = body.parse()?;
+    let plan =
+        admin::update_plan(&app, &path_text(path), change, Actor::Admin(p.user_id())).await?;
     Ok(Json(admin_view(&app, plan).await?))
 }
 

@@ -434,22 +434,22 @@ pub async fn meter_statuses(
     {
         used.insert(row.meter, row.used);
     }
-    Ok(statuses(principal, meters, &used))
+    Ok(statuses(Some(sub), meters, &used))
 }
 
-/// The credit balance and [`meter_statuses`], read in one statement: what the dashboard shows.
+/// A business's credit balance and the status of every meter its subscription (`sub`, as
+/// [`current_subscription`] reads it) limits or it has used, read in one statement: what the
+/// dashboard and the staff's page of a business show.
 pub async fn dashboard_figures(
     c: Conn<'_>,
-    principal: &Principal,
+    business_id: Uuid,
+    sub: Option<&CurrentSubscription>,
     meters: &Meters,
 ) -> sqlx::Result<(i64, BTreeMap<String, MeterStatus>)> {
-    let period = principal
-        .subscription
-        .as_ref()
-        .map(|s| s.current_period_start);
+    let period = sub.map(|s| s.current_period_start);
     let mut balance = 0;
     let mut used: BTreeMap<String, i64> = BTreeMap::new();
-    for (kind, meter, n) in usage::dashboard_figures(c, principal.business_id, period).await? {
+    for (kind, meter, n) in usage::dashboard_figures(c, business_id, period).await? {
         match kind.as_str() {
             "balance" => balance = n,
             _ => {
@@ -457,17 +457,17 @@ pub async fn dashboard_figures(
             }
         }
     }
-    Ok((balance, statuses(principal, meters, &used)))
+    Ok((balance, statuses(sub, meters, &used)))
 }
 
 /// Every meter the plan limits or the business has used (`used`), with its limit and reset.
 fn statuses(
-    principal: &Principal,
+    sub: Option<&CurrentSubscription>,
     meters: &Meters,
     used: &BTreeMap<String, i64>,
 ) -> BTreeMap<String, MeterStatus> {
     let mut out = BTreeMap::new();
-    let Some(sub) = &principal.subscription else {
+    let Some(sub) = sub else {
         return out;
     };
     let names = sub

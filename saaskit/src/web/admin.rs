@@ -1,5 +1,5 @@
 //! `/admin`: the staff's pages. Find a business (by name, owner email or id), see one (plan,
-//! status, members, credits), change its plan, grant credits, deactivate it. Anyone who is not
+//! status, usage, members, credits), change its plan, grant credits, deactivate it. Anyone who is not
 //! staff gets 404 here: the pages do not admit they exist.
 
 use axum::extract::{Path, Query, State};
@@ -114,6 +114,7 @@ struct BusinessPage {
     chrome: Chrome,
     business: BusinessRow,
     period: Option<String>,
+    meters: Vec<super::dashboard::MeterRow>,
     members: Vec<MemberRow>,
     plans: Vec<(String, String)>,
     credits: CreditsForm,
@@ -134,6 +135,10 @@ async fn business_page(
         Err(AdminError::BusinessNotFound) => return not_found_page().await,
         Err(e) => return problem_page(e.into()),
     };
+    let usage = match admin::business_usage(app, id, app.products.meters()).await {
+        Ok(u) => u,
+        Err(e) => return problem_page(e.into()),
+    };
     let members = match admin::business_members(app, id).await {
         Ok(m) => m,
         Err(e) => return problem_page(e.into()),
@@ -152,6 +157,7 @@ async fn business_page(
             .notice(notice),
         business: row(summary),
         period,
+        meters: super::dashboard::meter_rows(usage),
         members: members
             .into_iter()
             .map(|m| MemberRow {
@@ -545,12 +551,7 @@ async fn plans_page(
             limits: if p.limits.0.is_empty() {
                 "No limits".to_owned()
             } else {
-                p.limits
-                    .0
-                    .iter()
-                    .map(|(m, n)| format!("{m}={n}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                limits_text(&p.limits.0)
             },
             code: p.code,
             name: p.name,
@@ -659,6 +660,203 @@ pub async fn create_plan(
             let status = err.status;
             match FormErrors::from_api(err, &[]) {
                 Ok(errors) => plans_page(&app, &signed_in, None, form, errors, status).await,
+                Err(err) => problem_page(err),
+            }
+        }
+    }
+}
+
+/// A plan's edit form, as typed: amounts in the currency's units, limits as `meter=n, …`.
+#[derive(Debug, Default, Deserialize)]
+pub struct EditPlanForm {
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    description: String,
+    #[serde(default)]
+    price: String,
+    #[serde(default)]
+    currency: String,
+    #[serde(default)]
+    cycle_days: String,
+    #[serde(default)]
+    limits: String,
+    /// A plan's code, or empty for none.
+    #[serde(default)]
+    fallback: String,
+    renews: Option<String>,
+    public: Option<String>,
+}
+
+impl EditPlanForm {
+    fn of(plan: &crate::store::plans::Plan, fallback: String) -> Self {
+        EditPlanForm {
+            name: plan.name.clone(),
+            description: plan.description.clone(),
+            price: money(plan.price_minor, "").trim_end().to_owned(),
+            currency: plan.currency.clone(),
+            cycle_days: plan.cycle_days.to_string(),
+            limits: limits_text(&plan.limits.0),
+            fallback,
+            renews: plan.renews.then(String::new),
+            public: plan.is_public.then(String::new),
+        }
+    }
+}
+
+fn limits_text(limits: &std::collections::BTreeMap<String, i64>) -> String {
+    limits
+        .iter()
+        .map(|(m, n)| format!("{m}={n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[derive(askama::Template)]
+#[template(path = "pages/admin/plan.html")]
+struct PlanPage {
+    chrome: Chrome,
+    code: String,
+    archived: bool,
+    /// The plans this one may fall back to: (code, name).
+    fallbacks: Vec<(String, String)>,
+    form: EditPlanForm,
+    errors: FormErrors,
+}
+
+/// The edit page of the plan `code`, showing `form` (the plan as it is, or as typed).
+async fn plan_page(
+    app: &AppState,
+    signed_in: &SignedIn,
+    code: &str,
+    form: Option<EditPlanForm>,
+    errors: FormErrors,
+    status: StatusCode,
+) -> Response {
+    let plans = match admin::all_plans(app).await {
+        Ok(p) => p,
+        Err(e) => return problem_page(e.into()),
+    };
+    let Some(plan) = plans.iter().find(|p| p.code == code) else {
+        return not_found_page().await;
+    };
+    let fallback_code = plan
+        .fallback_plan_id
+        .and_then(|id| plans.iter().find(|p| p.id == id))
+        .map(|p| p.code.clone())
+        .unwrap_or_default();
+    let form = form.unwrap_or_else(|| EditPlanForm::of(plan, fallback_code));
+    let page = PlanPage {
+        chrome: signed_in.chrome(format!("Staff: plan {}", plan.name)),
+        code: plan.code.clone(),
+        archived: plan.archived_at.is_some(),
+        fallbacks: plans
+            .iter()
+            .filter(|p| p.code != code && p.archived_at.is_none())
+            .map(|p| (p.code.clone(), p.name.clone()))
+            .collect(),
+        form,
+        errors,
+    };
+    render(status, &page)
+}
+
+pub async fn show_plan(
+    State(app): State<AppState>,
+    signed_in: SignedIn,
+    Path(code): Path<String>,
+) -> Response {
+    if let Err(page) = staff_only(&signed_in).await {
+        return page;
+    }
+    plan_page(
+        &app,
+        &signed_in,
+        &code,
+        None,
+        FormErrors::default(),
+        StatusCode::OK,
+    )
+    .await
+}
+
+pub async fn update_plan(
+    State(app): State<AppState>,
+    signed_in: SignedIn,
+    Path(code): Path<String>,
+    Submitted(form): Submitted<EditPlanForm>,
+) -> Response {
+    if let Err(page) = staff_only(&signed_in).await {
+        return page;
+    }
+    let mut errors = FormErrors::default();
+    let price = parse_amount(&form.price);
+    if price.is_none() {
+        errors.add("price", "A price such as 19.00.");
+    }
+    let cycle_days = form.cycle_days.trim().parse::<i64>().ok();
+    if cycle_days.is_none() {
+        errors.add("cycle_days", "A whole number of days.");
+    }
+    let limits = parse_limits(&form.limits);
+    if limits.is_none() {
+        errors.add(
+            "limits",
+            "Write them as meter=number, separated by commas: applications=10, members=5.",
+        );
+    }
+    let current = match admin::all_plans(&app).await {
+        Ok(plans) => plans.into_iter().find(|p| p.code == code),
+        Err(e) => return problem_page(e.into()),
+    };
+    let Some(current) = current else {
+        return not_found_page().await;
+    };
+    let (Some(price), Some(cycle_days), Some(limits)) = (price, cycle_days, limits) else {
+        return plan_page(
+            &app,
+            &signed_in,
+            &code,
+            Some(form),
+            errors,
+            StatusCode::UNPROCESSABLE_ENTITY,
+        )
+        .await;
+    };
+    // The form shows every limit: one that is gone from it is removed (the meter is unlimited).
+    let mut changed: std::collections::BTreeMap<String, Option<i64>> = current
+        .limits
+        .0
+        .keys()
+        .map(|meter| (meter.clone(), None))
+        .collect();
+    changed.extend(limits.into_iter().map(|(m, n)| (m, Some(n))));
+    let fallback = form.fallback.trim();
+    let request = crate::http::admin::UpdatePlanRequest {
+        name: Some(form.name.clone()),
+        description: Some(form.description.clone()),
+        price: Some(price),
+        currency: Some(form.currency.trim().to_owned()),
+        cycle_days: Some(cycle_days),
+        renews: Some(form.renews.is_some()),
+        fallback: Some(Some(fallback.to_owned()).filter(|f| !f.is_empty())),
+        limits: Some(changed),
+        public: Some(form.public.is_some()),
+        archived: None,
+    };
+    let actor = Actor::Admin(signed_in.principal.user_id());
+    let result = match request.parse() {
+        Ok(change) => admin::update_plan(&app, &code, change, actor)
+            .await
+            .map_err(Into::into),
+        Err(e) => Err(e),
+    };
+    match result {
+        Ok(_) => Redirect::to("/admin/plans?notice=plan_updated").into_response(),
+        Err(err) => {
+            let status = err.status;
+            match FormErrors::from_api(err, &[]) {
+                Ok(errors) => plan_page(&app, &signed_in, &code, Some(form), errors, status).await,
                 Err(err) => problem_page(err),
             }
         }

@@ -1,6 +1,8 @@
 //! `/dashboard`: the business at a glance — plan, status, period, credits, and every meter as
 //! used of its limit, with when it starts again.
 
+use std::collections::BTreeMap;
+
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -10,7 +12,7 @@ use super::format::{day, moment, money};
 use super::session::SignedIn;
 use super::{Chrome, render, server_error};
 use crate::app::AppState;
-use crate::metering::{self, MeterKind};
+use crate::metering::{self, MeterKind, MeterStatus};
 
 pub struct MeterRow {
     pub name: String,
@@ -20,6 +22,21 @@ pub struct MeterRow {
     pub shown: i64,
     pub gauge: bool,
     pub resets: Option<String>,
+}
+
+/// The rows of `pages/meters.html`.
+pub(super) fn meter_rows(meters: BTreeMap<String, MeterStatus>) -> Vec<MeterRow> {
+    meters
+        .into_iter()
+        .map(|(name, m)| MeterRow {
+            shown: m.limit.map_or(m.used, |l| m.used.min(l)),
+            name,
+            used: m.used,
+            limit: m.limit,
+            gauge: m.kind == MeterKind::Gauge,
+            resets: m.resets_at.map(moment),
+        })
+        .collect()
 }
 
 #[derive(askama::Template)]
@@ -46,24 +63,22 @@ pub async fn dashboard_page(
     // the meters in one statement: this page is what every customer opens first.
     let figures = async {
         let mut tx = app.db.read().await?;
-        anyhow::Ok(metering::dashboard_figures(tx.conn(), principal, app.products.meters()).await?)
+        anyhow::Ok(
+            metering::dashboard_figures(
+                tx.conn(),
+                principal.business_id,
+                principal.subscription.as_ref(),
+                app.products.meters(),
+            )
+            .await?,
+        )
     }
     .await;
     let (balance, meters) = match figures {
         Ok(f) => f,
         Err(e) => return server_error(e),
     };
-    let meters = meters
-        .into_iter()
-        .map(|(name, m)| MeterRow {
-            shown: m.limit.map_or(m.used, |l| m.used.min(l)),
-            name,
-            used: m.used,
-            limit: m.limit,
-            gauge: m.kind == MeterKind::Gauge,
-            resets: m.resets_at.map(moment),
-        })
-        .collect();
+    let meters = meter_rows(meters);
     let email_verified = principal
         .member
         .as_ref()

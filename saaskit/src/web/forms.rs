@@ -145,6 +145,7 @@ pub fn notice_text(name: &str) -> Option<&'static str> {
         "staff_granted" => "The user is staff now.",
         "staff_removed" => "The user is no longer staff.",
         "plan_created" => "The plan was created.",
+        "plan_updated" => "The plan was changed: its new limits apply from the next check.",
         "plan_archived" => "The plan was archived: no one can choose it any more.",
         "key_revoked" => "The key was revoked: it no longer works.",
         "bot_deleted" => "The bot was deleted; its token no longer works.",

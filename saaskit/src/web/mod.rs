@@ -70,6 +70,10 @@ pub fn router(app: &AppState) -> Router<AppState> {
             "/admin/plans",
             get(admin::show_plans).post(admin::create_plan),
         )
+        .route(
+            "/admin/plans/{code}",
+            get(admin::show_plan).post(admin::update_plan),
+        )
         .route("/admin/plans/{code}/archive", post(admin::archive_plan))
         .route("/admin/businesses/{id}/credits", post(admin::grant_credits))
         .route("/admin/businesses/{id}/plan", post(admin::set_plan))

@@ -28,7 +28,8 @@ pub struct Options {
 /// `reset-timing` is not a load: it alternates password reset requests for registered and
 /// unknown addresses on one connection and compares their medians (the answer must not tell
 /// which is which).
-/// `dashboard` is the `/dashboard` page for an owner's browser session (the session cookie);
+/// `dashboard` is the `/dashboard` page for an owner's browser session (its session and CSRF
+/// cookies);
 /// `dashboard-weight` is not a load: it adds up the page's bytes and its assets'.
 pub const TARGETS: &[&str] = &[
     "healthz",
@@ -266,9 +267,11 @@ async fn drive(
                     "me" => client
                         .get(format!("{base}/api/v1/me"))
                         .bearer_auth(&t.token),
-                    "dashboard" => client
-                        .get(format!("{base}/dashboard"))
-                        .header("cookie", format!("saaskit_session={}", t.token)),
+                    // Both cookies, as a browser that has been here before sends them.
+                    "dashboard" => client.get(format!("{base}/dashboard")).header(
+                        "cookie",
+                        format!("saaskit_session={}; saaskit_csrf=seed-{}", t.token, t.email),
+                    ),
                     "login" => client
                         .post(format!("{base}/api/v1/login"))
                         .json(&json!({"email": t.email, "password": PASSWORD})),

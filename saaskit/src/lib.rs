@@ -5,6 +5,7 @@
 pub mod accounts;
 pub mod app;
 pub mod audit;
+pub mod backup;
 pub mod billing;
 pub mod cli;
 pub mod clock;

@@ -180,6 +180,13 @@ pub struct Products {
 }
 
 impl Products {
+    /// Each product's name with its migrations, for those that have any.
+    pub(crate) fn migration_sets(&self) -> impl Iterator<Item = (&str, &Migrations)> {
+        self.products
+            .iter()
+            .filter_map(|p| Some((p.name.as_str(), p.migrations.as_ref()?)))
+    }
+
     /// saaskit alone.
     pub fn new() -> Products {
         Products::default()

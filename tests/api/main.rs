@@ -6,6 +6,7 @@ mod smtp_sink;
 
 mod admin;
 mod audit;
+mod backup;
 mod billing;
 mod cli;
 mod compat;

@@ -40,6 +40,13 @@ enum Command {
         #[arg(long, value_parser = parse_time)]
         at: Option<chrono::DateTime<chrono::Utc>>,
     },
+    /// Write a consistent snapshot of the live SQLite database to FILE (and its checksum to
+    /// FILE.sha256) while the server keeps serving. On PostgreSQL, says what to use instead.
+    Backup { file: std::path::PathBuf },
+    /// Replace the SQLite database with the backup FILE, once it has proved itself (checksum,
+    /// integrity, schema, audit chain, references, ledger). Stop the server first; the old
+    /// database is kept aside.
+    Restore { file: std::path::PathBuf },
     /// Manage plans.
     #[command(subcommand)]
     Plan(PlanCommand),
@@ -299,6 +306,40 @@ async fn run(cli: Cli, products: Arc<Products>) -> anyhow::Result<()> {
             products.migrate(&db).await?;
             db.close().await;
             tracing::info!(database = %redact_url(&config.database_url), "migrations applied");
+            Ok(())
+        }
+        Command::Backup { file } => {
+            let db = Db::connect(&config.database_url, 1).await?;
+            let made = crate::backup::backup(&db, &file).await;
+            db.close().await;
+            let made = made?;
+            println!(
+                "backed up to {} ({} bytes, sha256 {}) in {} ms",
+                made.path.display(),
+                made.bytes,
+                made.sha256,
+                made.took.as_millis()
+            );
+            Ok(())
+        }
+        Command::Restore { file } => {
+            let restored = crate::backup::restore(&config.database_url, &products, &file).await?;
+            println!(
+                "restored {} into {}: integrity ok, audit log intact ({} entries), references \
+                 and {} ledgers checked{}",
+                file.display(),
+                redact_url(&config.database_url),
+                restored.audit_entries,
+                restored.businesses_with_credits,
+                if restored.migrated {
+                    ", schema brought up to date"
+                } else {
+                    ""
+                }
+            );
+            if let Some(previous) = restored.previous {
+                println!("the database it replaced is kept at {}", previous.display());
+            }
             Ok(())
         }
         Command::Renew { at } => {

@@ -60,9 +60,10 @@ pub async fn dashboard_page(
 ) -> Response {
     let principal = &signed_in.principal;
     // The subscription and its plan come with the session (the auth context); the balance and
-    // the meters in one statement: this page is what every customer opens first.
+    // the meters in one statement, outside a transaction: this page is what every customer
+    // opens first.
     let figures = async {
-        let mut tx = app.db.read().await?;
+        let mut tx = app.db.single().await?;
         anyhow::Ok(
             metering::dashboard_figures(
                 tx.conn(),

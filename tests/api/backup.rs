@@ -1,0 +1,231 @@
+//! `saaskit backup` while the server writes, and `saaskit restore` into a fresh place: the backup
+//! holds every write acknowledged before it began and proves itself; a damaged backup, or one
+//! from a newer binary, is refused and changes nothing. On PostgreSQL both say what to use.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::cli::saaskit;
+use crate::db_test;
+use crate::helpers::*;
+
+/// Runs `saaskit args…` on the database at `url`: (success, stdout, stderr).
+fn run(url: &str, args: &[&str]) -> (bool, String, String) {
+    let out = saaskit()
+        .args(args)
+        .env("SAASKIT_DATABASE_URL", url)
+        .output()
+        .expect("run saaskit");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn digest(path: &Path) -> String {
+    saaskit::backup::digest_file(path).expect("digest").1
+}
+
+/// What the flood had acknowledged by some moment.
+#[derive(Default, Clone)]
+struct Acked {
+    recordings: BTreeSet<String>,
+    emails: BTreeSet<String>,
+    granted: i64,
+}
+
+async fn ids_in(url: &str, sql: &str) -> BTreeSet<String> {
+    let db = saaskit::db::Db::connect(url, 1)
+        .await
+        .expect("open the restored database");
+    let saaskit::db::Db::Sqlite(pool) = &db else {
+        panic!("a SQLite database")
+    };
+    let rows: Vec<(String,)> = sqlx::query_as(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_all(pool)
+        .await
+        .expect("query the restored database");
+    db.close().await;
+    rows.into_iter().map(|(s,)| s).collect()
+}
+
+db_test! {
+    async fn a_backup_taken_under_writes_restores_whole_and_a_damaged_one_is_refused(app) {
+        let dir = std::env::temp_dir().join(format!("saaskit-backup-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("a folder");
+        let path = |name: &str| dir.join(name);
+        let url = app.test_db.url.clone();
+        if app.test_db.backend == Backend::Postgres {
+            for args in [["backup", "x.db"], ["restore", "x.db"]] {
+                let (ok, _, err) = run(&url, &args);
+                assert!(!ok, "{args:?} does not pretend on PostgreSQL");
+                assert!(err.contains("pg_dump") && err.contains("WAL archiving"), "{err}");
+            }
+            return;
+        }
+
+        // A business that can record freely, with its SDK key and one application.
+        let signup = app.signup("owner@example.com").await;
+        let owner = token_of(&signup);
+        let business: uuid::Uuid = signup["business"]["id"].as_str().and_then(|s| s.parse().ok()).expect("id");
+        app.put_on_plan(business, "big", &[("recordings", 1_000_000)]).await;
+        let (_, key) = app.post("/api/v1/api-keys", Some(&owner), json!({"name": "sdk"})).await;
+        let sdk = key["key"].as_str().expect("key").to_owned();
+        let (_, application) = app.post("/api/v1/applications", Some(&owner), json!({"name": "web"})).await;
+        let application = application["id"].as_str().expect("id").to_owned();
+
+        // The flood: metered writes and signups at once, each noted once acknowledged.
+        let acked = Arc::new(Mutex::new(Acked::default()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut writers = Vec::new();
+        for w in 0..3 {
+            let (client, base, sdk, application) = (app.client.clone(), app.url(""), sdk.clone(), application.clone());
+            let (acked, stop) = (acked.clone(), stop.clone());
+            writers.push(tokio::spawn(async move {
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    n += 1;
+                    if w == 0 && n % 5 == 0 {
+                        let email = format!("flood{n}@example.com");
+                        let res = client.post(format!("{base}/api/v1/signup"))
+                            .json(&json!({"email": email, "password": PASSWORD, "first_name": "F",
+                                          "last_name": "L", "business": {"name": "Flood"}}))
+                            .send().await.expect("signup");
+                        if res.status() == StatusCode::CREATED {
+                            acked.lock().expect("lock").emails.insert(email);
+                        }
+                        continue;
+                    }
+                    let res = client.post(format!("{base}/api/v1/recordings")).bearer_auth(&sdk)
+                        .json(&json!({"application_id": application, "duration_ms": 1200}))
+                        .send().await.expect("record");
+                    if res.status() == StatusCode::CREATED {
+                        let body: serde_json::Value = res.json().await.expect("json");
+                        let id = body["id"].as_str().expect("id").to_owned();
+                        acked.lock().expect("lock").recordings.insert(id);
+                    }
+                }
+            }));
+        }
+        let grant = |amount: i64| {
+            let (ok, out, err) = run(&url, &["business", "grant-credits", &business.to_string(), &amount.to_string()]);
+            assert!(ok, "{out}{err}");
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        grant(700);
+        acked.lock().expect("lock").granted += 700;
+        let (ok, out, err) = run(&url, &["renew"]);
+        assert!(ok, "a renewal sweep runs during the flood: {out}{err}");
+
+        // Two backups while the writes go on; what was acknowledged before each began is in it.
+        let mut taken: Vec<(PathBuf, Acked)> = Vec::new();
+        for name in ["first.db", "second.db"] {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            let before = acked.lock().expect("lock").clone();
+            let file = path(name);
+            let (ok, out, err) = run(&url, &["backup", file.to_str().expect("utf-8")]);
+            assert!(ok, "{out}{err}");
+            assert!(out.contains("backed up to") && out.contains("sha256"), "{out}");
+            taken.push((file, before));
+            grant(50);
+            acked.lock().expect("lock").granted += 50;
+        }
+        stop.store(true, Ordering::Relaxed);
+        for w in writers {
+            w.await.expect("a writer");
+        }
+        let (last, before) = taken.pop().expect("a backup");
+        assert!(before.recordings.len() > 20 && !before.emails.is_empty(), "the flood wrote");
+
+        // The checksum sits beside it in sha256sum's format.
+        let sums = std::fs::read_to_string(saaskit::backup::checksum_path(&last)).expect("checksum");
+        assert_eq!(sums, format!("{}  second.db\n", digest(&last)));
+
+        // Restored into a fresh place, it proves itself and holds every acknowledged write.
+        let fresh = path("fresh.db");
+        let fresh_url = format!("sqlite://{}", fresh.display());
+        let (ok, out, err) = run(&fresh_url, &["restore", last.to_str().expect("utf-8")]);
+        assert!(ok, "{out}{err}");
+        assert!(out.contains("integrity ok") && out.contains("audit log intact"), "{out}");
+        let recordings = ids_in(&fresh_url, "SELECT lower(hex(id)) FROM recordings").await;
+        for id in &before.recordings {
+            assert!(recordings.contains(&id.replace('-', "")), "recording {id} was acknowledged before the backup");
+        }
+        let emails = ids_in(&fresh_url, "SELECT email FROM users").await;
+        assert!(before.emails.is_subset(&emails), "every acknowledged signup is there");
+        let balance = ids_in(&fresh_url, &format!(
+            "SELECT CAST(SUM(amount) AS TEXT) FROM ledger_entries WHERE lower(hex(business_id)) = '{}'",
+            business.simple()
+        )).await;
+        assert_eq!(balance, BTreeSet::from([before.granted.to_string()]), "the ledger as it was");
+        let (ok, out, err) = run(&fresh_url, &["audit", "verify"]);
+        assert!(ok && out.contains("intact"), "{out}{err}");
+
+        // Damaged backups are refused, and the database they would replace is left as it was.
+        let untouched = digest(&fresh);
+        let damaged = |name: &str, bytes: Vec<u8>, recompute: bool| {
+            let file = path(name);
+            std::fs::write(&file, &bytes).expect("write");
+            let sum = if recompute { digest(&file) } else { digest(&last) };
+            std::fs::write(saaskit::backup::checksum_path(&file), format!("{sum}  {name}\n")).expect("write");
+            file
+        };
+        let original = std::fs::read(&last).expect("read the backup");
+        let mut flipped = original.clone();
+        let middle = flipped.len() / 2;
+        flipped[middle] ^= 0xff;
+        let truncated = original[..original.len() / 3].to_vec();
+        let mut scrambled = original.clone();
+        for b in &mut scrambled[4096..12288] {
+            *b = 0x5a;
+        }
+        for (file, says) in [
+            (damaged("flipped.db", flipped, false), "does not match its checksum"),
+            (damaged("truncated.db", truncated, false), "does not match its checksum"),
+            (damaged("scrambled.db", scrambled, true), "the backup was not restored"),
+        ] {
+            let (ok, out, err) = run(&fresh_url, &["restore", file.to_str().expect("utf-8")]);
+            assert!(!ok, "{} is refused: {out}", file.display());
+            assert!(err.contains(says), "{err}");
+            assert_eq!(digest(&fresh), untouched, "the database is untouched");
+        }
+        let (ok, _, err) = run(&fresh_url, &["restore", path("missing.db").to_str().expect("utf-8")]);
+        assert!(!ok && err.contains("no checksum beside the backup"), "{err}");
+
+        // A backup from a newer binary: its schema is one this binary does not know.
+        let newer = path("newer.db");
+        std::fs::copy(&last, &newer).expect("copy");
+        {
+            let newer_url = format!("sqlite://{}", newer.display());
+            let db = saaskit::db::Db::connect(&newer_url, 1).await.expect("open");
+            let saaskit::db::Db::Sqlite(pool) = &db else { panic!("SQLite") };
+            sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) \
+                         VALUES (9999, 'from the future', TRUE, x'00', 0)")
+                .execute(pool).await.expect("a future migration");
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await.expect("checkpoint");
+            db.close().await;
+        }
+        std::fs::write(saaskit::backup::checksum_path(&newer), format!("{}  newer.db\n", digest(&newer))).expect("write");
+        let (ok, _, err) = run(&fresh_url, &["restore", newer.to_str().expect("utf-8")]);
+        assert!(!ok && err.contains("made by a newer saaskit"), "{err}");
+        assert_eq!(digest(&fresh), untouched);
+
+        // Restoring over a database keeps the old one aside.
+        let (first, _) = taken.pop().expect("the first backup");
+        let (ok, out, err) = run(&fresh_url, &["restore", first.to_str().expect("utf-8")]);
+        assert!(ok, "{out}{err}");
+        assert!(out.contains("the database it replaced is kept at"), "{out}");
+        let aside: Vec<_> = std::fs::read_dir(&dir).expect("list").flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("fresh.db.before-restore-"))
+            .collect();
+        assert_eq!(aside.len(), 1, "the replaced database is kept");
+        assert_eq!(digest(&aside[0].path()), untouched);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -31,6 +31,8 @@ pub struct Options {
 /// `dashboard` is the `/dashboard` page for an owner's browser session (its session and CSRF
 /// cookies);
 /// `dashboard-weight` is not a load: it adds up the page's bytes and its assets'.
+/// `backup-stall` (SQLite) grows the database to `SAASKIT_BENCH_BACKUP_MB` (default 1024) MB,
+/// then runs `saaskit backup` while metered writes go on, and reports how long writes waited.
 pub const TARGETS: &[&str] = &[
     "healthz",
     "me",
@@ -40,6 +42,7 @@ pub const TARGETS: &[&str] = &[
     "reset-timing",
     "dashboard",
     "dashboard-weight",
+    "backup-stall",
 ];
 
 const PASSWORD: &str = "correct horse battery";
@@ -358,6 +361,13 @@ async fn run_on(scratch: &Scratch, opts: &Options) -> anyhow::Result<()> {
             dashboard_weight(&server, &tenants[0]).await?;
             continue;
         }
+        if target == "backup-stall" {
+            match &scratch.sqlite_path {
+                Some(path) => backup_stall(&server, &tenants, path, opts.connections).await?,
+                None => println!("backup-stall: SQLite only (PostgreSQL has its own tools)"),
+            }
+            continue;
+        }
         if target == "flood" {
             let half = (opts.connections / 2).max(1);
             let (login, me) = tokio::join!(
@@ -496,5 +506,143 @@ async fn reset_timing(server: &Server, tenants: &[Tenant], pairs: usize) -> anyh
         k50 - u50,
         100.0 * (k50 - u50) / u50
     );
+    Ok(())
+}
+
+/// Writes stall while a backup runs? Grows the database, then keeps `connections` metered
+/// writes going while `saaskit backup` runs, and compares write latency before and during it.
+async fn backup_stall(
+    server: &Server,
+    tenants: &Arc<Vec<Tenant>>,
+    path: &std::path::Path,
+    connections: usize,
+) -> anyhow::Result<()> {
+    let mb: i64 = std::env::var("SAASKIT_BENCH_BACKUP_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1024);
+    let filling = Instant::now();
+    {
+        // Bulk rows beside saaskit's tables: what a backup copies is pages, whatever they hold.
+        let url = format!("sqlite://{}", path.display());
+        let pool = sqlx::SqlitePool::connect(&url).await?;
+        sqlx::query("CREATE TABLE bench_filler (id INTEGER PRIMARY KEY, payload BLOB)")
+            .execute(&pool)
+            .await?;
+        // 4,000-byte rows, 25,000 (about 100 MB) per transaction.
+        let rows = mb * 1024 * 1024 / 4000;
+        let mut done = 0;
+        while done < rows {
+            let n = (rows - done).min(25_000);
+            sqlx::query(
+                "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < ?) \
+                 INSERT INTO bench_filler (payload) SELECT randomblob(4000) FROM c",
+            )
+            .bind(n)
+            .execute(&pool)
+            .await?;
+            done += n;
+        }
+        sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")
+            .execute(&pool)
+            .await?;
+        pool.close().await;
+    }
+    let size = std::fs::metadata(path)?.len();
+    eprintln!(
+        "backup-stall: database grown to {:.0} MB in {:.1} s",
+        size as f64 / 1e6,
+        filling.elapsed().as_secs_f64()
+    );
+    let client = reqwest::Client::builder().http1_only().build()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut writers = Vec::new();
+    for c in 0..connections {
+        let (client, tenants, stop) = (client.clone(), tenants.clone(), stop.clone());
+        let base = server.base.clone();
+        writers.push(tokio::spawn(async move {
+            // (when it was sent, since the start; how long it took), both in microseconds
+            let mut seen: Vec<(u64, u64)> = Vec::new();
+            let mut i = c;
+            while !stop.load(Ordering::Relaxed) {
+                let t = &tenants[i % tenants.len()];
+                i += connections;
+                let sent = Instant::now();
+                let ok = client
+                    .post(format!("{base}/api/v1/recordings"))
+                    .bearer_auth(&t.sdk_key)
+                    .json(&json!({"application_id": t.application, "events": 12}))
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success());
+                if ok {
+                    let at = sent.duration_since(started).as_micros() as u64;
+                    seen.push((at, sent.elapsed().as_micros() as u64));
+                }
+            }
+            seen
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let target = path.with_extension("backup.db");
+    let from = started.elapsed().as_micros() as u64;
+    let backup = {
+        let binary = server.binary.clone();
+        let url = server.database_url.clone();
+        let target = target.clone();
+        tokio::task::spawn_blocking(move || {
+            Command::new(binary)
+                .args(["backup", target.to_str().unwrap_or_default()])
+                .env("SAASKIT_DATABASE_URL", url)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+        })
+        .await??
+    };
+    let to = started.elapsed().as_micros() as u64;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = Vec::new();
+    for w in writers {
+        seen.extend(w.await?);
+    }
+    if !backup.success() {
+        bail!("saaskit backup failed");
+    }
+    let backup_bytes = std::fs::metadata(&target).map(|m| m.len()).unwrap_or(0);
+    let _ = std::fs::remove_file(&target);
+    let _ = std::fs::remove_file(target.with_extension("db.sha256"));
+    let summary = |during: bool| {
+        let mut l: Vec<u64> = seen
+            .iter()
+            .filter(|(at, took)| (*at + *took >= from && *at <= to) == during)
+            .map(|(_, took)| *took)
+            .collect();
+        l.sort_unstable();
+        let pick = |q: f64| {
+            l.get(((l.len() as f64 * q) as usize).min(l.len().saturating_sub(1)))
+                .map_or(0.0, |v| *v as f64 / 1000.0)
+        };
+        (
+            l.len(),
+            pick(0.5),
+            pick(0.99),
+            l.last().map_or(0.0, |v| *v as f64 / 1000.0),
+        )
+    };
+    let (n_out, p50_out, p99_out, max_out) = summary(false);
+    let (n_in, p50_in, p99_in, max_in) = summary(true);
+    println!(
+        "backup of a {:.0} MB database: {:.1} s, {:.0} MB written; {connections} writers",
+        size as f64 / 1e6,
+        (to - from) as f64 / 1e6,
+        backup_bytes as f64 / 1e6
+    );
+    println!("| metered writes | count | p50 ms | p99 ms | max ms |");
+    println!("|---|---:|---:|---:|---:|");
+    println!("| outside the backup | {n_out} | {p50_out:.2} | {p99_out:.2} | {max_out:.1} |");
+    println!("| during the backup | {n_in} | {p50_in:.2} | {p99_in:.2} | {max_in:.1} |");
     Ok(())
 }

@@ -149,6 +149,7 @@ pub async fn run(
         ));
     }
     let mail_worker = tokio::spawn(crate::jobs::mail::run(app.clone(), stop_rx.clone()));
+    let backups = tokio::spawn(crate::jobs::backup::run(app.clone(), stop_rx.clone()));
     let renewals = tokio::spawn(crate::jobs::renew::run(app.clone(), stop_rx));
     let served = serve(app.clone(), router, listener, async move {
         shutdown.await;
@@ -162,6 +163,7 @@ pub async fn run(
         app.background.wait().await;
         let _ = mail_worker.await;
         let _ = renewals.await;
+        let _ = backups.await;
     };
     if tokio::time::timeout(Duration::from_secs(20), jobs)
         .await

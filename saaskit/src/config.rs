@@ -196,6 +196,27 @@ pub struct Config {
     #[arg(long, env = "SAASKIT_METRICS_BIND", global = true)]
     pub metrics_bind: Option<SocketAddr>,
 
+    /// Where `serve` writes its scheduled backups of the SQLite database (see
+    /// SAASKIT_BACKUP_EVERY).
+    #[arg(long, env = "SAASKIT_BACKUP_DIR", global = true)]
+    pub backup_dir: Option<PathBuf>,
+
+    /// How often `serve` backs the SQLite database up into SAASKIT_BACKUP_DIR, e.g. `1h` or
+    /// `30m` (s, m, h or d). Unset: no scheduled backups. Each backup is taken once, by one
+    /// process, however many serve the database.
+    #[arg(long, env = "SAASKIT_BACKUP_EVERY", value_parser = parse_every, global = true)]
+    pub backup_every: Option<u64>,
+
+    /// How many scheduled backups to keep; older ones are removed after each new one.
+    #[arg(
+        long,
+        env = "SAASKIT_BACKUP_KEEP",
+        default_value_t = 24,
+        value_parser = clap::value_parser!(u32).range(1..),
+        global = true
+    )]
+    pub backup_keep: u32,
+
     /// Log format: human-readable text or one JSON object per line.
     #[arg(
         long,
@@ -447,6 +468,14 @@ impl Config {
         if self.default_plan.trim().is_empty() {
             anyhow::bail!("SAASKIT_DEFAULT_PLAN may not be empty");
         }
+        if self.backup_every.is_some() {
+            if self.backup_dir.is_none() {
+                anyhow::bail!("SAASKIT_BACKUP_EVERY needs SAASKIT_BACKUP_DIR: where to put them");
+            }
+            if crate::db::sqlite_file(&self.database_url).is_none() {
+                anyhow::bail!("SAASKIT_BACKUP_EVERY: {}", crate::backup::POSTGRES);
+            }
+        }
         Ok(())
     }
 
@@ -477,6 +506,9 @@ impl Config {
             key_rotation_overlap_secs: 0,
             metrics_token: None,
             metrics_bind: None,
+            backup_dir: None,
+            backup_every: None,
+            backup_keep: 24,
             hash_concurrency: None,
             log_format: LogFormat::Text,
             shutdown_timeout_secs: 30,
@@ -500,4 +532,12 @@ impl Config {
             secret_key_file: None,
         }
     }
+}
+
+/// `SAASKIT_BACKUP_EVERY`: a period such as `1h`, in seconds (a minute to a year).
+fn parse_every(s: &str) -> Result<u64, String> {
+    crate::ratelimit::period_secs(s)
+        .filter(|secs| (60..=366 * 86_400).contains(secs))
+        .and_then(|secs| u64::try_from(secs).ok())
+        .ok_or_else(|| format!("{s:?} is not a period from 1m to 366d, like 1h or 30m"))
 }

@@ -34,6 +34,12 @@ pub struct Metrics {
     pub renewals: AtomicU64,
     pub mail_retries: AtomicU64,
     pub mail_failures: AtomicU64,
+    /// The last scheduled backup this process took: when it finished (Unix seconds; 0 for
+    /// none yet), its size and how long it took.
+    pub backup_last_success: AtomicU64,
+    pub backup_last_bytes: AtomicU64,
+    pub backup_last_millis: AtomicU64,
+    pub backup_failures: AtomicU64,
 }
 
 /// What is read from the database at scrape time.
@@ -175,6 +181,35 @@ impl Metrics {
             "saaskit_mail_failures_total",
             "Mail given up on after every retry.",
             self.mail_failures.load(Ordering::Relaxed),
+        )?;
+        counter(
+            out,
+            "saaskit_backup_failures_total",
+            "Scheduled backups that failed (each is retried).",
+            self.backup_failures.load(Ordering::Relaxed),
+        )?;
+        let as_i64 = |a: &AtomicU64| i64::try_from(a.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+        gauge(
+            out,
+            "saaskit_backup_last_success_timestamp_seconds",
+            "When this process's last scheduled backup finished (0: none yet).",
+            as_i64(&self.backup_last_success),
+        )?;
+        gauge(
+            out,
+            "saaskit_backup_last_size_bytes",
+            "The size of this process's last scheduled backup.",
+            as_i64(&self.backup_last_bytes),
+        )?;
+        writeln!(
+            out,
+            "# HELP saaskit_backup_last_duration_seconds How long this process's last scheduled backup took."
+        )?;
+        writeln!(out, "# TYPE saaskit_backup_last_duration_seconds gauge")?;
+        writeln!(
+            out,
+            "saaskit_backup_last_duration_seconds {}",
+            self.backup_last_millis.load(Ordering::Relaxed) as f64 / 1000.0
         )?;
         gauge(
             out,

@@ -42,27 +42,29 @@ impl FromStr for Rule {
         let bad = || format!("{s:?} is not a rate like 5/15m (hits per period: s, m, h or d)");
         let (limit, period) = s.trim().split_once('/').ok_or_else(bad)?;
         let limit: i64 = limit.trim().parse().map_err(|_| bad())?;
-        let period = period.trim();
-        let split = period.find(|c: char| !c.is_ascii_digit()).ok_or_else(bad)?;
-        let (n, unit) = period.split_at(split);
-        let n: i64 = if n.is_empty() {
-            1
-        } else {
-            n.parse().map_err(|_| bad())?
-        };
-        let unit_secs = match unit {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            "d" => 86_400,
-            _ => return Err(bad()),
-        };
-        let period_secs = n.checked_mul(unit_secs).ok_or_else(bad)?;
+        let period_secs = period_secs(period).ok_or_else(bad)?;
         if !(1..=1_000_000_000).contains(&limit) || !(1..=366 * 86_400).contains(&period_secs) {
             return Err(bad());
         }
         Ok(Rule { limit, period_secs })
     }
+}
+
+/// A period written as a number and a unit (`30s`, `15m`, `1h`, `7d`; a bare unit is one of it),
+/// in seconds.
+pub fn period_secs(period: &str) -> Option<i64> {
+    let period = period.trim();
+    let split = period.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = period.split_at(split);
+    let n: i64 = if n.is_empty() { 1 } else { n.parse().ok()? };
+    let unit_secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(unit_secs)
 }
 
 impl fmt::Display for Rule {

@@ -229,3 +229,114 @@ db_test! {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// The scheduled backups' files in `dir`, oldest first.
+fn scheduled(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("saaskit-") && n.ends_with(".db"))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// Waits (a bounded while: the loops look at the clock every second) until `done` holds.
+async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..100 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    panic!("not within 10 s: {what}");
+}
+
+db_test! {
+    async fn serve_backs_up_on_a_schedule_once_per_slot_keeps_the_newest_and_retries_failures(app) {
+        let dir = std::env::temp_dir().join(format!("saaskit-scheduled-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("a folder");
+        if app.test_db.backend == Backend::Postgres {
+            // The schedule is refused at start on PostgreSQL, with what to use instead.
+            let (ok, _, err) = crate::cli::saaskit()
+                .args(["migrate"])
+                .env("SAASKIT_DATABASE_URL", &app.test_db.url)
+                .env("SAASKIT_BACKUP_EVERY", "1h")
+                .env("SAASKIT_BACKUP_DIR", &dir)
+                .output()
+                .map(|o| (o.status.success(), (), String::from_utf8_lossy(&o.stderr).into_owned()))
+                .expect("run saaskit");
+            assert!(!ok && err.contains("pg_dump"), "{err}");
+            return;
+        }
+        // The folder cannot be made at first (a file is in the way): the backup fails, is
+        // counted, and is tried again once the way is clear.
+        let blocker = dir.join("blocked");
+        std::fs::write(&blocker, b"a file, not a folder").expect("write");
+        let target = blocker.join("backups");
+        let start = |target: PathBuf| {
+            let options = Options {
+                clock: app.clock.clone(),
+                configure: Box::new(move |c| {
+                    c.backup_every = Some(3600);
+                    c.backup_dir = Some(target);
+                    c.backup_keep = 2;
+                }),
+                ..Options::default()
+            };
+            saaskit::testing::TestApp::start(app.test_db.clone(), app.app.products.clone(), options)
+        };
+        // Two processes on one database, as two replicas would be.
+        let (one, two) = (start(target.clone()).await, start(target.clone()).await);
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let loops = [
+            tokio::spawn(saaskit::jobs::backup::run(one.app.clone(), stopped.clone())),
+            tokio::spawn(saaskit::jobs::backup::run(two.app.clone(), stopped.clone())),
+        ];
+        let failures = || {
+            [&one, &two].iter().map(|a| a.app.metrics.backup_failures.load(Ordering::Relaxed)).sum::<u64>()
+        };
+        eventually("the failure is counted", || failures() >= 1).await;
+        assert!(scheduled(&dir).is_empty());
+        std::fs::remove_file(&blocker).expect("clear the way");
+        app.clock.advance(chrono::Duration::seconds(31));
+        eventually("the retry succeeds", || scheduled(&target).len() == 1).await;
+
+        // Three more slots: one backup each (never two), and only the newest two are kept.
+        for _ in 0..3 {
+            let before = scheduled(&target);
+            app.clock.advance(chrono::Duration::hours(1));
+            eventually("the next slot's backup", || {
+                let now = scheduled(&target);
+                now.last() != before.last() && now.len() <= 2
+            }).await;
+        }
+        let kept = scheduled(&target);
+        assert_eq!(kept.len(), 2, "{kept:?}");
+        for name in &kept {
+            let file = target.join(name);
+            let sums = std::fs::read_to_string(saaskit::backup::checksum_path(&file)).expect("its checksum");
+            assert_eq!(sums, format!("{}  {name}\n", digest(&file)));
+        }
+        assert_eq!(app.count("backup_runs").await, 4, "one run per slot, whichever process took it");
+        let unfinished = app.exec("UPDATE backup_runs SET bytes = bytes WHERE finished_at IS NULL").await;
+        assert_eq!(unfinished, 0, "every claim finished");
+        let taken: u64 = [&one, &two].iter()
+            .filter(|a| a.app.metrics.backup_last_success.load(Ordering::Relaxed) > 0)
+            .map(|a| a.app.metrics.backup_last_bytes.load(Ordering::Relaxed))
+            .sum();
+        assert!(taken > 0, "the metrics name the last backup");
+        let metrics = one.app.metrics.render(&saaskit::metrics::Gauges {
+            pool_in_use: 0, pool_size: 0, outbox_backlog: 0, outbox_failed: 0,
+        });
+        assert!(metrics.contains("saaskit_backup_last_success_timestamp_seconds"), "{metrics}");
+        let _ = stop.send(true);
+        for l in loops {
+            l.await.expect("the loop stops");
+        }
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

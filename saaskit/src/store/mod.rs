@@ -4,6 +4,7 @@
 //! [`Conn`]: crate::db::Conn
 
 pub mod audit;
+pub mod backup_runs;
 pub mod businesses;
 pub mod events;
 pub mod ledger;

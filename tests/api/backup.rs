@@ -340,3 +340,91 @@ db_test! {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// Litestream's binary: `SAASKIT_LITESTREAM`, or where `.ci/litestream-tools` installs it.
+/// `None` (the drill is skipped) when it is not there, unless `SAASKIT_LITESTREAM_TESTS=required`.
+fn litestream() -> Option<PathBuf> {
+    let found = std::env::var_os("SAASKIT_LITESTREAM")
+        .map(PathBuf::from)
+        .or_else(|| {
+            let cache = std::env::var_os("XDG_CACHE_HOME")
+                .map(PathBuf::from)
+                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+            Some(cache.join("saaskit-litestream/venv/bin/litestream"))
+        })
+        .filter(|p| p.is_file());
+    if found.is_none() && std::env::var("SAASKIT_LITESTREAM_TESTS").is_ok_and(|v| v == "required") {
+        panic!(
+            "SAASKIT_LITESTREAM_TESTS=required but Litestream is missing: run .ci/litestream-tools"
+        );
+    }
+    found
+}
+
+db_test! {
+    async fn litestream_replicates_the_live_database_and_a_restore_drill_finds_every_write(app) {
+        if app.test_db.backend == Backend::Postgres {
+            return; // Litestream is for SQLite; PostgreSQL has WAL archiving (see the README).
+        }
+        let Some(litestream) = litestream() else { return };
+        let live = saaskit::db::sqlite_file(&app.test_db.url).expect("a SQLite file");
+        let dir = std::env::temp_dir().join(format!("saaskit-litestream-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).expect("a folder");
+        let config = dir.join("litestream.yml");
+        std::fs::write(&config, format!(
+            "dbs:\n  - path: {}\n    replica:\n      type: file\n      path: {}\n",
+            live.display(), dir.join("replica").display()
+        )).expect("write the configuration");
+        let mut replicating = std::process::Command::new(&litestream)
+            .args(["replicate", "-config", config.to_str().expect("utf-8")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(dir.join("litestream.log")).expect("a log"))
+            .spawn()
+            .expect("start litestream replicate");
+
+        // The server goes on as usual while Litestream follows its WAL: signups, and a backup
+        // of our own taken meanwhile.
+        let mut emails = BTreeSet::new();
+        for i in 0..20 {
+            let email = format!("replicated{i}@example.com");
+            app.signup(&email).await;
+            emails.insert(email);
+            if i == 10 {
+                let file = dir.join("ours.db");
+                let (ok, out, err) = run(&app.test_db.url, &["backup", file.to_str().expect("utf-8")]);
+                assert!(ok, "saaskit backup beside Litestream: {out}{err}");
+            }
+        }
+
+        // The drill: restore the replica into a fresh file until every acknowledged signup is in
+        // it (Litestream ships the WAL each second), then prove it as any restore is proved.
+        let restored = dir.join("restored.db");
+        let restored_url = format!("sqlite://{}", restored.display());
+        let mut found = BTreeSet::new();
+        for _ in 0..40 {
+            let _ = std::fs::remove_file(&restored);
+            let done = std::process::Command::new(&litestream)
+                .args(["restore", "-config", config.to_str().expect("utf-8"), "-o",
+                       restored.to_str().expect("utf-8"), live.to_str().expect("utf-8")])
+                .output()
+                .expect("run litestream restore");
+            if done.status.success() {
+                found = ids_in(&restored_url, "SELECT email FROM users").await;
+                if emails.is_subset(&found) {
+                    break;
+                }
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        let _ = replicating.kill();
+        let _ = replicating.wait();
+        let log = std::fs::read_to_string(dir.join("litestream.log")).unwrap_or_default();
+        assert!(emails.is_subset(&found), "every acknowledged signup is in the replica; litestream said:\n{log}");
+        assert!(!log.contains("level=ERROR"), "Litestream replicated without errors:\n{log}");
+        let integrity = ids_in(&restored_url, "PRAGMA integrity_check").await;
+        assert_eq!(integrity, BTreeSet::from(["ok".to_owned()]));
+        let (ok, out, err) = run(&restored_url, &["audit", "verify"]);
+        assert!(ok && out.contains("intact"), "{out}{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -39,6 +39,11 @@ fn help_documents_every_setting_and_subcommand() {
         "SAASKIT_SMTP_URL",
         "SAASKIT_MAIL_FROM",
         "SAASKIT_DEFAULT_PLAN",
+        "SAASKIT_BACKUP_EVERY",
+        "SAASKIT_BACKUP_DIR",
+        "SAASKIT_BACKUP_KEEP",
+        "backup",
+        "restore",
     ] {
         assert!(
             help.contains(needle),
@@ -70,6 +75,16 @@ fn bad_configuration_is_refused_with_a_clear_message() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("SAASKIT_PUBLIC_URL"));
+    for (every, dir) in [("90s", None), ("1h", None), ("0m", Some("/tmp")), ("soon", Some("/tmp"))] {
+        let mut cmd = saaskit();
+        cmd.args(["migrate"]).env("SAASKIT_BACKUP_EVERY", every);
+        if let Some(dir) = dir {
+            cmd.env("SAASKIT_BACKUP_DIR", dir);
+        }
+        let out = cmd.output().expect("run");
+        assert!(!out.status.success(), "SAASKIT_BACKUP_EVERY={every} without a usable setting");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("SAASKIT_BACKUP_"), "{every}");
+    }
 }
 
 fn free_port() -> u16 {

@@ -233,20 +233,39 @@ pub async fn restore(
             return Err(err.context("the backup was not restored"));
         }
     };
-    let previous = if target.exists() {
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
-        let aside = partial_path(&target, &format!("before-restore-{stamp}"));
-        for (from, to) in sqlite_files(&target).into_iter().zip(sqlite_files(&aside)) {
-            if from.exists() {
-                std::fs::rename(&from, &to).with_context(|| {
-                    format!("moving {} aside to {}", from.display(), to.display())
-                })?;
-            }
+    // The working copy reaches the disk before it takes the database's name.
+    std::fs::File::open(&working)
+        .and_then(|f| f.sync_all())
+        .with_context(|| format!("syncing {}", working.display()))?;
+    if target.exists()
+        && let Err(err) = fold_wal(&target).await
+    {
+        for file in sqlite_files(&working) {
+            let _ = std::fs::remove_file(file);
         }
-        Some(aside)
-    } else {
-        None
-    };
+        return Err(err.context("the backup was not restored"));
+    }
+    // The current database and whatever side files it left (a WAL that was not folded, a stray
+    // one without a database) go aside together: a WAL does not say which database it belongs
+    // to, and SQLite would replay it into the restored one.
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+    let aside = partial_path(&target, &format!("before-restore-{stamp}"));
+    let present: Vec<(PathBuf, PathBuf)> = sqlite_files(&target)
+        .into_iter()
+        .zip(sqlite_files(&aside))
+        .filter(|(from, _)| from.exists())
+        .collect();
+    let previous = (!present.is_empty()).then(|| aside.clone());
+    for (from, to) in &present {
+        std::fs::rename(from, to)
+            .with_context(|| format!("moving {} aside to {}", from.display(), to.display()))?;
+    }
+    if let Some(left) = sqlite_files(&target).into_iter().find(|f| f.exists()) {
+        bail!(
+            "{} is still there after moving the current database aside; nothing was restored",
+            left.display()
+        );
+    }
     std::fs::rename(&working, &target)
         .with_context(|| format!("putting the restored database at {}", target.display()))?;
     sync_dir(&target)?;
@@ -259,6 +278,40 @@ pub async fn restore(
         previous,
         ..checked
     })
+}
+
+/// The SQLite database at `path` (which must exist), opened as saaskit opens its own: by path,
+/// so nothing in the name is read as URL syntax.
+async fn open_file(path: &Path) -> anyhow::Result<Db> {
+    let options = sqlx::sqlite::SqliteConnectOptions::new().filename(path);
+    if !path.exists() {
+        bail!("there is no database at {}", path.display());
+    }
+    Db::connect_sqlite(options, 1).await
+}
+
+/// Folds the WAL of the database at `path` (a stopped server's) into the file and closes it, so
+/// that the file alone holds the database and can be moved.
+async fn fold_wal(path: &Path) -> anyhow::Result<()> {
+    let db = open_file(path).await?;
+    let folded = match &db {
+        Db::Sqlite(pool) => {
+            let (busy, _, _): (i64, i64, i64) = sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+                .fetch_one(pool)
+                .await
+                .context("folding the current database's WAL into it")?;
+            busy
+        }
+        Db::Postgres(_) => 0,
+    };
+    db.close().await;
+    if folded != 0 {
+        bail!(
+            "the current database at {} is in use: stop the server before restoring",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// A database file and its WAL and shared-memory files.
@@ -276,8 +329,7 @@ fn sqlite_files(db: &Path) -> Vec<PathBuf> {
 /// Checks the working copy at `path` and brings its schema up to date; closes it cleanly (its
 /// WAL folded back into the file) before returning.
 async fn check_copy(path: &Path, products: &Products) -> anyhow::Result<Restored> {
-    let url = format!("sqlite://{}", path.display());
-    let db = Db::connect(&url, 1).await?;
+    let db = open_file(path).await?;
     let result = check_open_copy(&db, products).await;
     if let Db::Sqlite(pool) = &db {
         let _ = sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)")

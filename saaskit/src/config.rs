@@ -539,5 +539,7 @@ fn parse_every(s: &str) -> Result<u64, String> {
     crate::ratelimit::period_secs(s)
         .filter(|secs| (60..=366 * 86_400).contains(secs))
         .and_then(|secs| u64::try_from(secs).ok())
-        .ok_or_else(|| format!("SAASKIT_BACKUP_EVERY: {s:?} is not a period from 1m to 366d, like 1h or 30m"))
+        .ok_or_else(|| {
+            format!("SAASKIT_BACKUP_EVERY: {s:?} is not a period from 1m to 366d, like 1h or 30m")
+        })
 }

@@ -40,6 +40,7 @@ pub struct Metrics {
     pub backup_last_bytes: AtomicU64,
     pub backup_last_millis: AtomicU64,
     pub backup_failures: AtomicU64,
+    pub backups_taken: AtomicU64,
 }
 
 /// What is read from the database at scrape time.
@@ -181,6 +182,12 @@ impl Metrics {
             "saaskit_mail_failures_total",
             "Mail given up on after every retry.",
             self.mail_failures.load(Ordering::Relaxed),
+        )?;
+        counter(
+            out,
+            "saaskit_backups_total",
+            "Scheduled backups this process took.",
+            self.backups_taken.load(Ordering::Relaxed),
         )?;
         counter(
             out,

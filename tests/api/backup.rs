@@ -188,7 +188,7 @@ db_test! {
         for (file, says) in [
             (damaged("flipped.db", flipped, false), "does not match its checksum"),
             (damaged("truncated.db", truncated, false), "does not match its checksum"),
-            (damaged("scrambled.db", scrambled, true), "the backup was not restored"),
+            (damaged("scrambled.db", scrambled, true), "not a readable SQLite database"),
         ] {
             let (ok, out, err) = run(&fresh_url, &["restore", file.to_str().expect("utf-8")]);
             assert!(!ok, "{} is refused: {out}", file.display());
@@ -197,6 +197,11 @@ db_test! {
         }
         let (ok, _, err) = run(&fresh_url, &["restore", path("missing.db").to_str().expect("utf-8")]);
         assert!(!ok && err.contains("no checksum beside the backup"), "{err}");
+        // Nor is an empty database made and backed up from a mistyped URL.
+        let nowhere = format!("sqlite://{}", path("typo.db").display());
+        let (ok, _, err) = run(&nowhere, &["backup", path("empty.db").to_str().expect("utf-8")]);
+        assert!(!ok && err.contains("there is no database at"), "{err}");
+        assert!(!path("typo.db").exists() && !path("empty.db").exists());
 
         // A backup from a newer binary: its schema is one this binary does not know.
         let newer = path("newer.db");
@@ -216,16 +221,29 @@ db_test! {
         assert!(!ok && err.contains("made by a newer saaskit"), "{err}");
         assert_eq!(digest(&fresh), untouched);
 
-        // Restoring over a database keeps the old one aside.
-        let (first, _) = taken.pop().expect("the first backup");
+        // Restoring over a database keeps the old one aside, and a stray WAL beside it (which
+        // SQLite would replay into whatever file has that name) goes aside too.
+        let (first, first_before) = taken.pop().expect("the first backup");
+        let before_restore = ids_in(&fresh_url, "SELECT lower(hex(id)) FROM recordings").await;
+        std::fs::write(path("fresh.db-wal"), b"not a WAL of this database").expect("a stray WAL");
         let (ok, out, err) = run(&fresh_url, &["restore", first.to_str().expect("utf-8")]);
         assert!(ok, "{out}{err}");
         assert!(out.contains("the database it replaced is kept at"), "{out}");
         let aside: Vec<_> = std::fs::read_dir(&dir).expect("list").flatten()
-            .filter(|e| e.file_name().to_string_lossy().starts_with("fresh.db.before-restore-"))
+            .filter(|e| {
+                let name = e.file_name().to_string_lossy().into_owned();
+                name.starts_with("fresh.db.before-restore-") && !name.ends_with("-wal") && !name.ends_with("-shm")
+            })
             .collect();
         assert_eq!(aside.len(), 1, "the replaced database is kept");
         assert_eq!(digest(&aside[0].path()), untouched);
+        let now_there = ids_in(&fresh_url, "SELECT lower(hex(id)) FROM recordings").await;
+        for id in &first_before.recordings {
+            assert!(now_there.contains(&id.replace('-', "")), "the first backup's recording {id}");
+        }
+        assert!(now_there.len() < before_restore.len(), "the first backup, not the second, is in place");
+        let integrity = ids_in(&fresh_url, "PRAGMA integrity_check").await;
+        assert_eq!(integrity, BTreeSet::from(["ok".to_owned()]));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
@@ -300,7 +318,7 @@ db_test! {
             [&one, &two].iter().map(|a| a.app.metrics.backup_failures.load(Ordering::Relaxed)).sum::<u64>()
         };
         eventually("the failure is counted", || failures() >= 1).await;
-        assert!(scheduled(&dir).is_empty());
+        assert!(!target.exists(), "nothing was written");
         std::fs::remove_file(&blocker).expect("clear the way");
         app.clock.advance(chrono::Duration::seconds(31));
         eventually("the retry succeeds", || scheduled(&target).len() == 1).await;
@@ -322,6 +340,9 @@ db_test! {
             assert_eq!(sums, format!("{}  {name}\n", digest(&file)));
         }
         assert_eq!(app.count("backup_runs").await, 4, "one run per slot, whichever process took it");
+        let taken_by: u64 = [&one, &two].iter()
+            .map(|a| a.app.metrics.backups_taken.load(Ordering::Relaxed)).sum();
+        assert_eq!(taken_by, 4, "four backups taken in all by the two processes, never two for a slot");
         let unfinished = app.exec("UPDATE backup_runs SET bytes = bytes WHERE finished_at IS NULL").await;
         assert_eq!(unfinished, 0, "every claim finished");
         let taken: u64 = [&one, &two].iter()

@@ -75,15 +75,26 @@ fn bad_configuration_is_refused_with_a_clear_message() {
         .expect("run");
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("SAASKIT_PUBLIC_URL"));
-    for (every, dir) in [("90s", None), ("1h", None), ("0m", Some("/tmp")), ("soon", Some("/tmp"))] {
+    for (every, dir) in [
+        ("90s", None),
+        ("1h", None),
+        ("0m", Some("/tmp")),
+        ("soon", Some("/tmp")),
+    ] {
         let mut cmd = saaskit();
         cmd.args(["migrate"]).env("SAASKIT_BACKUP_EVERY", every);
         if let Some(dir) = dir {
             cmd.env("SAASKIT_BACKUP_DIR", dir);
         }
         let out = cmd.output().expect("run");
-        assert!(!out.status.success(), "SAASKIT_BACKUP_EVERY={every} without a usable setting");
-        assert!(String::from_utf8_lossy(&out.stderr).contains("SAASKIT_BACKUP_"), "{every}");
+        assert!(
+            !out.status.success(),
+            "SAASKIT_BACKUP_EVERY={every} without a usable setting"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains("SAASKIT_BACKUP_"),
+            "{every}"
+        );
     }
 }
 

@@ -309,6 +309,16 @@ async fn run(cli: Cli, products: Arc<Products>) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Backup { file } => {
+            // Connecting would create a missing SQLite file: a mistyped URL must not produce
+            // the backup of an empty database.
+            if let Some(path) = crate::db::sqlite_file(&config.database_url)
+                && !path.exists()
+            {
+                anyhow::bail!(
+                    "there is no database at {} (SAASKIT_DATABASE_URL) to back up",
+                    path.display()
+                );
+            }
             let db = Db::connect(&config.database_url, 1).await?;
             let made = crate::backup::backup(&db, &file).await;
             db.close().await;

@@ -34,21 +34,25 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
         .unwrap_or(i64::MAX)
         .saturating_mul(1_000_000);
     tracing::info!(every_secs = every, dir = %dir.display(), keep = app.config.backup_keep, "scheduled backups started");
+    let live = crate::db::sqlite_file(&app.config.database_url);
     let mut done: Option<i64> = None;
-    let mut retry_at: Option<Timestamp> = None;
+    // The slot to try again, and when.
+    let mut retry: Option<(i64, Timestamp)> = None;
     loop {
         if *stop.borrow() {
             break;
         }
         let now = app.clock.now();
         let slot = now.micros().div_euclid(period);
-        if done != Some(slot) && retry_at.is_none_or(|t| now >= t) {
-            match take(&app, &dir, slot, period, now).await {
-                Ok(Some(made)) => {
+        let due = done != Some(slot) && retry.is_none_or(|(s, at)| s != slot || now >= at);
+        if due {
+            match take(&app, &dir, live.as_deref(), slot, period, now).await {
+                Ok(Taken::Made(made)) => {
                     done = Some(slot);
-                    retry_at = None;
+                    retry = None;
                     let m = &app.metrics;
                     let finished = app.clock.now().micros().max(0) / 1_000_000;
+                    m.backups_taken.fetch_add(1, Ordering::Relaxed);
                     m.backup_last_success
                         .store(u64::try_from(finished).unwrap_or(0), Ordering::Relaxed);
                     m.backup_last_bytes.store(made.bytes, Ordering::Relaxed);
@@ -63,11 +67,12 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
                         "scheduled backup written"
                     );
                 }
-                // Another process has this slot.
-                Ok(None) => done = Some(slot),
+                Ok(Taken::Elsewhere) => done = Some(slot),
+                // Another process is on it; if it died, take the slot over once its claim lapses.
+                Ok(Taken::Held { since }) => retry = Some((slot, since.plus(LEASE))),
                 Err(err) => {
                     app.metrics.backup_failures.fetch_add(1, Ordering::Relaxed);
-                    retry_at = Some(now.plus(RETRY));
+                    retry = Some((slot, now.plus(RETRY)));
                     tracing::error!(
                         error = format!("{err:#}"),
                         retry_in_secs = RETRY.num_seconds(),
@@ -84,20 +89,40 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
     tracing::info!("scheduled backups stopped");
 }
 
-/// Claims `slot` and takes its backup: `None` when another process has it.
+/// What became of a slot this process tried to take.
+enum Taken {
+    Made(crate::backup::Made),
+    /// Another process took it.
+    Elsewhere,
+    /// Another process claimed it at `since` and has not finished.
+    Held {
+        since: Timestamp,
+    },
+}
+
+/// Claims `slot` and takes its backup.
 async fn take(
     app: &AppState,
     dir: &Path,
+    live: Option<&Path>,
     slot: i64,
     period: i64,
     now: Timestamp,
-) -> anyhow::Result<Option<crate::backup::Made>> {
+) -> anyhow::Result<Taken> {
     let mut tx = app.db.begin().await?;
     let claimed = backup_runs::claim(tx.conn(), slot, now, now.plus(-LEASE)).await?;
+    let state = if claimed {
+        None
+    } else {
+        backup_runs::state(tx.conn(), slot).await?
+    };
     // Quiet: no cache holds backup runs.
     tx.commit_quietly().await?;
     if !claimed {
-        return Ok(None);
+        return Ok(match state {
+            Some((since, None)) => Taken::Held { since },
+            _ => Taken::Elsewhere,
+        });
     }
     let made = async {
         std::fs::create_dir_all(dir)
@@ -113,10 +138,18 @@ async fn take(
     let made = match made {
         Ok(made) => made,
         Err(err) => {
-            let mut tx = app.db.begin().await?;
-            backup_runs::release(tx.conn(), slot).await?;
-            tx.commit_quietly().await?;
-            return Err(err);
+            let released = async {
+                let mut tx = app.db.begin().await?;
+                backup_runs::release(tx.conn(), slot).await?;
+                anyhow::Ok(tx.commit_quietly().await?)
+            }
+            .await;
+            return Err(match released {
+                Ok(()) => err,
+                Err(also) => err.context(format!(
+                    "and giving up the claim failed too ({also:#}); it lapses after an hour"
+                )),
+            });
         }
     };
     let mut tx = app.db.begin().await?;
@@ -124,20 +157,44 @@ async fn take(
     let bytes = i64::try_from(made.bytes).unwrap_or(i64::MAX);
     backup_runs::finish(tx.conn(), slot, app.clock.now(), &name, bytes).await?;
     tx.commit_quietly().await?;
-    prune(dir, app.config.backup_keep as usize)
-        .with_context(|| format!("removing old backups from {}", dir.display()))?;
-    Ok(Some(made))
+    // The backup is made; a failure to remove old ones is its own problem.
+    if let Err(err) = prune(dir, live, app.config.backup_keep as usize) {
+        tracing::error!(
+            error = format!("{err:#}"),
+            dir = %dir.display(),
+            "removing old scheduled backups failed"
+        );
+    }
+    Ok(Taken::Made(made))
 }
 
-/// Removes all but the newest `keep` scheduled backups (and their checksums) from `dir`.
-fn prune(dir: &Path, keep: usize) -> anyhow::Result<()> {
+/// Whether `name` is a scheduled backup's: `saaskit-YYYYMMDDTHHMMSSZ.db` exactly.
+fn is_scheduled_name(name: &str) -> bool {
+    let Some(stamp) = name
+        .strip_prefix("saaskit-")
+        .and_then(|n| n.strip_suffix(".db"))
+    else {
+        return false;
+    };
+    let b = stamp.as_bytes();
+    b.len() == 16
+        && b[8] == b'T'
+        && b[15] == b'Z'
+        && b[..8].iter().chain(&b[9..15]).all(u8::is_ascii_digit)
+}
+
+/// Removes all but the newest `keep` scheduled backups (and their checksums) from `dir`: only
+/// files named as [`is_scheduled_name`] says, and never the live database (`live`).
+fn prune(dir: &Path, live: Option<&Path>, keep: usize) -> anyhow::Result<()> {
+    let live = live.and_then(|l| l.canonicalize().ok());
     let mut backups: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
             p.file_name()
                 .and_then(|n| n.to_str())
-                .is_some_and(|n| n.starts_with("saaskit-") && n.ends_with(".db"))
+                .is_some_and(is_scheduled_name)
         })
+        .filter(|p| live.is_none() || p.canonicalize().ok() != live)
         .collect();
     // The names hold the time, so they sort oldest first.
     backups.sort();
@@ -150,4 +207,24 @@ fn prune(dir: &Path, keep: usize) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_scheduled_name;
+
+    #[test]
+    fn only_the_schedules_own_names_are_pruned() {
+        assert!(is_scheduled_name("saaskit-20261201T130000Z.db"));
+        for other in [
+            "saaskit-prod.db",
+            "saaskit-0.db",
+            "saaskit-20261201T130000Z.db.sha256",
+            "saaskit-20261201X130000Z.db",
+            "my-20261201T130000Z.db",
+            "saaskit-2026120T1130000Z.db",
+        ] {
+            assert!(!is_scheduled_name(other), "{other}");
+        }
+    }
 }

@@ -25,6 +25,16 @@ pub async fn claim(
     Ok(done == 1)
 }
 
+/// Who holds `slot`: `(claimed_at, finished_at)`, if anyone claimed it.
+pub async fn state(c: Conn<'_>, slot: i64) -> sqlx::Result<Option<(Timestamp, Option<Timestamp>)>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT claimed_at, finished_at FROM backup_runs WHERE slot = $1",
+    )
+    .bind(slot)
+    .fetch_optional(&mut *c)
+    .await)
+}
+
 /// Records that `slot`'s backup was written to `file` (`bytes` long).
 pub async fn finish(
     c: Conn<'_>,

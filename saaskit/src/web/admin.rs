@@ -658,7 +658,7 @@ pub async fn create_plan(
         Ok(_) => Redirect::to("/admin/plans?notice=plan_created").into_response(),
         Err(err) => {
             let status = err.status;
-            match FormErrors::from_api(err, &[]) {
+            match FormErrors::from_api(err, &[("plan", "name")]) {
                 Ok(errors) => plans_page(&app, &signed_in, None, form, errors, status).await,
                 Err(err) => problem_page(err),
             }
@@ -752,8 +752,16 @@ async fn plan_page(
         archived: plan.archived_at.is_some(),
         fallbacks: plans
             .iter()
-            .filter(|p| p.code != code && p.archived_at.is_none())
-            .map(|p| (p.code.clone(), p.name.clone()))
+            // An archived plan stays listed (marked) while it is the fallback, so that saving
+            // the form does not quietly remove it.
+            .filter(|p| p.code != code && (p.archived_at.is_none() || p.code == form.fallback))
+            .map(|p| {
+                let name = match p.archived_at {
+                    Some(_) => format!("{} (archived)", p.name),
+                    None => p.name.clone(),
+                };
+                (p.code.clone(), name)
+            })
             .collect(),
         form,
         errors,
@@ -855,7 +863,7 @@ pub async fn update_plan(
         Ok(_) => Redirect::to("/admin/plans?notice=plan_updated").into_response(),
         Err(err) => {
             let status = err.status;
-            match FormErrors::from_api(err, &[]) {
+            match FormErrors::from_api(err, &[("plan", "name")]) {
                 Ok(errors) => plan_page(&app, &signed_in, &code, Some(form), errors, status).await,
                 Err(err) => problem_page(err),
             }

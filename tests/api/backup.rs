@@ -221,6 +221,36 @@ db_test! {
         assert!(!ok && err.contains("made by a newer saaskit"), "{err}");
         assert_eq!(digest(&fresh), untouched);
 
+        // A backup from an older binary (here: before the newest migration) is brought up to
+        // date as it is restored.
+        let older = path("older.db");
+        std::fs::copy(&last, &older).expect("copy");
+        let newest: i64 = {
+            let older_url = format!("sqlite://{}", older.display());
+            let db = saaskit::db::Db::connect(&older_url, 1).await.expect("open");
+            let saaskit::db::Db::Sqlite(pool) = &db else { panic!("SQLite") };
+            let newest: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
+                .fetch_one(pool).await.expect("the schema's version");
+            // The newest migration made `backup_runs`; the older schema did not have it.
+            assert_eq!(newest, 7, "this test unmakes migration 0007 (backup_runs); update it with the schema");
+            sqlx::query("DROP TABLE backup_runs").execute(pool).await.expect("unmake it");
+            sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 7").execute(pool).await.expect("unrecord it");
+            sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await.expect("checkpoint");
+            db.close().await;
+            newest
+        };
+        std::fs::write(saaskit::backup::checksum_path(&older), format!("{}  older.db
+", digest(&older))).expect("write");
+        let upgraded_url = format!("sqlite://{}", path("upgraded.db").display());
+        let (ok, out, err) = run(&upgraded_url, &["restore", older.to_str().expect("utf-8")]);
+        assert!(ok && out.contains("schema brought up to date"), "{out}{err}");
+        let versions = ids_in(&upgraded_url, "SELECT CAST(MAX(version) AS TEXT) FROM _sqlx_migrations").await;
+        assert_eq!(versions, BTreeSet::from([newest.to_string()]));
+        let tables = ids_in(&upgraded_url, "SELECT name FROM sqlite_master WHERE name = 'backup_runs'").await;
+        assert_eq!(tables.len(), 1, "the newest migration was applied");
+        let emails = ids_in(&upgraded_url, "SELECT email FROM users").await;
+        assert!(before.emails.is_subset(&emails), "with the data it held");
+
         // Restoring over a database keeps the old one aside, and a stray WAL beside it (which
         // SQLite would replay into whatever file has that name) goes aside too.
         let (first, first_before) = taken.pop().expect("the first backup");

@@ -223,8 +223,19 @@ pub async fn restore(
     }
     std::fs::copy(from, &working)
         .with_context(|| format!("copying the backup to {}", working.display()))?;
-    let checked = check_copy(&working, products).await;
-    let checked = match checked {
+    let prepared = async {
+        let checked = check_copy(&working, products).await?;
+        // The working copy reaches the disk before it takes the database's name.
+        std::fs::File::open(&working)
+            .and_then(|f| f.sync_all())
+            .with_context(|| format!("syncing {}", working.display()))?;
+        if target.exists() {
+            fold_wal(&target).await?;
+        }
+        anyhow::Ok(checked)
+    }
+    .await;
+    let checked = match prepared {
         Ok(c) => c,
         Err(err) => {
             for file in sqlite_files(&working) {
@@ -233,18 +244,6 @@ pub async fn restore(
             return Err(err.context("the backup was not restored"));
         }
     };
-    // The working copy reaches the disk before it takes the database's name.
-    std::fs::File::open(&working)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("syncing {}", working.display()))?;
-    if target.exists()
-        && let Err(err) = fold_wal(&target).await
-    {
-        for file in sqlite_files(&working) {
-            let _ = std::fs::remove_file(file);
-        }
-        return Err(err.context("the backup was not restored"));
-    }
     // The current database and whatever side files it left (a WAL that was not folded, a stray
     // one without a database) go aside together: a WAL does not say which database it belongs
     // to, and SQLite would replay it into the restored one.

@@ -104,7 +104,6 @@ impl Migrations {
     }
 }
 
-/// The latest version a migrator knows.
 /// The bookkeeping table of saaskit's own SQLite migrations and the latest version this binary
 /// knows.
 pub(crate) fn sqlite_schema() -> (&'static str, i64) {
@@ -118,6 +117,7 @@ impl Migrations {
     }
 }
 
+/// The latest version a migrator knows.
 fn latest(m: &sqlx::migrate::Migrator) -> i64 {
     m.iter().map(|m| m.version).max().unwrap_or(0)
 }

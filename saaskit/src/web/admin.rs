@@ -600,6 +600,41 @@ fn parse_limits(text: &str) -> Option<std::collections::BTreeMap<String, i64>> {
         .collect()
 }
 
+/// A plan form's price, cycle and limits, read from what staff typed.
+struct Terms {
+    price: i64,
+    cycle_days: i64,
+    limits: std::collections::BTreeMap<String, i64>,
+}
+
+/// The [`Terms`] typed on a plan form, or the message for each one that could not be read.
+fn typed_terms(price: &str, cycle_days: &str, limits: &str) -> Result<Terms, FormErrors> {
+    let mut errors = FormErrors::default();
+    let price = parse_amount(price);
+    if price.is_none() {
+        errors.add("price", "A price such as 19.00.");
+    }
+    let cycle_days = cycle_days.trim().parse::<i64>().ok();
+    if cycle_days.is_none() {
+        errors.add("cycle_days", "A whole number of days.");
+    }
+    let limits = parse_limits(limits);
+    if limits.is_none() {
+        errors.add(
+            "limits",
+            "Write them as meter=number, separated by commas: applications=10, members=5.",
+        );
+    }
+    match (price, cycle_days, limits) {
+        (Some(price), Some(cycle_days), Some(limits)) => Ok(Terms {
+            price,
+            cycle_days,
+            limits,
+        }),
+        _ => Err(errors),
+    }
+}
+
 pub async fn create_plan(
     State(app): State<AppState>,
     signed_in: SignedIn,
@@ -608,43 +643,23 @@ pub async fn create_plan(
     if let Err(page) = staff_only(&signed_in).await {
         return page;
     }
-    let mut errors = FormErrors::default();
-    let price = parse_amount(&form.price);
-    if price.is_none() {
-        errors.add("price", "A price such as 19.00.");
-    }
-    let cycle_days = form.cycle_days.trim().parse::<i64>().ok();
-    if cycle_days.is_none() {
-        errors.add("cycle_days", "A whole number of days.");
-    }
-    let limits = parse_limits(&form.limits);
-    if limits.is_none() {
-        errors.add(
-            "limits",
-            "Write them as meter=number, separated by commas: applications=10, members=5.",
-        );
-    }
-    if !errors.is_empty() {
-        return plans_page(
-            &app,
-            &signed_in,
-            None,
-            form,
-            errors,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
-    }
+    let terms = match typed_terms(&form.price, &form.cycle_days, &form.limits) {
+        Ok(terms) => terms,
+        Err(errors) => {
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            return plans_page(&app, &signed_in, None, form, errors, status).await;
+        }
+    };
     let request = crate::http::admin::CreatePlanRequest {
         code: Some(form.code.trim().to_owned()),
         name: Some(form.name.clone()),
         description: Some(form.description.clone()).filter(|d| !d.is_empty()),
-        price,
+        price: Some(terms.price),
         currency: Some(form.currency.trim().to_owned()).filter(|c| !c.is_empty()),
-        cycle_days,
+        cycle_days: Some(terms.cycle_days),
         renews: Some(true),
         fallback: None,
-        limits,
+        limits: Some(terms.limits),
         public: Some(form.public.is_some()),
     };
     let actor = Actor::Admin(signed_in.principal.user_id());
@@ -797,39 +812,19 @@ pub async fn update_plan(
     if let Err(page) = staff_only(&signed_in).await {
         return page;
     }
-    let mut errors = FormErrors::default();
-    let price = parse_amount(&form.price);
-    if price.is_none() {
-        errors.add("price", "A price such as 19.00.");
-    }
-    let cycle_days = form.cycle_days.trim().parse::<i64>().ok();
-    if cycle_days.is_none() {
-        errors.add("cycle_days", "A whole number of days.");
-    }
-    let limits = parse_limits(&form.limits);
-    if limits.is_none() {
-        errors.add(
-            "limits",
-            "Write them as meter=number, separated by commas: applications=10, members=5.",
-        );
-    }
+    let terms = match typed_terms(&form.price, &form.cycle_days, &form.limits) {
+        Ok(terms) => terms,
+        Err(errors) => {
+            let status = StatusCode::UNPROCESSABLE_ENTITY;
+            return plan_page(&app, &signed_in, &code, Some(form), errors, status).await;
+        }
+    };
     let current = match admin::all_plans(&app).await {
         Ok(plans) => plans.into_iter().find(|p| p.code == code),
         Err(e) => return problem_page(e.into()),
     };
     let Some(current) = current else {
         return not_found_page().await;
-    };
-    let (Some(price), Some(cycle_days), Some(limits)) = (price, cycle_days, limits) else {
-        return plan_page(
-            &app,
-            &signed_in,
-            &code,
-            Some(form),
-            errors,
-            StatusCode::UNPROCESSABLE_ENTITY,
-        )
-        .await;
     };
     // The form shows every limit: one that is gone from it is removed (the meter is unlimited).
     let mut changed: std::collections::BTreeMap<String, Option<i64>> = current
@@ -838,14 +833,14 @@ pub async fn update_plan(
         .keys()
         .map(|meter| (meter.clone(), None))
         .collect();
-    changed.extend(limits.into_iter().map(|(m, n)| (m, Some(n))));
+    changed.extend(terms.limits.into_iter().map(|(m, n)| (m, Some(n))));
     let fallback = form.fallback.trim();
     let request = crate::http::admin::UpdatePlanRequest {
         name: Some(form.name.clone()),
         description: Some(form.description.clone()),
-        price: Some(price),
+        price: Some(terms.price),
         currency: Some(form.currency.trim().to_owned()),
-        cycle_days: Some(cycle_days),
+        cycle_days: Some(terms.cycle_days),
         renews: Some(form.renews.is_some()),
         fallback: Some(Some(fallback.to_owned()).filter(|f| !f.is_empty())),
         limits: Some(changed),

@@ -33,6 +33,8 @@ pub struct Options {
 /// `dashboard-weight` is not a load: it adds up the page's bytes and its assets'.
 /// `backup-stall` (SQLite) grows the database to `SAASKIT_BENCH_BACKUP_MB` (default 1024) MB,
 /// then runs `saaskit backup` while metered writes go on, and reports how long writes waited.
+/// `request-path` measures `/healthz` and `/me` against a bare axum server in the same run
+/// (see `path.rs`).
 pub const TARGETS: &[&str] = &[
     "healthz",
     "me",
@@ -43,13 +45,14 @@ pub const TARGETS: &[&str] = &[
     "dashboard",
     "dashboard-weight",
     "backup-stall",
+    "request-path",
 ];
 
 const PASSWORD: &str = "correct horse battery";
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     binary: PathBuf,
     database_url: String,
 }
@@ -145,9 +148,9 @@ async fn start_server(scratch: &Scratch) -> anyhow::Result<Server> {
 }
 
 /// What each simulated client uses: a business's owner session, API key and application.
-struct Tenant {
+pub(crate) struct Tenant {
     email: String,
-    token: String,
+    pub(crate) token: String,
     sdk_key: String,
     application: String,
 }
@@ -209,15 +212,42 @@ fn rss_kib(pid: u32, field: &str) -> Option<u64> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-struct Outcome {
-    target: String,
+pub(crate) struct Outcome {
+    pub(crate) target: String,
     requests: u64,
-    errors: u64,
-    rps: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
+    pub(crate) errors: u64,
+    pub(crate) rps: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
     peak_rss_mib: f64,
+}
+
+/// An outcome from every request's latency (microseconds), unsorted.
+pub(crate) fn percentiles(
+    target: &str,
+    mut all: Vec<u32>,
+    errors: u64,
+    elapsed_secs: f64,
+) -> Outcome {
+    all.sort_unstable();
+    let pct = |p: f64| -> f64 {
+        if all.is_empty() {
+            return 0.0;
+        }
+        let idx = ((all.len() as f64 - 1.0) * p).round() as usize;
+        f64::from(all[idx]) / 1000.0
+    };
+    Outcome {
+        target: target.to_owned(),
+        requests: all.len() as u64,
+        errors,
+        rps: all.len() as f64 / elapsed_secs,
+        p50_ms: pct(0.50),
+        p99_ms: pct(0.99),
+        max_ms: all.last().map_or(0.0, |&m| f64::from(m) / 1000.0),
+        peak_rss_mib: 0.0,
+    }
 }
 
 async fn drive(
@@ -308,24 +338,9 @@ async fn drive(
     }
     let elapsed = started.elapsed().as_secs_f64();
     let _ = sampler.await;
-    all.sort_unstable();
-    let pct = |p: f64| -> f64 {
-        if all.is_empty() {
-            return 0.0;
-        }
-        let idx = ((all.len() as f64 - 1.0) * p).round() as usize;
-        f64::from(all[idx]) / 1000.0
-    };
-    Ok(Outcome {
-        target: target.to_owned(),
-        requests: all.len() as u64,
-        errors: errors.load(Ordering::Relaxed),
-        rps: all.len() as f64 / elapsed,
-        p50_ms: pct(0.50),
-        p99_ms: pct(0.99),
-        max_ms: all.last().map_or(0.0, |&m| f64::from(m) / 1000.0),
-        peak_rss_mib: peak.load(Ordering::Relaxed) as f64 / 1024.0,
-    })
+    let mut outcome = percentiles(target, all, errors.load(Ordering::Relaxed), elapsed);
+    outcome.peak_rss_mib = peak.load(Ordering::Relaxed) as f64 / 1024.0;
+    Ok(outcome)
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
@@ -359,6 +374,10 @@ async fn run_on(scratch: &Scratch, opts: &Options) -> anyhow::Result<()> {
         }
         if target == "dashboard-weight" {
             dashboard_weight(&server, &tenants[0]).await?;
+            continue;
+        }
+        if target == "request-path" {
+            crate::path::run(&server, &tenants, opts.connections, opts.duration).await?;
             continue;
         }
         if target == "backup-stall" {

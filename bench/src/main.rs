@@ -11,6 +11,7 @@ use std::time::Instant;
 use anyhow::Context as _;
 use chrono::Duration;
 mod http;
+mod path;
 
 use clap::{Parser, Subcommand};
 use saaskit::app::App;
@@ -44,13 +45,20 @@ enum Command {
         /// Businesses seeded (each with an owner, an API key and an application).
         #[arg(long, default_value_t = 64)]
         businesses: usize,
-        /// Comma-separated: healthz, me, login, record, flood (login and me at once).
+        /// Comma-separated: healthz, me, login, record, flood (login and me at once),
+        /// reset-timing, dashboard, dashboard-weight, backup-stall, request-path (/healthz and
+        /// /me against a bare axum server in the same run).
         #[arg(
             long,
             value_delimiter = ',',
             default_value = "healthz,me,record,login,flood"
         )]
         targets: Vec<String>,
+    },
+    /// The bare axum reference server of the `request-path` target (started by the harness).
+    Bare {
+        #[arg(long)]
+        bind: std::net::SocketAddr,
     },
     /// One renewal sweep over N due subscriptions.
     Sweep {
@@ -84,6 +92,7 @@ async fn main() -> anyhow::Result<()> {
             })
             .await
         }
+        Command::Bare { bind } => path::serve_bare(bind).await,
         Command::Sweep {
             n,
             postgres,

@@ -1,0 +1,217 @@
+//! The cost of the request path: saaskit's `/healthz` and `/api/v1/me` against a bare axum
+//! server answering the same `/healthz` body, built into this harness and run as its own process
+//! in the same run. The three are measured in turn, twice, alternating (drift on a shared machine
+//! falls on all three alike), by a lean client: one hyper HTTP/1.1 connection per worker, no
+//! pool, no redirects, nothing parsed but the status, so that the load generator, which shares
+//! the machine's cores with the server, takes as little of them as it can.
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+use http_body_util::{BodyExt as _, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+
+use crate::http::{Outcome, Server, Tenant, percentiles};
+
+/// `saaskit-bench bare --bind ADDR`: the reference, an axum 0.8 server with its defaults
+/// answering `GET /healthz` with the JSON saaskit's own `/healthz` answers.
+pub async fn serve_bare(bind: SocketAddr) -> anyhow::Result<()> {
+    #[derive(serde::Serialize)]
+    struct Health {
+        status: &'static str,
+    }
+    let app = axum::Router::new().route(
+        "/healthz",
+        axum::routing::get(|| async { axum::Json(Health { status: "ok" }) }),
+    );
+    let listener = tokio::net::TcpListener::bind(bind).await?;
+    if std::env::var_os("SAASKIT_BENCH_BARE_ON_SAASKIT_SERVER").is_some() {
+        // The same router behind saaskit's connection handling (its timeouts and cap): what
+        // that layer costs by itself.
+        let limits = saaskit::server::Limits {
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(75),
+            max_connections: 10_000,
+            drain_timeout: Duration::from_secs(1),
+        };
+        saaskit::server::serve(listener, app, limits, std::future::pending()).await;
+        return Ok(());
+    }
+    axum::serve(listener, app).await?;
+    Ok(())
+}
+
+struct Bare {
+    child: Child,
+    address: SocketAddr,
+}
+
+impl Drop for Bare {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn start_bare() -> anyhow::Result<Bare> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let address: SocketAddr = ([127, 0, 0, 1], port).into();
+    let child = Command::new(std::env::current_exe().context("this harness's own path")?)
+        .args(["bare", "--bind", &address.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .context("starting the bare axum server")?;
+    let bare = Bare { child, address };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while tokio::net::TcpStream::connect(address).await.is_err() {
+        if Instant::now() > deadline {
+            bail!("the bare axum server did not listen within 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(bare)
+}
+
+/// One endpoint as the lean client asks for it.
+struct Target {
+    name: &'static str,
+    address: SocketAddr,
+    path: &'static str,
+    /// `Authorization` per worker (a tenant's token), or none.
+    tokens: Option<Arc<Vec<String>>>,
+}
+
+/// Drives `target` with `connections` workers, one kept-alive connection each, for `duration`.
+async fn drive(target: &Target, connections: usize, duration: Duration) -> anyhow::Result<Outcome> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut workers = Vec::with_capacity(connections);
+    for worker in 0..connections {
+        let stream = tokio::net::TcpStream::connect(target.address).await?;
+        stream.set_nodelay(true)?;
+        let (mut sender, connection) =
+            hyper::client::conn::http1::handshake::<_, Empty<Bytes>>(TokioIo::new(stream)).await?;
+        tokio::spawn(connection);
+        let authorization = target
+            .tokens
+            .as_ref()
+            .map(|t| format!("Bearer {}", t[worker % t.len()]));
+        let (path, host, stop) = (target.path, target.address.to_string(), stop.clone());
+        workers.push(tokio::spawn(async move {
+            let mut latencies: Vec<u32> = Vec::with_capacity(200_000);
+            let mut errors = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut request = hyper::Request::get(path).header("host", &host);
+                if let Some(authorization) = &authorization {
+                    request = request.header("authorization", authorization);
+                }
+                let Ok(request) = request.body(Empty::new()) else {
+                    errors += 1;
+                    break;
+                };
+                let sent = Instant::now();
+                let ok = match sender.send_request(request).await {
+                    Ok(response) => {
+                        let ok = response.status().is_success();
+                        ok && response.into_body().collect().await.is_ok()
+                    }
+                    Err(_) => false,
+                };
+                latencies.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                if !ok {
+                    errors += 1;
+                    // The connection may be gone: stop this worker rather than spin.
+                    break;
+                }
+            }
+            (latencies, errors)
+        }));
+    }
+    let started = Instant::now();
+    tokio::time::sleep(duration).await;
+    stop.store(true, Ordering::Relaxed);
+    let (mut all, mut errors) = (Vec::new(), 0);
+    for worker in workers {
+        let (latencies, failed) = worker.await?;
+        all.extend(latencies);
+        errors += failed;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    Ok(percentiles(target.name, all, errors, elapsed))
+}
+
+/// Runs bare, `/healthz` and `/me` twice in turn and prints each with its share of the bare
+/// server in the same round, and the mean shares.
+pub async fn run(
+    server: &Server,
+    tenants: &[Tenant],
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<()> {
+    let bare = start_bare().await?;
+    let saaskit: SocketAddr = server
+        .base
+        .trim_start_matches("http://")
+        .parse()
+        .context("the server's address")?;
+    let tokens = Arc::new(tenants.iter().map(|t| t.token.clone()).collect::<Vec<_>>());
+    let targets = [
+        Target {
+            name: "bare axum /healthz",
+            address: bare.address,
+            path: "/healthz",
+            tokens: None,
+        },
+        Target {
+            name: "saaskit /healthz",
+            address: saaskit,
+            path: "/healthz",
+            tokens: None,
+        },
+        Target {
+            name: "saaskit /api/v1/me",
+            address: saaskit,
+            path: "/api/v1/me",
+            tokens: Some(tokens),
+        },
+    ];
+    // A short warm-up of each (connections, caches, the auth cache), not counted.
+    for target in &targets {
+        drive(target, connections, Duration::from_secs(1)).await?;
+    }
+    println!(
+        "request path, {connections} connections, {} s per target, two rounds:",
+        duration.as_secs()
+    );
+    println!("| round | target | req/s | vs bare | p50 ms | p99 ms | max ms | errors |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
+    let mut shares = [0.0f64; 3];
+    for round in 1..=2 {
+        let mut bare_rps = 0.0;
+        for (i, target) in targets.iter().enumerate() {
+            let o = drive(target, connections, duration).await?;
+            if i == 0 {
+                bare_rps = o.rps;
+            }
+            let share = o.rps / bare_rps;
+            shares[i] += share / 2.0;
+            println!(
+                "| {round} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} |",
+                o.target, o.rps, share, o.p50_ms, o.p99_ms, o.max_ms, o.errors
+            );
+        }
+    }
+    println!(
+        "mean share of the bare server: /healthz {:.2} (target 0.75), /me {:.2} (target 0.55)",
+        shares[1], shares[2]
+    );
+    drop(bare);
+    Ok(())
+}

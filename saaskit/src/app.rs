@@ -35,6 +35,8 @@ pub struct App {
     pub sqlite_writer: crate::db::writer::WriterSlot,
     /// saaskit and the products registered on it: their meters, routes and migrations.
     pub products: Arc<Products>,
+    /// `/api/v1/openapi.json` as served, made on first request.
+    pub openapi_document: std::sync::OnceLock<axum::body::Bytes>,
 }
 
 pub type AppState = Arc<App>;
@@ -85,6 +87,7 @@ impl App {
             background: tokio_util::task::TaskTracker::new(),
             sqlite_writer: crate::db::writer::WriterSlot::default(),
             products,
+            openapi_document: std::sync::OnceLock::new(),
         }))
     }
 }

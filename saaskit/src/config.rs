@@ -227,6 +227,16 @@ pub struct Config {
     )]
     pub log_format: LogFormat,
 
+    /// Which answered requests get an INFO line: `all`, `off`, or `1/N` (one in N, and every
+    /// server error). Warnings and errors are always logged.
+    #[arg(
+        long,
+        env = "SAASKIT_REQUEST_LOG",
+        default_value = "all",
+        global = true
+    )]
+    pub request_log: crate::telemetry::RequestLog,
+
     /// Seconds to let requests in flight finish after SIGTERM or Ctrl-C.
     #[arg(
         long,
@@ -511,6 +521,7 @@ impl Config {
             backup_keep: 24,
             hash_concurrency: None,
             log_format: LogFormat::Text,
+            request_log: crate::telemetry::RequestLog::All,
             shutdown_timeout_secs: 30,
             header_read_timeout_secs: 30,
             keep_alive_timeout_secs: 75,

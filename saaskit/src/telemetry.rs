@@ -1,22 +1,174 @@
 //! Logging, set up once at start: human-readable text by default, JSON lines on request.
 //! The level comes from `RUST_LOG` (default `info`).
+//!
+//! Lines are written by a thread of their own (`tracing-appender`'s non-blocking writer) into a
+//! buffer that goes to stderr whenever the queue runs empty: a request formats its line and
+//! hands it over, and a burst of requests becomes a few large writes instead of one system call
+//! (and one stderr lock) each. Nothing is dropped: when the queue is full (a stalled terminal or
+//! collector), writers wait for it, as they did before. The [`LogGuard`] flushes what is queued
+//! when it is dropped, at the end of `main`.
+//!
+//! Each answered request logs one INFO line under the target `saaskit::request`, as
+//! `SAASKIT_REQUEST_LOG` says: `all` (the default), `off`, or `1/N` (one request in N, and
+//! every one answered with a server error). Warnings and errors are never affected; `RUST_LOG`
+//! can also silence the lines (`RUST_LOG=info,saaskit::request=off`).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tracing_appender::non_blocking::{NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
 
-pub fn init(format: LogFormat) {
+/// Keeps the log writer's thread running; dropping it flushes every queued line.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard {
+    _worker: Option<WorkerGuard>,
+}
+
+/// Lines that may wait for the writer thread before a logging request waits in turn.
+const QUEUED_LINES: usize = 64 * 1024;
+
+pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=warn"));
     // Colours for a person at a terminal only: a log file or collector would get escape codes.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let (writer, guard) = NonBlockingBuilder::default()
+        .lossy(false)
+        .buffered_lines_limit(QUEUED_LINES)
+        .thread_name("saaskit-log")
+        .finish(Batched::default());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
-    // A second init (tests, embedding) keeps the first subscriber; that is fine.
-    let _ = match format {
+        .with_writer(writer);
+    // A second init (tests, embedding) keeps the first subscriber; its guard is then not needed.
+    let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+    LogGuard {
+        _worker: installed.is_ok().then_some(guard),
+    }
+}
+
+/// Stderr behind a buffer, written out when the writer thread runs out of queued lines (it
+/// flushes then) or the buffer fills.
+struct Batched(std::io::BufWriter<std::io::Stderr>);
+
+impl Default for Batched {
+    fn default() -> Batched {
+        Batched(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ))
+    }
+}
+
+impl std::io::Write for Batched {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.0.write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
+}
+
+/// Which answered requests get their INFO line (`SAASKIT_REQUEST_LOG`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequestLog {
+    All,
+    Off,
+    /// One request in N (and every server error).
+    OneIn(u64),
+}
+
+impl std::str::FromStr for RequestLog {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<RequestLog, String> {
+        let s = s.trim();
+        match s {
+            "all" => return Ok(RequestLog::All),
+            "off" => return Ok(RequestLog::Off),
+            _ => {}
+        }
+        s.strip_prefix("1/")
+            .and_then(|n| n.parse::<u64>().ok())
+            .filter(|n| *n >= 1)
+            .map(|n| {
+                if n == 1 {
+                    RequestLog::All
+                } else {
+                    RequestLog::OneIn(n)
+                }
+            })
+            .ok_or_else(|| format!("expected all, off or 1/N (e.g. 1/100), got {s:?}"))
+    }
+}
+
+impl std::fmt::Display for RequestLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RequestLog::All => f.write_str("all"),
+            RequestLog::Off => f.write_str("off"),
+            RequestLog::OneIn(n) => write!(f, "1/{n}"),
+        }
+    }
+}
+
+/// Decides, request by request, whether the request line is written.
+#[derive(Debug)]
+pub struct RequestSampler {
+    policy: RequestLog,
+    seen: AtomicU64,
+}
+
+impl RequestSampler {
+    pub fn new(policy: RequestLog) -> RequestSampler {
+        RequestSampler {
+            policy,
+            seen: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether an answer with `status` is logged.
+    pub fn logs(&self, status: u16) -> bool {
+        match self.policy {
+            RequestLog::All => true,
+            RequestLog::Off => false,
+            RequestLog::OneIn(n) => {
+                status >= 500 || self.seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(n)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_log_settings_parse_and_sample() {
+        assert_eq!("all".parse(), Ok(RequestLog::All));
+        assert_eq!("off".parse(), Ok(RequestLog::Off));
+        assert_eq!("1/100".parse(), Ok(RequestLog::OneIn(100)));
+        assert_eq!("1/1".parse(), Ok(RequestLog::All));
+        for bad in ["", "1/0", "1/x", "some", "2/3"] {
+            assert!(bad.parse::<RequestLog>().is_err(), "{bad:?}");
+        }
+        let sampler = RequestSampler::new(RequestLog::OneIn(10));
+        let logged = (0..100).filter(|_| sampler.logs(200)).count();
+        assert_eq!(logged, 10);
+        assert!((0..5).all(|_| sampler.logs(503)), "server errors always");
+        let off = RequestSampler::new(RequestLog::Off);
+        assert!(!off.logs(200) && !off.logs(500));
+        assert!(RequestSampler::new(RequestLog::All).logs(200));
+    }
 }

@@ -112,15 +112,16 @@ struct Server {
 
 impl Server {
     async fn start(database_url: &str, workdir: &std::path::Path) -> Server {
-        Self::start_with(database_url, workdir, None).await
+        Self::start_with(database_url, workdir, None, &[]).await
     }
 
-    /// Starts `saaskit serve`; with `log`, its output (both streams, JSON lines at debug
-    /// level) goes to that file.
+    /// Starts `saaskit serve` with `env` set; with `log`, its output (both streams, JSON lines,
+    /// at debug level unless `env` sets `RUST_LOG`) goes to that file.
     async fn start_with(
         database_url: &str,
         workdir: &std::path::Path,
         log: Option<&std::path::Path>,
+        env: &[(&str, &str)],
     ) -> Server {
         let port = free_port();
         let mut cmd = saaskit();
@@ -133,11 +134,14 @@ impl Server {
                 let copy = file.try_clone().expect("log file");
                 cmd.env("SAASKIT_LOG_FORMAT", "json")
                     .env("RUST_LOG", "debug")
+                    .envs(env.iter().copied())
                     .stdout(Stdio::from(file))
                     .stderr(Stdio::from(copy));
             }
             None => {
-                cmd.stdout(Stdio::null()).stderr(Stdio::null());
+                cmd.envs(env.iter().copied())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null());
             }
         }
         let child = cmd.spawn().expect("start saaskit");
@@ -317,6 +321,82 @@ async fn serve_stop_and_restart(test_db: Arc<TestDb>) {
     let _ = std::fs::remove_dir_all(&workdir);
 }
 
+/// The request lines a server wrote with `SAASKIT_REQUEST_LOG=setting` while answering
+/// `requests` more `/healthz` after it started, and all it logged.
+async fn request_lines(setting: &str, requests: usize) -> (Vec<Value>, String) {
+    let test_db = TestDb::create(Backend::Sqlite).await;
+    let workdir = std::env::temp_dir().join(format!(
+        "saaskit_request_log_{}",
+        uuid::Uuid::new_v4().simple()
+    ));
+    std::fs::create_dir_all(&workdir).expect("workdir");
+    let log = workdir.join("server.log");
+    let server = Server::start_with(
+        &test_db.url,
+        &workdir,
+        Some(&log),
+        &[("SAASKIT_REQUEST_LOG", setting), ("RUST_LOG", "info")],
+    )
+    .await;
+    let client = reqwest::Client::new();
+    for _ in 0..requests {
+        let res = client
+            .get(format!("{}/healthz", server.base))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(res.status(), StatusCode::OK);
+    }
+    assert_eq!(server.terminate().await, Some(0));
+    // Written by the log thread; flushed as the server stopped.
+    let logged = std::fs::read_to_string(&log).expect("the log");
+    let _ = std::fs::remove_dir_all(&workdir);
+    let lines = logged
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["target"] == "saaskit::request" && l["fields"]["message"] == "response")
+        .collect();
+    (lines, logged)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn request_lines_are_all_sampled_or_off_as_configured_and_other_lines_stay() {
+    let (all, logged) = request_lines("all", 20).await;
+    assert!(all.len() >= 20, "every request is logged:\n{logged}");
+    for line in &all {
+        let span = &line["span"];
+        assert_eq!(span["route"], "/healthz", "{line}");
+        assert_eq!(span["method"], "GET", "{line}");
+        assert_eq!(
+            span["request_id"].as_str().map(str::len),
+            Some(36),
+            "{line}"
+        );
+        assert_eq!(line["fields"]["status"], 200, "{line}");
+        assert!(line["fields"]["latency_ms"].is_number(), "{line}");
+    }
+    // The startup polls count too: 100 more requests make ten lines, and a few for those.
+    let (sampled, logged) = request_lines("1/10", 100).await;
+    assert!(
+        (10..=25).contains(&sampled.len()),
+        "one request in ten: {} lines\n{logged}",
+        sampled.len()
+    );
+    let (none, logged) = request_lines("off", 20).await;
+    assert!(none.is_empty(), "no request line:\n{logged}");
+    assert!(
+        logged.contains("saaskit is serving"),
+        "the other INFO lines are still written:\n{logged}"
+    );
+    let out = saaskit()
+        .args(["migrate"])
+        .env("SAASKIT_REQUEST_LOG", "some")
+        .output()
+        .expect("run");
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("1/N"));
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_stops_cleanly_on_sigterm_and_restarts_with_its_data_sqlite() {
     serve_stop_and_restart(Arc::new(TestDb::create(Backend::Sqlite).await)).await;
@@ -361,7 +441,7 @@ async fn no_secret_in_the_logs(test_db: Arc<TestDb>) {
         std::env::temp_dir().join(format!("saaskit_logs_{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&workdir).expect("workdir");
     let log = workdir.join("server.log");
-    let server = Server::start_with(&test_db.url, &workdir, Some(&log)).await;
+    let server = Server::start_with(&test_db.url, &workdir, Some(&log), &[]).await;
     let client = reqwest::Client::new();
     let base = server.base.clone();
     let post = |path: &str, token: Option<&str>, body: Value| {

@@ -247,7 +247,8 @@ fn parse_time(s: &str) -> Result<chrono::DateTime<chrono::Utc>, String> {
 pub fn main(products: Products) -> ExitCode {
     let products = Arc::new(products);
     let cli = Cli::parse();
-    crate::telemetry::init(cli.config.log_format);
+    // Held to the end of `main`: dropping it writes out the log lines still queued.
+    let _log = crate::telemetry::init(cli.config.log_format);
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(err) => {

@@ -17,24 +17,25 @@ pub mod sessions;
 pub mod usage;
 pub mod verification;
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, MatchedPath, Request};
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::response::IntoResponse;
-use axum::{Extension, Router};
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
-use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tower_http::trace::TraceLayer;
+use tracing::Instrument as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::product::Products;
+use crate::telemetry::RequestSampler;
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -147,31 +148,17 @@ fn assemble(products: &Products) -> (Router<AppState>, utoipa::openapi::OpenApi)
 /// ([`App::products`](crate::app::App::products)), with every layer applied;
 /// `/api/v1/openapi.json` describes them all.
 pub fn router(app: AppState) -> Router {
-    let (routes, document) = assemble(&app.products);
-    // Serializing a document built from static attributes cannot fail; an empty object would
-    // be caught by the tests that read it.
-    let served = document.to_json().unwrap_or_else(|_| "{}".to_owned());
+    let (routes, _) = assemble(&app.products);
+    let mut paths = all_paths(&app.products);
+    paths.extend(crate::web::page_paths().map(str::to_owned));
+    app.metrics
+        .register_routes(paths.iter().map(String::as_str));
     let routes = routes
         .merge(crate::web::router(&app))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(Extension(openapi::ServedDocument(served.into())))
-        .layer(axum::middleware::from_fn(refuse_oversized_body))
-        // The timeout sits inside the metrics so that a request cut short is counted too.
-        .layer(axum::middleware::from_fn_with_state(
-            Duration::from_secs(app.config.request_timeout_secs),
-            enforce_timeout,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            record_metrics,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            app.clone(),
-            audit_context,
-        ))
         .with_state(app.clone());
-    with_layers(routes, &app.config)
+    with_layers(routes, &app)
 }
 
 /// The OpenAPI document of [`router`] for `products`.
@@ -197,52 +184,14 @@ pub fn all_paths(products: &Products) -> Vec<String> {
     paths
 }
 
-/// Request id (taken from `X-Request-Id` or generated, and returned), a tracing span per request,
-/// the body limit, a guard that turns a panic into a problem document instead of a dropped
-/// connection, `Cache-Control: no-store` (answers carry tokens, keys and account data that no
-/// cache should keep), and CORS for the configured origins.
-pub fn with_layers(routes: Router, config: &crate::config::Config) -> Router {
-    let routes = routes.layer(SetResponseHeaderLayer::if_not_present(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    ));
-    let routes = match cors(config) {
-        Some(cors) => routes.layer(cors),
-        None => routes,
-    };
-    routes.layer(
+/// The layers every request passes, outermost first: `Cache-Control: no-store` (answers carry
+/// tokens, keys and account data that no cache should keep); [`request_path`] (request id,
+/// span, log line, metrics, audit context, body-size refusal, timeout); CORS for the configured
+/// origins (none: no layer); a guard that turns a panic into a problem document instead of a
+/// dropped connection; the body limit.
+pub fn with_layers(routes: Router, app: &AppState) -> Router {
+    let routes = routes.layer(
         ServiceBuilder::new()
-            .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
-            .layer(
-                TraceLayer::new_for_http()
-                    .make_span_with(|req: &Request| {
-                        let request_id = req
-                            .headers()
-                            .get(REQUEST_ID)
-                            .and_then(|v| v.to_str().ok())
-                            .unwrap_or("-");
-                        // The route's template, never the raw path or query: both may carry keys
-                        // (`/invitations/{key}`, `?key=`).
-                        let route = req
-                            .extensions()
-                            .get::<MatchedPath>()
-                            .map(MatchedPath::as_str)
-                            .unwrap_or("<unmatched>");
-                        tracing::info_span!("request", method = %req.method(), route, request_id)
-                    })
-                    .on_response(
-                        |res: &axum::http::Response<_>,
-                         latency: Duration,
-                         _span: &tracing::Span| {
-                            tracing::info!(
-                                status = res.status().as_u16(),
-                                latency_ms = latency.as_secs_f64() * 1000.0,
-                                "response"
-                            );
-                        },
-                    ),
-            )
-            .layer(PropagateRequestIdLayer::new(REQUEST_ID))
             .layer(CatchPanicLayer::custom(
                 |_panic: Box<dyn std::any::Any + Send>| {
                     ApiError::internal(anyhow::anyhow!("a request handler panicked"))
@@ -250,33 +199,121 @@ pub fn with_layers(routes: Router, config: &crate::config::Config) -> Router {
                 },
             ))
             .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES)),
-    )
+    );
+    let routes = match cors(&app.config) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    let path = Arc::new(RequestPath {
+        app: app.clone(),
+        timeout: Duration::from_secs(app.config.request_timeout_secs),
+        log: RequestSampler::new(app.config.request_log),
+    });
+    routes
+        .layer(axum::middleware::from_fn_with_state(path, request_path))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ))
 }
 
-/// Counts every answered request by route template and status, and problems by code.
-async fn record_metrics(
-    axum::extract::State(app): axum::extract::State<AppState>,
-    req: Request,
+/// What [`request_path`] needs, made once.
+struct RequestPath {
+    app: AppState,
+    timeout: Duration,
+    log: RequestSampler,
+}
+
+/// Everything a request passes once, in one step (each separate middleware costs a clone of
+/// the route's service and a boxed future):
+/// - its id: `X-Request-Id` as sent, or a new UUID; returned on the answer;
+/// - a span with the method, the route's template (never the raw path or query: both may
+///   carry keys, `/invitations/{key}`, `?key=`) and the request id, over every line it logs;
+/// - the audit context (client address and user agent, resolved only if an event is written);
+/// - 413 `payload_too_large` at once for a declared body over the limit;
+/// - 503 `timeout` past `SAASKIT_REQUEST_TIMEOUT` (the handler is dropped: an open transaction
+///   rolls back; a write already handed to the SQLite writer may still commit, like any write
+///   whose answer was lost);
+/// - the metrics (by route template, method and status; problems by code) and the request's
+///   INFO line (as `SAASKIT_REQUEST_LOG` says), for every answer, these two included.
+async fn request_path(
+    axum::extract::State(path): axum::extract::State<Arc<RequestPath>>,
+    mut req: Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let method = req.method().as_str().to_owned();
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|m| m.as_str().to_owned())
-        .unwrap_or_else(|| "<unmatched>".to_owned());
     let started = std::time::Instant::now();
-    let response = next.run(req).await;
-    app.metrics.observe(
-        &method,
-        &route,
-        response.status().as_u16(),
-        started.elapsed(),
+    let method = req.method().clone();
+    let route = req.extensions().get::<MatchedPath>().cloned();
+    let route = route
+        .as_ref()
+        .map_or(crate::metrics::UNMATCHED, MatchedPath::as_str);
+    let request_id = match req.headers().get(REQUEST_ID) {
+        Some(id) => id.clone(),
+        None => {
+            let mut text = uuid::Uuid::encode_buffer();
+            let id = uuid::Uuid::new_v4().hyphenated().encode_lower(&mut text);
+            let id = HeaderValue::from_str(id).unwrap_or(HeaderValue::from_static("-"));
+            req.headers_mut().insert(REQUEST_ID, id.clone());
+            id
+        }
+    };
+    let span = tracing::info_span!(
+        target: "saaskit::request",
+        "request",
+        method = %method,
+        route,
+        request_id = request_id.to_str().unwrap_or("-"),
     );
+    let mut response = async {
+        if oversized(&req) {
+            return extract::payload_too_large().into_response();
+        }
+        let origin = extract::origin(req.extensions(), req.headers(), &path.app);
+        let handled = crate::audit::with_origin(origin, next.run(req));
+        match tokio::time::timeout(path.timeout, handled).await {
+            Ok(response) => response,
+            Err(_) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "timeout",
+                "The request took too long and was abandoned.",
+            )
+            .into_response(),
+        }
+    }
+    .instrument(span.clone())
+    .await;
+    let latency = started.elapsed();
+    let status = response.status().as_u16();
+    path.app.metrics.observe(&method, route, status, latency);
     if let Some(crate::error::ProblemCode(code)) = response.extensions().get() {
-        app.metrics.error(code);
+        path.app.metrics.error(code);
+    }
+    if path.log.logs(status) {
+        tracing::info!(
+            target: "saaskit::request",
+            parent: &span,
+            status,
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            "response"
+        );
     }
     response
+        .headers_mut()
+        .entry(REQUEST_ID)
+        .or_insert(request_id);
+    response
+}
+
+/// Whether the declared `Content-Length` is over [`extract::MAX_BODY_BYTES`]: refused at once,
+/// whatever the route, since otherwise a handler would wait for a body it will refuse, and one
+/// that is never sent would hold the request until its timeout. A chunked body is held to the
+/// same limit while it is read.
+fn oversized(req: &Request) -> bool {
+    req.headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|n| n > extract::MAX_BODY_BYTES as u64)
 }
 
 /// CORS for `SAASKIT_CORS_ORIGINS`, exact origins only; `None` when there are none (browsers
@@ -314,54 +351,6 @@ fn cors(config: &crate::config::Config) -> Option<CorsLayer> {
             ])
             .max_age(Duration::from_secs(3600)),
     )
-}
-
-/// Runs the request with its client's address and user agent at hand for the audit log.
-async fn audit_context(
-    axum::extract::State(app): axum::extract::State<AppState>,
-    req: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let origin = extract::origin(req.extensions(), req.headers(), &app);
-    crate::audit::with_origin(origin, next.run(req)).await
-}
-
-/// Answers 503 `timeout` when a request takes longer than `SAASKIT_REQUEST_TIMEOUT`; the handler
-/// is dropped (an open transaction rolls back; a write already handed to the SQLite writer may
-/// still commit, like any write whose answer was lost).
-async fn enforce_timeout(
-    axum::extract::State(limit): axum::extract::State<Duration>,
-    req: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(response) => response,
-        Err(_) => ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "timeout",
-            "The request took too long and was abandoned.",
-        )
-        .into_response(),
-    }
-}
-
-/// Answers 413 `payload_too_large` at once when the declared `Content-Length` is over
-/// [`extract::MAX_BODY_BYTES`], whatever the route: otherwise a handler would wait for a body
-/// it will refuse, and one that is never sent would hold the request until its timeout. A
-/// chunked body is held to the same limit while it is read.
-async fn refuse_oversized_body(
-    req: Request,
-    next: axum::middleware::Next,
-) -> axum::response::Response {
-    let declared = req
-        .headers()
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > extract::MAX_BODY_BYTES as u64) {
-        return extract::payload_too_large().into_response();
-    }
-    next.run(req).await
 }
 
 /// 404: a problem document, or our page for a browser asking for a page.

@@ -9,8 +9,8 @@
 //! a scope); one that reads the database, 503 while it does not answer.
 //! Handlers document only the errors of their own.
 
-use axum::Extension;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
 use utoipa::openapi::path::Operation;
@@ -19,6 +19,7 @@ use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi, Ref, RefOr, ResponseBuilder};
 use utoipa::{IntoParams, Modify, ToSchema};
 
+use crate::app::AppState;
 use crate::error::ApiError;
 
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -187,7 +188,7 @@ fn add_shared_errors(operation: &mut Operation) {
             ),
         ]);
     } else {
-        // Refused before any handler runs (`refuse_oversized_body` in http/mod.rs), though the
+        // Refused before any handler runs (`request_path` in http/mod.rs), though the
         // operation reads no body.
         shared.push((
             "413",
@@ -255,11 +256,6 @@ fn add_shared_errors(operation: &mut Operation) {
     }
 }
 
-/// The document as served, serialized once when the router is built, so it describes exactly
-/// the routes that router serves (a product's own included).
-#[derive(Clone)]
-pub struct ServedDocument(pub Bytes);
-
 /// `GET /api/v1/openapi.json`
 #[utoipa::path(
     get,
@@ -269,10 +265,20 @@ pub struct ServedDocument(pub Bytes);
     description = "The OpenAPI 3.1 document of this API, generated from its code.",
     responses((status = 200, description = "The document.", body = Object)),
 )]
-pub async fn get_openapi(Extension(document): Extension<ServedDocument>) -> Response {
+pub async fn get_openapi(State(app): State<AppState>) -> Response {
+    // Serialized once, on first request, from the products the router was built with, so it
+    // describes exactly the routes served (a product's own included). A document built from
+    // static attributes always serializes; an empty object would be caught by the tests.
+    let document = app.openapi_document.get_or_init(|| {
+        Bytes::from(
+            super::openapi(&app.products)
+                .to_json()
+                .unwrap_or_else(|_| "{}".to_owned()),
+        )
+    });
     (
         [(header::CONTENT_TYPE, "application/json")],
-        document.0.clone(),
+        document.clone(),
     )
         .into_response()
 }

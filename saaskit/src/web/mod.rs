@@ -25,94 +25,110 @@ use std::sync::Arc;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Router, middleware};
 
 use crate::app::AppState;
 pub use forms::FormErrors;
 use session::SignedIn;
 
-/// Every page route. Merged into [`crate::http::router`].
-pub fn router(app: &AppState) -> Router<AppState> {
-    Router::new()
-        .route("/", get(home))
-        .route("/signup", get(auth::signup_page).post(auth::signup))
-        .route("/login", get(auth::login_page).post(auth::login))
-        .route("/logout", post(auth::logout))
-        .route(
+/// saaskit's pages: each path with what each method does there. The router is built from it,
+/// and the metrics register its paths.
+fn page_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    vec![
+        ("/", get(home)),
+        ("/signup", get(auth::signup_page).post(auth::signup)),
+        ("/login", get(auth::login_page).post(auth::login)),
+        ("/logout", post(auth::logout)),
+        (
             "/forgot-password",
             get(auth::forgot_password_page).post(auth::forgot_password),
-        )
-        .route(
+        ),
+        (
             "/reset-password",
             get(auth::reset_password_page).post(auth::reset_password),
-        )
-        .route(
+        ),
+        (
             "/verify-email",
             get(auth::verify_email_page).post(auth::verify_email),
-        )
-        .route(
+        ),
+        (
             "/invitations/accept",
             get(invitations::accept_invitation_page).post(invitations::accept_invitation),
-        )
-        .route("/dashboard", get(dashboard::dashboard_page))
-        .route("/api-keys", get(keys::show_keys).post(keys::create_key))
-        .route("/api-keys/{id}/rotate", post(keys::rotate_key))
-        .route("/api-keys/{id}/revoke", post(keys::revoke_key))
-        .route("/api-keys/bots", post(keys::create_bot))
-        .route("/api-keys/bots/{id}/delete", post(keys::delete_bot))
-        .route("/admin", get(admin::find_businesses))
-        .route("/admin/businesses/{id}", get(admin::show_business))
-        .route("/admin/users", get(admin::find_user))
-        .route("/admin/users/{id}/deactivate", post(admin::deactivate_user))
-        .route("/admin/staff/{change}", post(admin::set_staff))
-        .route(
+        ),
+        ("/dashboard", get(dashboard::dashboard_page)),
+        ("/api-keys", get(keys::show_keys).post(keys::create_key)),
+        ("/api-keys/{id}/rotate", post(keys::rotate_key)),
+        ("/api-keys/{id}/revoke", post(keys::revoke_key)),
+        ("/api-keys/bots", post(keys::create_bot)),
+        ("/api-keys/bots/{id}/delete", post(keys::delete_bot)),
+        ("/admin", get(admin::find_businesses)),
+        ("/admin/businesses/{id}", get(admin::show_business)),
+        ("/admin/users", get(admin::find_user)),
+        ("/admin/users/{id}/deactivate", post(admin::deactivate_user)),
+        ("/admin/staff/{change}", post(admin::set_staff)),
+        (
             "/admin/plans",
             get(admin::show_plans).post(admin::create_plan),
-        )
-        .route(
+        ),
+        (
             "/admin/plans/{code}",
             get(admin::show_plan).post(admin::update_plan),
-        )
-        .route("/admin/plans/{code}/archive", post(admin::archive_plan))
-        .route("/admin/businesses/{id}/credits", post(admin::grant_credits))
-        .route("/admin/businesses/{id}/plan", post(admin::set_plan))
-        .route(
+        ),
+        ("/admin/plans/{code}/archive", post(admin::archive_plan)),
+        ("/admin/businesses/{id}/credits", post(admin::grant_credits)),
+        ("/admin/businesses/{id}/plan", post(admin::set_plan)),
+        (
             "/admin/businesses/{id}/deactivate",
             post(admin::deactivate_business),
-        )
-        .route("/billing", get(billing::show_billing))
-        .route("/billing/preview", post(billing::preview_change))
-        .route("/billing/change", post(billing::change_plan))
-        .route("/billing/cancel", post(billing::cancel_subscription))
-        .route("/billing/resume", post(billing::resume_subscription))
-        .route("/account", get(account::show_account))
-        .route("/account/names", post(account::rename))
-        .route("/account/password", post(account::change_password))
-        .route("/account/verification", post(account::resend_verification))
-        .route("/account/delete", post(account::delete_account))
-        .route("/account/switch", post(account::switch_business))
-        .route("/sessions", get(account::show_sessions))
-        .route("/sessions/{id}/end", post(account::end_session))
-        .route("/sessions/end-others", post(account::end_other_sessions))
-        .route("/audit-log", get(audit::show_audit_log))
-        .route("/team", get(team::show_team))
-        .route("/team/invitations", post(team::invite_member))
-        .route(
+        ),
+        ("/billing", get(billing::show_billing)),
+        ("/billing/preview", post(billing::preview_change)),
+        ("/billing/change", post(billing::change_plan)),
+        ("/billing/cancel", post(billing::cancel_subscription)),
+        ("/billing/resume", post(billing::resume_subscription)),
+        ("/account", get(account::show_account)),
+        ("/account/names", post(account::rename)),
+        ("/account/password", post(account::change_password)),
+        ("/account/verification", post(account::resend_verification)),
+        ("/account/delete", post(account::delete_account)),
+        ("/account/switch", post(account::switch_business)),
+        ("/sessions", get(account::show_sessions)),
+        ("/sessions/{id}/end", post(account::end_session)),
+        ("/sessions/end-others", post(account::end_other_sessions)),
+        ("/audit-log", get(audit::show_audit_log)),
+        ("/team", get(team::show_team)),
+        ("/team/invitations", post(team::invite_member)),
+        (
             "/team/invitations/{id}/resend",
             post(team::resend_invitation),
-        )
-        .route(
+        ),
+        (
             "/team/invitations/{id}/revoke",
             post(team::revoke_invitation),
-        )
-        .route("/team/members/{id}/role", post(team::change_role))
-        .route("/team/members/{id}/remove", post(team::remove_member))
-        .route(
+        ),
+        ("/team/members/{id}/role", post(team::change_role)),
+        ("/team/members/{id}/remove", post(team::remove_member)),
+        (
             "/team/members/{id}/transfer",
             post(team::transfer_ownership),
-        )
-        .route("/assets/{name}", get(assets::get_asset))
+        ),
+        ("/assets/{name}", get(assets::get_asset)),
+    ]
+}
+
+/// The paths of saaskit's pages (the products' are not listed).
+pub fn page_paths() -> impl Iterator<Item = &'static str> {
+    page_table().into_iter().map(|(path, _)| path)
+}
+
+/// Every page route, the products' included. Merged into [`crate::http::router`].
+pub fn router(app: &AppState) -> Router<AppState> {
+    page_table()
+        .into_iter()
+        .fold(Router::new(), |router, (path, methods)| {
+            router.route(path, methods)
+        })
         .merge(app.products.pages())
         .layer(middleware::from_fn_with_state(
             app.clone(),

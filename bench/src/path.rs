@@ -1,9 +1,9 @@
 //! The cost of the request path: saaskit's `/healthz` and `/api/v1/me` against a bare axum
 //! server answering the same `/healthz` body, built into this harness and run as its own process
-//! in the same run. The three are measured in turn, twice, alternating (drift on a shared machine
-//! falls on all three alike), by a lean client: one hyper HTTP/1.1 connection per worker, no
-//! pool, no redirects, nothing parsed but the status, so that the load generator, which shares
-//! the machine's cores with the server, takes as little of them as it can.
+//! in the same run. The three are measured in turn, then again in reverse (steady drift on a
+//! shared machine falls on all three alike), by a lean client: one hyper HTTP/1.1 connection per
+//! worker, no pool, no redirects, nothing parsed but the status, so that the load generator,
+//! which shares the machine's cores with the server, takes as little of them as it can.
 
 use std::net::SocketAddr;
 use std::process::{Child, Command, Stdio};
@@ -92,6 +92,7 @@ struct Target {
 /// Drives `target` with `connections` workers, one kept-alive connection each, for `duration`.
 async fn drive(target: &Target, connections: usize, duration: Duration) -> anyhow::Result<Outcome> {
     let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
     let mut workers = Vec::with_capacity(connections);
     for worker in 0..connections {
         let stream = tokio::net::TcpStream::connect(target.address).await?;
@@ -102,7 +103,8 @@ async fn drive(target: &Target, connections: usize, duration: Duration) -> anyho
         let authorization = target
             .tokens
             .as_ref()
-            .map(|t| format!("Bearer {}", t[worker % t.len()]));
+            .and_then(|t| t.get(worker % t.len().max(1)))
+            .map(|token| format!("Bearer {token}"));
         let (path, host, stop) = (target.path, target.address.to_string(), stop.clone());
         workers.push(tokio::spawn(async move {
             let mut latencies: Vec<u32> = Vec::with_capacity(200_000);
@@ -117,24 +119,27 @@ async fn drive(target: &Target, connections: usize, duration: Duration) -> anyho
                     break;
                 };
                 let sent = Instant::now();
+                // HTTP/1: the connection takes the next request once it has finished the last.
+                if sender.ready().await.is_err() {
+                    errors += 1;
+                    break;
+                }
                 let ok = match sender.send_request(request).await {
                     Ok(response) => {
                         let ok = response.status().is_success();
-                        ok && response.into_body().collect().await.is_ok()
+                        response.into_body().collect().await.is_ok() && ok
                     }
                     Err(_) => false,
                 };
-                latencies.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
-                if !ok {
+                if ok {
+                    latencies.push(sent.elapsed().as_micros().min(u32::MAX as u128) as u32);
+                } else {
                     errors += 1;
-                    // The connection may be gone: stop this worker rather than spin.
-                    break;
                 }
             }
             (latencies, errors)
         }));
     }
-    let started = Instant::now();
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
     let (mut all, mut errors) = (Vec::new(), 0);
@@ -147,8 +152,8 @@ async fn drive(target: &Target, connections: usize, duration: Duration) -> anyho
     Ok(percentiles(target.name, all, errors, elapsed))
 }
 
-/// Runs bare, `/healthz` and `/me` twice in turn and prints each with its share of the bare
-/// server in the same round, and the mean shares.
+/// Runs bare, `/healthz` and `/me`, then the same in reverse, and prints each and the mean
+/// shares of the bare server (each round's against that round's bare figure).
 pub async fn run(
     server: &Server,
     tenants: &[Tenant],
@@ -190,27 +195,35 @@ pub async fn run(
         "request path, {connections} connections, {} s per target, two rounds:",
         duration.as_secs()
     );
-    println!("| round | target | req/s | vs bare | p50 ms | p99 ms | max ms | errors |");
-    println!("|---|---|---:|---:|---:|---:|---:|---:|");
-    let mut shares = [0.0f64; 3];
-    for round in 1..=2 {
-        let mut bare_rps = 0.0;
-        for (i, target) in targets.iter().enumerate() {
+    println!("| round | target | req/s | p50 ms | p99 ms | max ms | errors |");
+    println!("|---|---|---:|---:|---:|---:|---:|");
+    // Two rounds, the second in the reverse order: steady drift then falls on all three alike.
+    let mut rps = [[0.0f64; 3]; 2];
+    for (round, order) in [[0, 1, 2], [2, 1, 0]].into_iter().enumerate() {
+        for i in order {
+            let target = &targets[i];
             let o = drive(target, connections, duration).await?;
-            if i == 0 {
-                bare_rps = o.rps;
-            }
-            let share = o.rps / bare_rps;
-            shares[i] += share / 2.0;
+            rps[round][i] = o.rps;
             println!(
-                "| {round} | {} | {:.0} | {:.2} | {:.2} | {:.2} | {:.1} | {} |",
-                o.target, o.rps, share, o.p50_ms, o.p99_ms, o.max_ms, o.errors
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} |",
+                round + 1,
+                o.target,
+                o.rps,
+                o.p50_ms,
+                o.p99_ms,
+                o.max_ms,
+                o.errors
             );
         }
     }
+    if rps.iter().any(|r| r[0] <= 0.0) {
+        bail!("the bare server answered nothing");
+    }
+    let share = |i: usize| (rps[0][i] / rps[0][0] + rps[1][i] / rps[1][0]) / 2.0;
     println!(
         "mean share of the bare server: /healthz {:.2} (target 0.75), /me {:.2} (target 0.55)",
-        shares[1], shares[2]
+        share(1),
+        share(2)
     );
     drop(bare);
     Ok(())

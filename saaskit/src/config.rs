@@ -227,8 +227,8 @@ pub struct Config {
     )]
     pub log_format: LogFormat,
 
-    /// Which answered requests get an INFO line: `all`, `off`, or `1/N` (one in N, and every
-    /// server error). Warnings and errors are always logged.
+    /// Which answered requests get an INFO line: `all`, `off`, or `1/N` (one in N). An answer
+    /// with a server error always logs an ERROR line; other lines are not affected.
     #[arg(
         long,
         env = "SAASKIT_REQUEST_LOG",

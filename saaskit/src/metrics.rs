@@ -107,7 +107,7 @@ pub struct Metrics {
     /// The route templates the router serves, registered once as it is built: a request to one
     /// of them touches atomics only.
     registered: OnceLock<HashMap<Box<str>, RouteStats>>,
-    /// Any other template (a product's pages, `<unmatched>`), behind a lock.
+    /// Any other template (a product's pages), behind a lock.
     unregistered: Mutex<BTreeMap<Box<str>, Box<RouteStats>>>,
     /// Problems by code: taken on answers that are problems only.
     errors: Mutex<BTreeMap<&'static str, u64>>,
@@ -161,7 +161,8 @@ impl Metrics {
     /// never the raw path.
     pub fn observe(&self, method: &Method, route: &str, status: u16, latency: Duration) {
         if let Some(stats) = self.registered.get().and_then(|r| r.get(route)) {
-            return stats.observe(method, status, latency);
+            stats.observe(method, status, latency);
+            return;
         }
         lock(&self.unregistered)
             .entry(Box::from(route))

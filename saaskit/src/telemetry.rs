@@ -4,14 +4,16 @@
 //! Lines are written by a thread of their own (`tracing-appender`'s non-blocking writer) into a
 //! buffer that goes to stderr whenever the queue runs empty: a request formats its line and
 //! hands it over, and a burst of requests becomes a few large writes instead of one system call
-//! (and one stderr lock) each. Nothing is dropped: when the queue is full (a stalled terminal or
-//! collector), writers wait for it, as they did before. The [`LogGuard`] flushes what is queued
-//! when it is dropped, at the end of `main`.
+//! (and one stderr lock) each. None is dropped while the process runs: when the queue is full (a
+//! stalled terminal or collector), writers wait for it, as they did before. The [`LogGuard`]
+//! writes out what is queued when it is dropped, at the end of `main` (tracing-appender gives
+//! that a second; lines queued when the process is killed are lost).
 //!
 //! Each answered request logs one INFO line under the target `saaskit::request`, as
-//! `SAASKIT_REQUEST_LOG` says: `all` (the default), `off`, or `1/N` (one request in N, and
-//! every one answered with a server error). Warnings and errors are never affected; `RUST_LOG`
-//! can also silence the lines (`RUST_LOG=info,saaskit::request=off`).
+//! `SAASKIT_REQUEST_LOG` says: `all` (the default), `off`, or `1/N` (one request in N).
+//! Whatever the setting, an answer with a server error logs an ERROR line, and warnings and
+//! errors logged while handling keep the request's id, method and route (its span is not under
+//! that target). `RUST_LOG=info,saaskit::request=off` silences the INFO lines too.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -38,7 +40,12 @@ pub fn init(format: LogFormat) -> LogGuard {
         .lossy(false)
         .buffered_lines_limit(QUEUED_LINES)
         .thread_name("saaskit-log")
-        .finish(Batched::default());
+        // Written out when the writer thread runs out of queued lines (it flushes then) or the
+        // buffer fills.
+        .finish(std::io::BufWriter::with_capacity(
+            64 * 1024,
+            std::io::stderr(),
+        ));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
@@ -50,33 +57,6 @@ pub fn init(format: LogFormat) -> LogGuard {
     };
     LogGuard {
         _worker: installed.is_ok().then_some(guard),
-    }
-}
-
-/// Stderr behind a buffer, written out when the writer thread runs out of queued lines (it
-/// flushes then) or the buffer fills.
-struct Batched(std::io::BufWriter<std::io::Stderr>);
-
-impl Default for Batched {
-    fn default() -> Batched {
-        Batched(std::io::BufWriter::with_capacity(
-            64 * 1024,
-            std::io::stderr(),
-        ))
-    }
-}
-
-impl std::io::Write for Batched {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.write(buf)
-    }
-
-    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
-        self.0.write_all(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.0.flush()
     }
 }
 

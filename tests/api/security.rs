@@ -319,6 +319,20 @@ db_test!(
         assert!(other.headers().get("access-control-allow-origin").is_none());
         let same = open.client.get(open.url("/api/v1/plans")).header("Origin", "https://app.example.com").send().await.expect("request");
         assert_eq!(same.headers().get("access-control-allow-origin").map(|v| v.as_bytes()), Some(&b"https://app.example.com"[..]));
+        // The request path's own refusal (a declared body over the limit) is readable by the
+        // allowed origin too, with its request id.
+        let big = open
+            .client
+            .post(open.url("/api/v1/login"))
+            .header("Origin", "https://app.example.com")
+            .header("content-type", "application/json")
+            .body(vec![b' '; 2 * 1024 * 1024])
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(big.status(), StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(big.headers().get("access-control-allow-origin").map(|v| v.as_bytes()), Some(&b"https://app.example.com"[..]));
+        assert!(big.headers().get("x-request-id").is_some());
 
         let mut config = saaskit::config::Config::defaults();
         config.cors_origins = vec!["*".into()];

@@ -185,9 +185,9 @@ pub fn all_paths(products: &Products) -> Vec<String> {
 }
 
 /// The layers every request passes, outermost first: `Cache-Control: no-store` (answers carry
-/// tokens, keys and account data that no cache should keep); [`request_path`] (request id,
-/// span, log line, metrics, audit context, body-size refusal, timeout); CORS for the configured
-/// origins (none: no layer); a guard that turns a panic into a problem document instead of a
+/// tokens, keys and account data that no cache should keep); CORS for the configured origins
+/// (none: no layer); [`request_path`] (request id, span, log line, metrics, audit context,
+/// body-size refusal, timeout); a guard that turns a panic into a problem document instead of a
 /// dropped connection; the body limit.
 pub fn with_layers(routes: Router, app: &AppState) -> Router {
     let routes = routes.layer(
@@ -200,21 +200,21 @@ pub fn with_layers(routes: Router, app: &AppState) -> Router {
             ))
             .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES)),
     );
-    let routes = match cors(&app.config) {
-        Some(cors) => routes.layer(cors),
-        None => routes,
-    };
     let path = Arc::new(RequestPath {
         app: app.clone(),
         timeout: Duration::from_secs(app.config.request_timeout_secs),
         log: RequestSampler::new(app.config.request_log),
     });
-    routes
-        .layer(axum::middleware::from_fn_with_state(path, request_path))
-        .layer(SetResponseHeaderLayer::if_not_present(
-            header::CACHE_CONTROL,
-            HeaderValue::from_static("no-store"),
-        ))
+    let routes = routes.layer(axum::middleware::from_fn_with_state(path, request_path));
+    // Outside the request path, so that its own answers (413, 503) carry CORS headers too.
+    let routes = match cors(&app.config) {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    routes.layer(SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    ))
 }
 
 /// What [`request_path`] needs, made once.
@@ -235,7 +235,8 @@ struct RequestPath {
 ///   rolls back; a write already handed to the SQLite writer may still commit, like any write
 ///   whose answer was lost);
 /// - the metrics (by route template, method and status; problems by code) and the request's
-///   INFO line (as `SAASKIT_REQUEST_LOG` says), for every answer, these two included.
+///   INFO line (as `SAASKIT_REQUEST_LOG` says; an ERROR line for every server error), for every
+///   answer, these two included.
 async fn request_path(
     axum::extract::State(path): axum::extract::State<Arc<RequestPath>>,
     mut req: Request,
@@ -257,8 +258,8 @@ async fn request_path(
             id
         }
     };
+    // Not under `saaskit::request`: silencing the request lines keeps the context of the others.
     let span = tracing::info_span!(
-        target: "saaskit::request",
         "request",
         method = %method,
         route,
@@ -288,7 +289,15 @@ async fn request_path(
     if let Some(crate::error::ProblemCode(code)) = response.extensions().get() {
         path.app.metrics.error(code);
     }
-    if path.log.logs(status) {
+    if status >= 500 {
+        // Whatever `SAASKIT_REQUEST_LOG` says: a timeout, say, logs nothing else.
+        tracing::error!(
+            parent: &span,
+            status,
+            latency_ms = latency.as_secs_f64() * 1000.0,
+            "response failed"
+        );
+    } else if path.log.logs(status) {
         tracing::info!(
             target: "saaskit::request",
             parent: &span,

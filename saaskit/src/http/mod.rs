@@ -190,8 +190,21 @@ pub fn all_paths(products: &Products) -> Vec<String> {
 /// body-size refusal, timeout); a guard that turns a panic into a problem document instead of a
 /// dropped connection; the body limit.
 pub fn with_layers(routes: Router, app: &AppState) -> Router {
-    let routes = routes.layer(
+    let path = Arc::new(RequestPath {
+        app: app.clone(),
+        timeout: Duration::from_secs(app.config.request_timeout_secs),
+        log: RequestSampler::new(app.config.request_log),
+    });
+    // One `layer` call: each wraps every route in a boxed service of its own, cloned per request.
+    routes.layer(
         ServiceBuilder::new()
+            .layer(SetResponseHeaderLayer::if_not_present(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            ))
+            // Outside the request path, so that its own answers (413, 503) carry CORS headers.
+            .option_layer(cors(&app.config))
+            .layer(axum::middleware::from_fn_with_state(path, request_path))
             .layer(CatchPanicLayer::custom(
                 |_panic: Box<dyn std::any::Any + Send>| {
                     ApiError::internal(anyhow::anyhow!("a request handler panicked"))
@@ -199,22 +212,7 @@ pub fn with_layers(routes: Router, app: &AppState) -> Router {
                 },
             ))
             .layer(DefaultBodyLimit::max(extract::MAX_BODY_BYTES)),
-    );
-    let path = Arc::new(RequestPath {
-        app: app.clone(),
-        timeout: Duration::from_secs(app.config.request_timeout_secs),
-        log: RequestSampler::new(app.config.request_log),
-    });
-    let routes = routes.layer(axum::middleware::from_fn_with_state(path, request_path));
-    // Outside the request path, so that its own answers (413, 503) carry CORS headers too.
-    let routes = match cors(&app.config) {
-        Some(cors) => routes.layer(cors),
-        None => routes,
-    };
-    routes.layer(SetResponseHeaderLayer::if_not_present(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-store"),
-    ))
+    )
 }
 
 /// What [`request_path`] needs, made once.

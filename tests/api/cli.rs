@@ -403,10 +403,12 @@ async fn serve_stops_cleanly_on_sigterm_and_restarts_with_its_data_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(saaskit_postgres_tests),
+    ignore = "PostgreSQL: set SAASKIT_TEST_POSTGRES_URL to run it"
+)]
 async fn serve_stops_cleanly_on_sigterm_and_restarts_with_its_data_postgres() {
-    if postgres_enabled() {
-        serve_stop_and_restart(Arc::new(TestDb::create(Backend::Postgres).await)).await;
-    }
+    serve_stop_and_restart(Arc::new(TestDb::create(Backend::Postgres).await)).await;
 }
 
 #[test]
@@ -633,8 +635,10 @@ async fn no_secret_reaches_the_logs_sqlite() {
 }
 
 #[tokio::test]
+#[cfg_attr(
+    not(saaskit_postgres_tests),
+    ignore = "PostgreSQL: set SAASKIT_TEST_POSTGRES_URL to run it"
+)]
 async fn no_secret_reaches_the_logs_postgres() {
-    if postgres_enabled() {
-        no_secret_in_the_logs(Arc::new(TestDb::create(Backend::Postgres).await)).await;
-    }
+    no_secret_in_the_logs(Arc::new(TestDb::create(Backend::Postgres).await)).await;
 }

@@ -277,10 +277,12 @@ async fn a_registered_product_is_served_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(saaskit_postgres_tests),
+    ignore = "PostgreSQL: set SAASKIT_TEST_POSTGRES_URL to run it"
+)]
 async fn a_registered_product_is_served_on_postgres() {
-    if postgres_enabled() {
-        served_widgets_routes_meters_migrations_and_limits(Backend::Postgres).await;
-    }
+    served_widgets_routes_meters_migrations_and_limits(Backend::Postgres).await;
 }
 
 async fn a_toolkit_resource_pages_changes_deletes_and_meters(backend: Backend) {
@@ -459,8 +461,10 @@ async fn a_toolkit_resource_on_sqlite() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(saaskit_postgres_tests),
+    ignore = "PostgreSQL: set SAASKIT_TEST_POSTGRES_URL to run it"
+)]
 async fn a_toolkit_resource_on_postgres() {
-    if postgres_enabled() {
-        a_toolkit_resource_pages_changes_deletes_and_meters(Backend::Postgres).await;
-    }
+    a_toolkit_resource_pages_changes_deletes_and_meters(Backend::Postgres).await;
 }

@@ -33,8 +33,9 @@ macro_rules! journey {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            #[cfg_attr(not(saaskit_postgres_tests), ignore = "PostgreSQL: set SAASKIT_TEST_POSTGRES_URL to run it")]
             async fn postgres() {
-                if saaskit::testing::postgres_enabled() && harness::available() {
+                if harness::available() {
                     let app = TestApp::spawn(Backend::Postgres, products()).await;
                     journey(app, Driver::start().await).await
                 }

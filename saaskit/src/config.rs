@@ -10,7 +10,8 @@ use crate::ratelimit::{Rule, Switch, TrustedProxies};
 
 #[derive(Debug, Clone, PartialEq, Eq, Args)]
 pub struct Config {
-    /// Database to use: `sqlite://<file>` (created if missing) or `postgres://user:pass@host/db`.
+    /// Database to use: `sqlite://<file>` (created if missing by `serve` and `migrate` only) or
+    /// `postgres://user:pass@host/db`.
     #[arg(
         long,
         env = "SAASKIT_DATABASE_URL",

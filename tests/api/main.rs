@@ -26,6 +26,7 @@ mod me;
 mod members;
 mod metering;
 mod openapi;
+mod operators;
 mod password_reset;
 mod products;
 mod schema;

@@ -145,23 +145,42 @@ fn check_meters<'a>(mut meters: impl Iterator<Item = &'a String>) -> Result<(), 
     }
 }
 
-pub async fn create_plan(app: &App, new: NewPlan, actor: Actor) -> Result<Plan, AdminError> {
-    if !is_slug(&new.code) {
+/// The rules every plan's terms follow, however the plan is made or changed (the admin API,
+/// the CLI, a catalogue file).
+pub(crate) fn check_terms(
+    code: &str,
+    currency: &str,
+    price_minor: i64,
+    cycle_days: i64,
+    limits: &Limits,
+) -> Result<(), AdminError> {
+    if !is_slug(code) {
         return Err(AdminError::Invalid(
             "a plan code is 1 to 64 of a-z, 0-9, - and _".into(),
         ));
     }
-    check_currency(&new.currency)?;
-    check_meters(new.limits.keys())?;
-    if !(0..=MAX_AMOUNT).contains(&new.price_minor) || new.cycle_days <= 0 || new.cycle_days > 3660
-    {
-        return Err(AdminError::Invalid(format!(
-            "a price is 0 to {MAX_AMOUNT} and a cycle lasts 1 to 3660 days"
-        )));
+    check_currency(currency)?;
+    check_meters(limits.keys())?;
+    if !(0..=MAX_AMOUNT).contains(&price_minor) {
+        return Err(AdminError::Invalid(format!("a price is 0 to {MAX_AMOUNT}")));
     }
-    if new.limits.values().any(|v| *v < 0) {
+    if !(1..=3660).contains(&cycle_days) {
+        return Err(AdminError::Invalid("a cycle lasts 1 to 3660 days".into()));
+    }
+    if limits.values().any(|v| *v < 0) {
         return Err(AdminError::Invalid("limits may not be negative".into()));
     }
+    Ok(())
+}
+
+pub async fn create_plan(app: &App, new: NewPlan, actor: Actor) -> Result<Plan, AdminError> {
+    check_terms(
+        &new.code,
+        &new.currency,
+        new.price_minor,
+        new.cycle_days,
+        &new.limits,
+    )?;
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     let fallback_plan_id = match &new.fallback_code {
@@ -297,10 +316,6 @@ pub async fn update_plan(
     change: PlanUpdate,
     actor: Actor,
 ) -> Result<Plan, AdminError> {
-    if let Some(currency) = &change.currency {
-        check_currency(currency)?;
-    }
-    check_meters(change.limits.iter().map(|(m, _)| m))?;
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     let mut plan = plans::find_by_code(tx.conn(), code)
@@ -313,18 +328,12 @@ pub async fn update_plan(
         plan.description = description;
     }
     if let Some(price) = change.price_minor {
-        if !(0..=MAX_AMOUNT).contains(&price) {
-            return Err(AdminError::Invalid(format!("a price is 0 to {MAX_AMOUNT}")));
-        }
         plan.price_minor = price;
     }
     if let Some(currency) = change.currency {
         plan.currency = currency.to_uppercase();
     }
     if let Some(days) = change.cycle_days {
-        if !(1..=3660).contains(&days) {
-            return Err(AdminError::Invalid("a cycle lasts 1 to 3660 days".into()));
-        }
         plan.cycle_days = days;
     }
     if let Some(renews) = change.renews {
@@ -348,16 +357,9 @@ pub async fn update_plan(
     }
     for (meter, limit) in change.limits {
         match limit {
-            Some(v) if v < 0 => {
-                return Err(AdminError::Invalid("limits may not be negative".into()));
-            }
-            Some(v) => {
-                plan.limits.0.insert(meter, v);
-            }
-            None => {
-                plan.limits.0.remove(&meter);
-            }
-        }
+            Some(v) => plan.limits.0.insert(meter, v),
+            None => plan.limits.0.remove(&meter),
+        };
     }
     if let Some(public) = change.is_public {
         plan.is_public = public;
@@ -369,6 +371,13 @@ pub async fn update_plan(
             None
         };
     }
+    check_terms(
+        &plan.code,
+        &plan.currency,
+        plan.price_minor,
+        plan.cycle_days,
+        &plan.limits.0,
+    )?;
     plan.updated_at = now;
     plans::update(tx.conn(), &plan).await?;
     let event = audit::Event::new(audit::Action::PlanUpdated, actor.into())

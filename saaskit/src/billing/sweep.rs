@@ -517,3 +517,122 @@ async fn charge_cycle(
         Err(err) => Err(err.into()),
     }
 }
+
+/// What a sweep at some time would do to one due subscription (`saaskit renew --dry-run`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Preview {
+    pub subscription_id: Uuid,
+    pub business_id: Uuid,
+    pub plan: String,
+    pub status: String,
+    pub period_end: Timestamp,
+    /// Each step in order, said for people ("renew on pro until …, charging 2900 USD").
+    pub steps: Vec<String>,
+}
+
+/// Reads what [`sweep`] would do at `now`, changing nothing: the due subscriptions, read
+/// without claiming them, each advanced by the same state machine over the same ledger. The
+/// report counts what the sweep would count (a concurrent sweep may of course get there first).
+pub async fn preview(app: &App, now: Timestamp) -> anyhow::Result<(Vec<Preview>, SweepReport)> {
+    let mut tx = app.db.read().await?;
+    let plans: HashMap<Uuid, Plan> = plans::all(tx.conn())
+        .await?
+        .into_iter()
+        .map(|p| (p.id, p))
+        .collect();
+    let grace = Duration::days(i64::from(app.config.grace_period_days));
+    let lookup = |id: Uuid| plans.get(&id).map(PlanTerms::of);
+    let money = |amount: i64, plan: Uuid| {
+        let currency = plans
+            .get(&plan)
+            .map(|p| p.currency.as_str())
+            .unwrap_or("USD");
+        if amount > 0 {
+            format!(", charging {amount} {currency}")
+        } else {
+            ", free".to_owned()
+        }
+    };
+    let mut report = SweepReport::default();
+    let mut previews = Vec::new();
+    let mut cursor: subscriptions::Cursor = (Timestamp::from_micros(0).unwrap_or(now), Uuid::nil());
+    loop {
+        let page = subscriptions::due_page(tx.conn(), now, cursor, PAGE).await?;
+        let Some(last) = page.last() else { break };
+        cursor = (last.current_period_end, last.id);
+        for sub in &page {
+            report.examined += 1;
+            let start = match state_of(sub) {
+                Ok(state) => state,
+                Err(err) => {
+                    report.errors += 1;
+                    tracing::error!(subscription_id = %sub.id, error = format!("{err:#}"), "cannot read a subscription");
+                    continue;
+                }
+            };
+            let entries = ledger::amounts_until(tx.conn(), sub.business_id, now).await?;
+            let (_, steps) = lifecycle::advance(start, &lookup, &Ledger::new(entries), grace, now);
+            if steps.is_empty() {
+                continue;
+            }
+            report.changed += 1;
+            let mut said = Vec::with_capacity(steps.len());
+            for (step, _) in &steps {
+                said.push(match *step {
+                    Step::Renewed {
+                        plan_id,
+                        period_end,
+                        charge,
+                        ..
+                    } => {
+                        report.renewals += 1;
+                        report.charged += charge;
+                        format!(
+                            "renew on {} until {}{}",
+                            code_of(&plans, plan_id),
+                            period_end.to_rfc3339(),
+                            money(charge, plan_id)
+                        )
+                    }
+                    Step::PastDue { since } => {
+                        report.past_due += 1;
+                        format!(
+                            "go past due from {} (the credits do not cover the price)",
+                            since.to_rfc3339()
+                        )
+                    }
+                    Step::Stopped { at, status } => {
+                        report.stopped += 1;
+                        format!("stop as {} at {}", status.as_str(), at.to_rfc3339())
+                    }
+                    Step::FellBack {
+                        plan_id,
+                        period_end,
+                        charge,
+                        status,
+                        ..
+                    } => {
+                        report.fell_back += 1;
+                        report.charged += charge;
+                        format!(
+                            "fall back to {} ({}) until {}{}",
+                            code_of(&plans, plan_id),
+                            status.as_str(),
+                            period_end.to_rfc3339(),
+                            money(charge, plan_id)
+                        )
+                    }
+                });
+            }
+            previews.push(Preview {
+                subscription_id: sub.id,
+                business_id: sub.business_id,
+                plan: code_of(&plans, sub.plan_id),
+                status: sub.status.clone(),
+                period_end: sub.current_period_end,
+                steps: said,
+            });
+        }
+    }
+    Ok((previews, report))
+}

@@ -34,11 +34,17 @@ enum Command {
     /// health checks (the image has no curl).
     CheckReady,
     /// Run one renewal sweep and exit: renew, charge, expire or fall back every subscription
-    /// whose period has ended. For cron jobs, and with --at for simulating time.
+    /// whose period has ended. For cron jobs. This changes the database (with --at too): add
+    /// --dry-run to only print what would happen to each subscription.
     Renew {
-        /// Sweep as of this time (RFC 3339, e.g. 2026-01-31T00:00:00Z) instead of now.
+        /// Sweep as of this time (RFC 3339, e.g. 2026-01-31T00:00:00Z) instead of now. The
+        /// changes are real: subscriptions renewed, charged or stopped as of that time stay so.
         #[arg(long, value_parser = parse_time)]
         at: Option<chrono::DateTime<chrono::Utc>>,
+        /// Change nothing: print what the sweep would do to each due subscription, then the
+        /// report it would give.
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Write a consistent snapshot of the live SQLite database to FILE (and its checksum to
     /// FILE.sha256) while the server keeps serving. On PostgreSQL, says what to use instead.
@@ -163,6 +169,18 @@ enum PlanCommand {
     },
     /// Archive a plan: it leaves the catalog; subscriptions on it go on. Plans are never deleted.
     Archive { code: String },
+    /// Apply a plan catalogue file (TOML, see plans.example.toml): create the plans it names
+    /// that do not exist and bring the others to exactly what it says, in one transaction,
+    /// printing what changed. Plans it does not name are left as they are. Safe to repeat.
+    Import {
+        file: std::path::PathBuf,
+        /// Print what would change, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// One JSON report instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,16 +328,8 @@ async fn run(cli: Cli, products: Arc<Products>) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Backup { file } => {
-            // Connecting would create a missing SQLite file: a mistyped URL must not produce
-            // the backup of an empty database.
-            if let Some(path) = crate::db::sqlite_file(&config.database_url)
-                && !path.exists()
-            {
-                anyhow::bail!(
-                    "there is no database at {} (SAASKIT_DATABASE_URL) to back up",
-                    path.display()
-                );
-            }
+            // A mistyped URL must not produce the backup of an empty database.
+            existing_database(&config)?;
             let db = Db::connect(&config.database_url, 1).await?;
             let made = crate::backup::backup(&db, &file).await;
             db.close().await;
@@ -353,12 +363,41 @@ async fn run(cli: Cli, products: Arc<Products>) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Renew { at } => {
+        Command::Renew { at, dry_run } => {
+            existing_database(&config)?;
             let app = App::connect(config, products).await?;
             let now = match at {
                 Some(at) => crate::db::Timestamp::from_datetime(at),
                 None => crate::clock::Clock::now(&crate::clock::SystemClock),
             };
+            if dry_run {
+                let preview = crate::billing::sweep::preview(&app, now).await;
+                app.db.close().await;
+                let (previews, report) = preview?;
+                for p in &previews {
+                    println!(
+                        "subscription {} (business {}, {} {}, period ended {}): {}",
+                        p.subscription_id,
+                        p.business_id,
+                        p.plan,
+                        p.status,
+                        p.period_end.to_rfc3339(),
+                        p.steps.join("; then ")
+                    );
+                }
+                let mut summary = serde_json::to_value(report)?;
+                summary["dry_run"] = serde_json::Value::Bool(true);
+                println!("{summary}");
+                eprintln!("dry run: nothing was changed");
+                return Ok(());
+            }
+            if at.is_some() {
+                eprintln!(
+                    "renew --at changes the database: what the sweep does as of {} is stored \
+                     (use --dry-run to only see it)",
+                    now.to_rfc3339()
+                );
+            }
             let report = crate::billing::sweep::sweep(&app, now).await?;
             app.db.close().await;
             println!("{}", serde_json::to_string(&report)?);
@@ -371,25 +410,34 @@ async fn run(cli: Cli, products: Arc<Products>) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Plan(cmd) => {
+            existing_database(&config)?;
             let app = App::connect(config, products).await?;
             let result = ops::plan(&app, cmd).await;
             app.db.close().await;
             result
         }
         Command::Business(cmd) => {
+            existing_database(&config)?;
             let app = App::connect(config, products).await?;
             let result = ops::business(&app, cmd).await;
             app.db.close().await;
             result
         }
         Command::User(cmd) => {
+            existing_database(&config)?;
             let app = App::connect(config, products).await?;
             let result = ops::user(&app, cmd).await;
             app.db.close().await;
             result
         }
-        Command::SecretKey(cmd) => ops::secret_key(config, cmd, products).await,
+        Command::SecretKey(cmd) => {
+            if !matches!(cmd, SecretKeyCommand::Generate) {
+                existing_database(&config)?;
+            }
+            ops::secret_key(config, cmd, products).await
+        }
         Command::Audit(AuditCommand::Verify) => {
+            existing_database(&config)?;
             let db = Db::connect(&config.database_url, 1).await?;
             let verdict = crate::audit::verify(&db).await;
             db.close().await;
@@ -422,6 +470,32 @@ async fn run(cli: Cli, products: Arc<Products>) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Refuses to go on when the configured SQLite file does not exist: connecting would create an
+/// empty database (and a key file beside it), and an operator command run from the wrong folder
+/// would then report on, or change, nothing at all. Only `serve` and `migrate` create one.
+fn existing_database(config: &Config) -> anyhow::Result<()> {
+    let Some(path) = crate::db::sqlite_file(&config.database_url) else {
+        return Ok(());
+    };
+    if path.exists() {
+        return Ok(());
+    }
+    let shown = if path.is_relative() {
+        std::env::current_dir()
+            .map(|dir| dir.join(&path))
+            .unwrap_or_else(|_| path.clone())
+    } else {
+        path
+    };
+    anyhow::bail!(
+        "there is no database at {} (SAASKIT_DATABASE_URL is {}); this command does not create \
+         one: run it where the server runs, set SAASKIT_DATABASE_URL (or --database-url) to the \
+         server's database, or create one with `saaskit migrate`",
+        shown.display(),
+        redact_url(&config.database_url)
+    )
 }
 
 pub mod generate;

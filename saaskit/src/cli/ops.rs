@@ -137,6 +137,46 @@ pub(super) async fn plan(app: &App, cmd: PlanCommand) -> anyhow::Result<()> {
             admin::archive_plan(app, &code, Actor::Admin(None)).await?;
             println!("archived plan {code}");
         }
+        PlanCommand::Import {
+            file,
+            dry_run,
+            json,
+        } => {
+            use crate::billing::catalogue::{self, Catalogue, PlanOutcome};
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading {}", file.display()))?;
+            let parsed =
+                Catalogue::parse(&text).with_context(|| format!("in {}", file.display()))?;
+            let report = catalogue::import(app, &parsed, Actor::Admin(None), dry_run).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
+                return Ok(());
+            }
+            let verb = |done: &'static str, would: &'static str| if dry_run { would } else { done };
+            for outcome in &report.plans {
+                match outcome {
+                    PlanOutcome::Created { code } => {
+                        println!("{} {code}", verb("created", "would create"));
+                    }
+                    PlanOutcome::Updated { code, changes } => {
+                        println!("{} {code}:", verb("updated", "would update"));
+                        for change in changes {
+                            println!("  {change}");
+                        }
+                    }
+                    PlanOutcome::Unchanged { code } => println!("unchanged {code}"),
+                }
+            }
+            if !report.not_in_file.is_empty() {
+                println!(
+                    "not in the file, left as they are: {}",
+                    report.not_in_file.join(", ")
+                );
+            }
+            if dry_run {
+                println!("dry run: nothing was changed");
+            }
+        }
     }
     Ok(())
 }

@@ -133,6 +133,18 @@ pub async fn history_of(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<Vec<Subs
 /// one it took.
 pub type Cursor = (Timestamp, Uuid);
 
+/// The due-subscriptions query, shared by the claiming sweep and the dry run.
+macro_rules! due_page_sql {
+    () => {
+        "SELECT id, business_id, plan_id, status, current_period_start, current_period_end, \
+         is_current, pending_plan_id, cancel_at_period_end, ended_at, created_at, updated_at \
+         FROM subscriptions WHERE is_current AND current_period_end <= $1 \
+         AND (current_period_end, id) > ($2, $3) \
+         AND status IN ('trialing', 'active', 'past_due') \
+         ORDER BY current_period_end, id LIMIT $4"
+    };
+}
+
 /// Claims the next page of due subscriptions (a period that has ended while trialing, active or
 /// past due) after `cursor`, in `(current_period_end, id)` order: an index range scan per page.
 /// Renewed subscriptions move past `now` and out of the walk; past-due ones stay behind the
@@ -145,38 +157,41 @@ pub async fn claim_due_page(
 ) -> sqlx::Result<Vec<Subscription>> {
     match c {
         Conn::Postgres(c) => {
-            sqlx::query_as(
-                "SELECT id, business_id, plan_id, status, current_period_start, current_period_end, \
-                 is_current, pending_plan_id, cancel_at_period_end, ended_at, created_at, updated_at \
-                 FROM subscriptions WHERE is_current AND current_period_end <= $1 \
-                 AND (current_period_end, id) > ($2, $3) \
-                 AND status IN ('trialing', 'active', 'past_due') \
-                 ORDER BY current_period_end, id LIMIT $4 FOR UPDATE SKIP LOCKED",
-            )
-            .bind(now)
-            .bind(cursor.0)
-            .bind(cursor.1)
-            .bind(limit)
-            .fetch_all(&mut *c)
-            .await
+            sqlx::query_as(concat!(due_page_sql!(), " FOR UPDATE SKIP LOCKED"))
+                .bind(now)
+                .bind(cursor.0)
+                .bind(cursor.1)
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await
         }
+        // The caller's write transaction holds SQLite's one write lock.
         Conn::Sqlite(c) => {
-            sqlx::query_as(
-                "SELECT id, business_id, plan_id, status, current_period_start, current_period_end, \
-                 is_current, pending_plan_id, cancel_at_period_end, ended_at, created_at, updated_at \
-                 FROM subscriptions WHERE is_current AND current_period_end <= $1 \
-                 AND (current_period_end, id) > ($2, $3) \
-                 AND status IN ('trialing', 'active', 'past_due') \
-                 ORDER BY current_period_end, id LIMIT $4",
-            )
-            .bind(now)
-            .bind(cursor.0)
-            .bind(cursor.1)
-            .bind(limit)
-            .fetch_all(&mut *c)
-            .await
+            sqlx::query_as(due_page_sql!())
+                .bind(now)
+                .bind(cursor.0)
+                .bind(cursor.1)
+                .bind(limit)
+                .fetch_all(&mut *c)
+                .await
         }
     }
+}
+
+/// The same page as [`claim_due_page`], read without claiming anything (`renew --dry-run`).
+pub async fn due_page(
+    c: Conn<'_>,
+    now: Timestamp,
+    cursor: Cursor,
+    limit: i64,
+) -> sqlx::Result<Vec<Subscription>> {
+    on_conn!(c, c => sqlx::query_as(due_page_sql!())
+        .bind(now)
+        .bind(cursor.0)
+        .bind(cursor.1)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await)
 }
 
 /// One row's change for [`update_states`]: applied only if the row is still in the state read.

@@ -7,17 +7,19 @@
 FROM rust:1.95-slim-bookworm AS build
 WORKDIR /src
 # Dependencies first, so source changes do not rebuild them: the workspace's manifests with
-# placeholder sources (the server, the saaskit library, the example product, the benchmarks).
+# placeholder sources (the server, the saaskit library, the example product, the benchmarks, the
+# generator's checked-in output): every workspace member must be there for cargo to start.
 COPY Cargo.toml Cargo.lock ./
 COPY saaskit/Cargo.toml saaskit/Cargo.toml
 COPY example/Cargo.toml example/Cargo.toml
 COPY bench/Cargo.toml bench/Cargo.toml
-RUN mkdir -p src saaskit/src example/src bench/src \
+COPY tests/generated/Cargo.toml tests/generated/Cargo.toml
+RUN mkdir -p src saaskit/src example/src bench/src tests/generated/src \
  && echo 'fn main() {}' > src/main.rs \
- && touch saaskit/src/lib.rs example/src/lib.rs \
+ && touch saaskit/src/lib.rs example/src/lib.rs tests/generated/src/lib.rs \
  && echo 'fn main() {}' > bench/src/main.rs \
  && cargo build --release --locked --bin saaskit \
- && rm -rf src saaskit/src example/src bench/src
+ && rm -rf src saaskit/src example/src bench/src tests/generated/src
 COPY . .
 # Make sure cargo sees the real sources as newer than the placeholders.
 RUN touch src/main.rs saaskit/src/lib.rs example/src/lib.rs \

@@ -98,26 +98,26 @@ fn bad_configuration_is_refused_with_a_clear_message() {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
 }
 
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
 }
 
 impl Server {
-    async fn start(database_url: &str, workdir: &std::path::Path) -> Server {
+    pub(crate) async fn start(database_url: &str, workdir: &std::path::Path) -> Server {
         Self::start_with(database_url, workdir, None, &[]).await
     }
 
     /// Starts `saaskit serve` with `env` set; with `log`, its output (both streams, JSON lines,
     /// at debug level unless `env` sets `RUST_LOG`) goes to that file.
-    async fn start_with(
+    pub(crate) async fn start_with(
         database_url: &str,
         workdir: &std::path::Path,
         log: Option<&std::path::Path>,
@@ -162,7 +162,7 @@ impl Server {
     }
 
     /// Sends SIGTERM and returns the exit code.
-    async fn terminate(mut self) -> Option<i32> {
+    pub(crate) async fn terminate(mut self) -> Option<i32> {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill")
             .args(["-TERM", &pid])

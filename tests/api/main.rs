@@ -1,6 +1,7 @@
 //! The API's behaviour, through HTTP, on SQLite and on PostgreSQL.
 
 mod conformance;
+mod deploy;
 mod helpers;
 mod smtp_sink;
 
@@ -36,3 +37,4 @@ mod sessions;
 mod signup;
 mod storage;
 mod teams;
+mod walkthrough;

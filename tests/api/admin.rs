@@ -109,7 +109,8 @@ db_test! {
         let (_, catalog) = app.get("/api/v1/plans", None).await;
         assert!(!catalog.to_string().contains("\"team\""));
         let (_, all) = read(admin_call(&app, Method::GET, "/api/v1/admin/plans", &staff, None).await).await;
-        assert_eq!(all.as_array().map(Vec::len), Some(3), "archived plans stay");
+        assert_eq!(all["data"].as_array().map(Vec::len), Some(3), "archived plans stay");
+        assert_eq!(all["next_cursor"], Value::Null, "{all}");
 
         // A beta customer moves to the hidden unlimited plan, and gets credits.
         let (status, sub) = read(admin_call(&app, Method::POST, &format!("/api/v1/admin/businesses/{business}/plan"), &staff, Some(json!({"plan": "unlimited"}))).await).await;

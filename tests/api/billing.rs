@@ -94,9 +94,9 @@ db_test! {
         paid_plans(&app).await;
         let (status, body) = app.get("/api/v1/plans", None).await;
         assert_eq!(status, StatusCode::OK);
-        let codes: Vec<&str> = body["plans"].as_array().expect("plans").iter().filter_map(|p| p["code"].as_str()).collect();
+        let codes: Vec<&str> = body["data"].as_array().expect("plans").iter().filter_map(|p| p["code"].as_str()).collect();
         assert_eq!(codes, vec!["free", "free-trial", "pro"]);
-        let pro = body["plans"].as_array().and_then(|a| a.iter().find(|p| p["code"] == "pro")).expect("pro");
+        let pro = body["data"].as_array().and_then(|a| a.iter().find(|p| p["code"] == "pro")).expect("pro");
         assert_eq!(pro["price"], 1000);
         assert_eq!(pro["currency"], "USD");
         assert_eq!(pro["fallback"], "free");

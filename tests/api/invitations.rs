@@ -219,12 +219,18 @@ db_test! {
         assert_eq!(resent["emailed"], true);
         assert_eq!(resent["role"], "admin");
         assert_ne!(resent["key"], second["key"]);
+        assert_eq!(resent["id"], second["id"], "a resent invitation keeps its id");
+        let (_, list) = app.get("/api/v1/invitations", Some(&owner)).await;
+        let ids: Vec<&Value> = list["data"].as_array().expect("list").iter().map(|i| &i["id"]).collect();
+        assert_eq!(ids, [&second["id"]], "still one pending invitation, under the same id");
         let mailed = key_in(&app.only_mail_to("alan@example.com", "invited to join").await);
         assert_eq!(mailed, resent["key"].as_str().expect("key"));
         let res = accept(&app, second["key"].as_str().expect("key"), invitee()).await;
         assert_problem(res, StatusCode::GONE, "key_revoked").await;
         let res = accept(&app, &mailed, invitee()).await;
         assert_eq!(res.status(), StatusCode::CREATED);
+        let (status, _) = app.post(&path, Some(&owner), json!({})).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "an accepted invitation is not sent again");
 
         // Members may not manage invitations; other businesses cannot see them.
         let (_, member) = invite(&app, &owner, json!({"email": "m@example.com", "role": "member", "send_email": false})).await;

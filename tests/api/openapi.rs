@@ -220,3 +220,74 @@ async fn docs_is_an_html_page_that_reads_the_document() {
     assert!(page.contains("<html"), "{page}");
     assert!(page.contains("/api/v1/openapi.json"), "{page}");
 }
+
+/// Every list answers `{"data": [...], "next_cursor": ...}`: no bare array, no other key for the
+/// items, `next_cursor` always present. The original boilerplate's `/saas/*` routes keep their
+/// shapes.
+#[test]
+fn every_list_has_one_shape() {
+    let document =
+        serde_json::to_value(saaskit::http::openapi(&crate::helpers::products())).expect("JSON");
+    let resolve = |schema: &Value| -> Value {
+        match schema["$ref"].as_str() {
+            Some(r) => {
+                let name = r.rsplit('/').next().unwrap_or_default();
+                document["components"]["schemas"][name].clone()
+            }
+            None => schema.clone(),
+        }
+    };
+    let mut lists = 0;
+    let mut wrong = Vec::new();
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        if path.starts_with("/saas/") {
+            continue;
+        }
+        for (method, op) in item.as_object().expect("path item") {
+            let Some(schema) = op["responses"]["200"]["content"]["application/json"].get("schema")
+            else {
+                continue;
+            };
+            let schema = resolve(schema);
+            if schema["type"] == "array" {
+                wrong.push(format!("{method} {path}: a bare array"));
+                continue;
+            }
+            let Some(properties) = schema["properties"].as_object() else {
+                continue;
+            };
+            let arrays: Vec<&String> = properties
+                .iter()
+                .filter(|(_, p)| resolve(p)["type"] == "array")
+                .map(|(name, _)| name)
+                .collect();
+            let is_list = arrays.iter().any(|n| n.as_str() == "data")
+                || (method == "get" && properties.len() == 1 && arrays.len() == 1);
+            if !is_list {
+                continue;
+            }
+            lists += 1;
+            let required: Vec<&str> = schema["required"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .collect();
+            if !properties.contains_key("data") {
+                wrong.push(format!(
+                    "{method} {path}: items not under `data` ({arrays:?})"
+                ));
+            } else if !(required.contains(&"data") && required.contains(&"next_cursor")) {
+                wrong.push(format!(
+                    "{method} {path}: `data` and `next_cursor` not both required"
+                ));
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "lists of another shape:\n{}",
+        wrong.join("\n")
+    );
+    assert!(lists >= 10, "only {lists} lists found: is the walk right?");
+}

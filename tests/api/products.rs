@@ -263,7 +263,7 @@ async fn served_widgets_routes_meters_migrations_and_limits(backend: Backend) {
         "{me}"
     );
     let (_, plans) = app.get("/api/v1/admin/plans", Some(&staff)).await;
-    let gold = plans
+    let gold = plans["data"]
         .as_array()
         .into_iter()
         .flatten()

@@ -19,7 +19,7 @@ use crate::store::plans::{Limits, Plan};
 pub struct SignupRequest {
     #[schema(value_type = BusinessInput, required = true)]
     pub business: Option<BusinessInput>,
-    #[schema(value_type = String, required = true, max_length = 254)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 254)]
     pub email: Option<String>,
     #[schema(value_type = String, required = true, min_length = 1, max_length = 150)]
     pub first_name: Option<String>,

@@ -94,12 +94,12 @@ async fn admin_view(app: &AppState, plan: Plan) -> ApiResult<AdminPlan> {
     summary = "Every plan (staff)",
     description = "Every plan, hidden and archived ones included. Staff only.",
     security(("session" = [])),
-    responses((status = 200, description = "The plans.", body = Vec<AdminPlan>)),
+    responses((status = 200, description = "The plans.", body = AdminPlanList)),
 )]
 pub async fn admin_list_plans(
     State(app): State<AppState>,
     DashboardRead(p): DashboardRead,
-) -> ApiResult<Json<Vec<AdminPlan>>> {
+) -> ApiResult<Json<AdminPlanList>> {
     staff(&p)?;
     let all = {
         let mut tx = app.db.read().await?;
@@ -109,7 +109,18 @@ pub async fn admin_list_plans(
     for plan in all {
         out.push(admin_view(&app, plan).await?);
     }
-    Ok(Json(out))
+    Ok(Json(AdminPlanList {
+        data: out,
+        next_cursor: None,
+    }))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminPlanList {
+    pub data: Vec<AdminPlan>,
+    /// Always null: this list fits in one answer (see "Lists" in the README).
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -117,7 +128,7 @@ pub struct CreatePlanRequest {
     /// 1 to 64 of a-z, 0-9, `-` and `_`.
     #[schema(value_type = String, required = true, pattern = "^[a-z0-9_-]{1,64}$")]
     pub code: Option<String>,
-    #[schema(value_type = String, required = true, max_length = 500)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 500)]
     pub name: Option<String>,
     #[schema(max_length = 500)]
     pub description: Option<String>,
@@ -167,7 +178,7 @@ pub async fn admin_create_plan(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdatePlanRequest {
-    #[schema(max_length = 500)]
+    #[schema(min_length = 1, max_length = 500)]
     pub name: Option<String>,
     #[schema(max_length = 500)]
     pub description: Option<String>,
@@ -437,11 +448,34 @@ pub async fn admin_set_business_plan(
     Ok(Json(subscription_view(&app, id).await?))
 }
 
+/// A grant's amount: a whole number of minor units, at most 10^12 either way, never zero.
+fn nonzero_amount() -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
+    let range = |min: i64, max: i64| {
+        ObjectBuilder::new()
+            .schema_type(Type::Integer)
+            .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+            .minimum(Some(min))
+            .maximum(Some(max))
+    };
+    let most = crate::billing::admin::MAX_AMOUNT;
+    utoipa::openapi::schema::Schema::OneOf(
+        OneOfBuilder::new()
+            .description(Some(
+                "In minor units, at most 10^12 either way; negative takes credits back. Not \
+                 zero, and the balance stays within 10^15 either way.",
+            ))
+            .item(range(-most, -1))
+            .item(range(1, most))
+            .build(),
+    )
+}
+
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreditsRequest {
     /// In minor units, at most 10^12 either way; negative takes credits back. Not zero, and the
     /// balance stays within 10^15 either way.
-    #[schema(value_type = i64, required = true, minimum = -1_000_000_000_000_i64, maximum = 1_000_000_000_000_i64)]
+    #[schema(schema_with = nonzero_amount, required = true)]
     pub amount: Option<i64>,
     #[schema(max_length = 500)]
     pub note: Option<String>,

@@ -18,6 +18,7 @@ use crate::http::extract::{ApiQuery, DashboardRead, page_limit};
 #[into_params(parameter_in = Query)]
 pub struct AuditQuery {
     /// Only entries with this action, e.g. `login.failed` or `member.role_changed`.
+    #[param(inline, value_type = Option<AuditActionName>)]
     pub action: Option<String>,
     /// Staff only: only this business's entries (staff see every business's by default).
     pub business_id: Option<Uuid>,
@@ -27,6 +28,21 @@ pub struct AuditQuery {
     /// `next_cursor` of the previous page.
     pub cursor: Option<i64>,
 }
+
+/// The actions the audit log records: what the `action` filter accepts, listed from
+/// [`crate::audit::Action::ALL`] so the document cannot fall behind the code.
+pub struct AuditActionName;
+
+impl utoipa::PartialSchema for AuditActionName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(crate::audit::Action::ALL.iter().map(|a| a.as_str())))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for AuditActionName {}
 
 /// Who did it: `user`, `bot`, `api_key` (its id), `staff`, `system` or `anonymous`.
 #[derive(Debug, Serialize, ToSchema)]

@@ -26,7 +26,10 @@ pub struct CatalogPlan {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Catalog {
-    pub plans: Vec<CatalogPlan>,
+    pub data: Vec<CatalogPlan>,
+    /// Always null: this list fits in one answer (see "Lists" in the README).
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /api/v1/plans`: the public, unarchived plans, cheapest first. No authentication.
@@ -40,7 +43,8 @@ pub struct Catalog {
 )]
 pub async fn list_plans(State(app): State<AppState>) -> ApiResult<Json<Catalog>> {
     Ok(Json(Catalog {
-        plans: catalog(&app).await?,
+        data: catalog(&app).await?,
+        next_cursor: None,
     }))
 }
 

@@ -61,7 +61,7 @@ pub struct CompatBusiness {
 pub struct CompatSignup {
     #[schema(value_type = CompatBusiness, required = true)]
     pub business: Option<CompatBusiness>,
-    #[schema(value_type = String, required = true, max_length = 254)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 254)]
     pub email: Option<String>,
     #[schema(value_type = String, required = true, min_length = 1, max_length = 150)]
     pub first_name: Option<String>,
@@ -361,7 +361,7 @@ pub async fn compat_me(DashboardRead(mut p): DashboardRead) -> ApiResult<Json<Co
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CompatInvite {
-    #[schema(value_type = String, required = true, max_length = 254)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 254)]
     pub email: Option<String>,
     /// Skip the mail.
     pub no_email: Option<bool>,
@@ -423,7 +423,7 @@ pub async fn compat_invite(
 #[into_params(parameter_in = Query)]
 pub struct PrefillQuery {
     /// The invitation's key.
-    #[param(value_type = String, required = true)]
+    #[param(value_type = String, required = true, min_length = 1)]
     pub key: Option<String>,
 }
 

@@ -86,7 +86,7 @@ pub(crate) fn accept_error(err: AcceptError, password_field: &str) -> ApiError {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct InviteRequest {
-    #[schema(value_type = String, required = true, max_length = 254)]
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 254)]
     pub email: Option<String>,
     /// `member` when absent.
     #[schema(value_type = Option<InvitedRole>)]
@@ -215,6 +215,9 @@ pub struct PendingInvitation {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct PendingInvitations {
     pub data: Vec<PendingInvitation>,
+    /// Always null: this list fits in one answer (see "Lists" in the README).
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /api/v1/invitations`: the business's pending invitations, newest first (owners and
@@ -245,6 +248,7 @@ pub async fn list_invitations(
                 expires_at: k.expires_at,
             })
             .collect(),
+        next_cursor: None,
     }))
 }
 
@@ -273,13 +277,13 @@ pub async fn revoke_invitation(
 }
 
 /// `POST /api/v1/invitations/{id}/resend`: mails the invitation again with a new link (and a
-/// new expiry); the old link stops working. Answers like `POST /invitations`.
+/// new expiry), under the same id; the old link stops working. Answers like `POST /invitations`.
 #[utoipa::path(
     post,
     path = "/invitations/{key}/resend",
     tag = "invitations",
     summary = "Send an invitation again",
-    description = "Mails a new link with a new expiry; the old link stops working. Owners and admins.",
+    description = "Mails a new link with a new expiry; the invitation keeps its id, and the old link stops working (410 `key_revoked`). Owners and admins.",
     security(("session" = []), ("bot_token" = [])),
     params(("key" = Uuid, Path, description = "The invitation's id (on this route, not its key).")),
     responses(

@@ -90,6 +90,9 @@ pub struct ListKeysQuery {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyList {
     pub data: Vec<KeyView>,
+    /// Always null: this list fits in one answer (see "Lists" in the README).
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /api/v1/api-keys[?include_revoked=true]`: prefixes and dates, never a secret.
@@ -119,7 +122,10 @@ pub async fn list_api_keys(
         )])
     })?;
     let data = keys::list_api_keys(&app, &p, include_revoked).await?;
-    Ok(Json(KeyList { data }))
+    Ok(Json(KeyList {
+        data,
+        next_cursor: None,
+    }))
 }
 
 /// `DELETE /api/v1/api-keys/{id}`: the key stops working on the very next request.
@@ -191,8 +197,8 @@ pub async fn rotate_api_key(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct LeakReport {
-    /// The leaked secret.
-    #[schema(value_type = String, required = true)]
+    /// The leaked secret: any text with something besides spaces, at most 256 characters.
+    #[schema(value_type = String, required = true, min_length = 1, max_length = 256, pattern = "\\S")]
     pub key: Option<String>,
 }
 
@@ -223,7 +229,7 @@ pub async fn revoke_leaked_key(
     let mut f = Fields::default();
     let key = f.required("key", &body.key).map(str::trim);
     if let Some(k) = key
-        && (k.is_empty() || k.len() > 256)
+        && (k.is_empty() || k.chars().count() > 256)
     {
         f.push("key", "invalid_key", "This is not a saaskit secret.");
     }
@@ -271,6 +277,9 @@ pub async fn create_bot(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct BotList {
     pub data: Vec<BotView>,
+    /// Always null: this list fits in one answer (see "Lists" in the README).
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /api/v1/bots`
@@ -289,6 +298,7 @@ pub async fn list_bots(
 ) -> ApiResult<Json<BotList>> {
     Ok(Json(BotList {
         data: keys::list_bots(&app, &p).await?,
+        next_cursor: None,
     }))
 }
 

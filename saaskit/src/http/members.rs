@@ -73,6 +73,9 @@ impl From<MemberListing> for MemberView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MemberList {
     pub data: Vec<MemberView>,
+    /// Always null: this list fits in one answer (see "Lists" in the README).
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /api/v1/members`: everyone in the business, bots included, oldest first.
@@ -92,6 +95,7 @@ pub async fn list_members(
     let data = members::list(&app, &p).await?;
     Ok(Json(MemberList {
         data: data.into_iter().map(MemberView::from).collect(),
+        next_cursor: None,
     }))
 }
 

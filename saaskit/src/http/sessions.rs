@@ -88,6 +88,9 @@ impl From<SessionListing> for SessionView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SessionList {
     pub data: Vec<SessionView>,
+    /// Always null: this list fits in one answer (see "Lists" in the README).
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /api/v1/sessions`: the caller's live sessions, most recently used first.
@@ -108,6 +111,7 @@ pub async fn list_sessions(
     let data = sessions::list(&app, &p).await?;
     Ok(Json(SessionList {
         data: data.into_iter().map(SessionView::from).collect(),
+        next_cursor: None,
     }))
 }
 
@@ -277,6 +281,9 @@ pub struct MyBusiness {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct MyBusinesses {
     pub data: Vec<MyBusiness>,
+    /// Always null: this list fits in one answer (see "Lists" in the README).
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /api/v1/businesses`: the businesses the caller belongs to.
@@ -310,6 +317,7 @@ pub async fn list_my_businesses(
                 created_at: b.created_at,
             })
             .collect(),
+        next_cursor: None,
     }))
 }
 

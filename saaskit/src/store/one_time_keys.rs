@@ -126,6 +126,45 @@ pub async fn revoke_invitations_of(
     .map(|r| r.rows_affected()))
 }
 
+/// Gives the pending invitation `old` a new key (its hash), sender and expiry, keeping its id,
+/// and keeps the old key's hash on a revoked row of its own, so the old link answers "revoked"
+/// rather than "unknown". `false` when the invitation is no longer as read (accepted, revoked
+/// or re-keyed meanwhile).
+pub async fn rekey_invitation(
+    mut c: Conn<'_>,
+    old: &OneTimeKey,
+    hash: &[u8],
+    sent_by: Uuid,
+    expires_at: Timestamp,
+    now: Timestamp,
+) -> sqlx::Result<bool> {
+    let updated = on_conn!(c.reborrow(), c => sqlx::query(
+        "UPDATE one_time_keys SET hash = $3, created_by = $4, expires_at = $5, \
+         failed_attempts = 0 \
+         WHERE id = $1 AND hash = $2 AND purpose = 'invitation' AND used_at IS NULL \
+         AND revoked_at IS NULL AND expires_at > $6",
+    )
+    .bind(old.id)
+    .bind(&old.hash)
+    .bind(hash)
+    .bind(sent_by)
+    .bind(expires_at)
+    .bind(now)
+    .execute(&mut *c)
+    .await?
+    .rows_affected());
+    if updated != 1 {
+        return Ok(false);
+    }
+    let tombstone = OneTimeKey {
+        id: Uuid::now_v7(),
+        revoked_at: Some(now),
+        ..old.clone()
+    };
+    insert(c, &tombstone).await?;
+    Ok(true)
+}
+
 /// Counts a failed use of a key; at `max` failures the key is revoked.
 pub async fn count_failure(c: Conn<'_>, id: Uuid, max: i64, now: Timestamp) -> sqlx::Result<()> {
     on_conn!(c, c => sqlx::query(

@@ -88,6 +88,18 @@ async fn create(
     new: NewInvitation,
     action: Action,
 ) -> Result<CreatedInvitation, InviteError> {
+    send(app, inviter, new, action, None).await
+}
+
+/// Sends an invitation: a new one, or with `resend`, the pending invitation of that id with a
+/// new key (same id; the old key stops working).
+async fn send(
+    app: &App,
+    inviter: &Principal,
+    new: NewInvitation,
+    action: Action,
+    resend: Option<&OneTimeKey>,
+) -> Result<CreatedInvitation, InviteError> {
     let inviter_member = manager(inviter)?;
     if !inviter_member.role.may_invite(new.role) {
         return Err(InviteError::Forbidden);
@@ -111,46 +123,73 @@ async fn create(
     {
         return Err(InviteError::AlreadyMember);
     }
-    one_time_keys::revoke_invitations_of(tx.conn(), inviter.business_id, new.email.key(), now)
-        .await?;
-    // The plan's `members` limit counts pending invitations as seats (checked again when one
-    // is accepted, since the limit or the members may change meanwhile).
-    let pending =
-        one_time_keys::count_pending_invitations(tx.conn(), inviter.business_id, now).await?;
-    if let Some(sub) = &inviter.subscription {
-        metering::ensure_room(
-            tx.conn(),
-            inviter.business_id,
-            sub,
-            metering::MEMBERS,
-            pending,
-            1,
-        )
-        .await?;
-    }
     let secret = secret::generate("");
-    let id = Uuid::now_v7();
     let valid_days = i64::from(app.config.invitation_ttl_days);
     let expires_at = now.plus(Duration::days(valid_days));
-    one_time_keys::insert(
-        tx.conn(),
-        &OneTimeKey {
-            id,
-            purpose: PURPOSE.to_owned(),
-            hash: secret.hash.clone(),
-            user_id: None,
-            business_id: Some(inviter.business_id),
-            email: Some(new.email.key().to_owned()),
-            role: Some(new.role.as_str().to_owned()),
-            created_by: Some(inviter_user_id),
-            failed_attempts: 0,
-            created_at: now,
-            expires_at,
-            used_at: None,
-            revoked_at: None,
-        },
-    )
-    .await?;
+    let id = match resend {
+        // The invitation keeps its id and its seat; only the key, sender and expiry change.
+        Some(old) => {
+            let rekeyed = one_time_keys::rekey_invitation(
+                tx.conn(),
+                old,
+                &secret.hash,
+                inviter_user_id,
+                expires_at,
+                now,
+            )
+            .await?;
+            if !rekeyed {
+                return Err(InviteError::NotFound);
+            }
+            old.id
+        }
+        None => {
+            one_time_keys::revoke_invitations_of(
+                tx.conn(),
+                inviter.business_id,
+                new.email.key(),
+                now,
+            )
+            .await?;
+            // The plan's `members` limit counts pending invitations as seats (checked again
+            // when one is accepted, since the limit or the members may change meanwhile).
+            let pending =
+                one_time_keys::count_pending_invitations(tx.conn(), inviter.business_id, now)
+                    .await?;
+            if let Some(sub) = &inviter.subscription {
+                metering::ensure_room(
+                    tx.conn(),
+                    inviter.business_id,
+                    sub,
+                    metering::MEMBERS,
+                    pending,
+                    1,
+                )
+                .await?;
+            }
+            let id = Uuid::now_v7();
+            one_time_keys::insert(
+                tx.conn(),
+                &OneTimeKey {
+                    id,
+                    purpose: PURPOSE.to_owned(),
+                    hash: secret.hash.clone(),
+                    user_id: None,
+                    business_id: Some(inviter.business_id),
+                    email: Some(new.email.key().to_owned()),
+                    role: Some(new.role.as_str().to_owned()),
+                    created_by: Some(inviter_user_id),
+                    failed_attempts: 0,
+                    created_at: now,
+                    expires_at,
+                    used_at: None,
+                    revoked_at: None,
+                },
+            )
+            .await?;
+            id
+        }
+    };
     let link = format!(
         "{}/invitations/accept?key={}",
         app.config.public_base(),
@@ -320,7 +359,7 @@ pub async fn resend(
     };
     let role = role_of(&old)?;
     let email = Email::from_stored_key(old.email.as_deref().unwrap_or_default());
-    create(
+    send(
         app,
         caller,
         NewInvitation {
@@ -329,6 +368,7 @@ pub async fn resend(
             send_email: true,
         },
         Action::InvitationResent,
+        Some(&old),
     )
     .await
 }

@@ -13,6 +13,7 @@ use std::net::IpAddr;
 use std::str::FromStr;
 
 use chrono::Duration;
+use ipnet::{IpNet, Ipv4Net};
 use sha2::{Digest, Sha256};
 use thiserror::Error;
 
@@ -201,7 +202,7 @@ pub async fn purge(app: &App) -> anyhow::Result<u64> {
 
 /// Addresses and networks (`10.0.0.0/8`, `::1`) whose `X-Forwarded-For` is believed.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TrustedProxies(Vec<(IpAddr, u8)>);
+pub struct TrustedProxies(Vec<IpNet>);
 
 impl FromStr for TrustedProxies {
     type Err = String;
@@ -209,38 +210,42 @@ impl FromStr for TrustedProxies {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let mut nets = Vec::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (addr, bits) = match part.split_once('/') {
-                Some((a, b)) => (a, Some(b)),
-                None => (part, None),
+            let net = match part.split_once('/') {
+                None => IpNet::from(part.parse::<IpAddr>().map_err(|_| not_an_address(part))?),
+                Some((addr, _)) => part.parse::<IpNet>().map_err(|_| {
+                    // ipnet's one error for both: tell the operator which half is wrong.
+                    match addr.parse::<IpAddr>() {
+                        Ok(_) => format!("{part:?} has a bad prefix length"),
+                        Err(_) => not_an_address(part),
+                    }
+                })?,
             };
-            let addr: IpAddr = addr
-                .parse()
-                .map_err(|_| format!("{part:?} is not an IP address or network"))?;
-            let max = if addr.is_ipv4() { 32 } else { 128 };
-            let bits = match bits {
-                Some(b) => b
-                    .parse::<u8>()
-                    .ok()
-                    .filter(|&b| b <= max)
-                    .ok_or_else(|| format!("{part:?} has a bad prefix length"))?,
-                None => max,
-            };
-            nets.push((addr, bits));
+            nets.push(canonical_net(net.trunc()));
         }
         Ok(TrustedProxies(nets))
+    }
+}
+
+fn not_an_address(part: &str) -> String {
+    format!("{part:?} is not an IP address or network")
+}
+
+/// A network of IPv4-mapped IPv6 addresses (`::ffff:10.0.0.0/104`) as the IPv4 network it is,
+/// since the addresses it is matched against are made IPv4 by [`canonical`] first.
+fn canonical_net(net: IpNet) -> IpNet {
+    match net {
+        IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.network().to_ipv4_mapped() {
+            Some(v4) => Ipv4Net::new(v4, v6.prefix_len() - 96).map_or(net, IpNet::V4),
+            None => net,
+        },
+        net => net,
     }
 }
 
 impl TrustedProxies {
     pub fn contains(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
-        self.0
-            .iter()
-            .any(|&(net, bits)| match (canonical(net), ip) {
-                (IpAddr::V4(n), IpAddr::V4(a)) => prefix_eq(&n.octets(), &a.octets(), bits),
-                (IpAddr::V6(n), IpAddr::V6(a)) => prefix_eq(&n.octets(), &a.octets(), bits),
-                _ => false,
-            })
+        self.0.iter().any(|net| net.contains(&ip))
     }
 
     /// The client's address: the peer, or, when the peer is a trusted proxy, the nearest
@@ -275,19 +280,6 @@ fn canonical(ip: IpAddr) -> IpAddr {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
         v4 => v4,
     }
-}
-
-fn prefix_eq(a: &[u8], b: &[u8], bits: u8) -> bool {
-    let full = usize::from(bits / 8);
-    let rest = bits % 8;
-    if a[..full] != b[..full] {
-        return false;
-    }
-    if rest == 0 {
-        return true;
-    }
-    let mask = 0xffu8 << (8 - rest);
-    (a[full] & mask) == (b[full] & mask)
 }
 
 #[cfg(test)]
@@ -354,5 +346,54 @@ mod tests {
         assert!("10.0.0.0/33".parse::<TrustedProxies>().is_err());
         assert!("nonsense".parse::<TrustedProxies>().is_err());
         assert_eq!("".parse::<TrustedProxies>(), Ok(TrustedProxies::default()));
+    }
+
+    #[test]
+    fn trusted_networks_match_by_prefix_whatever_their_spelling() {
+        let ip = |s: &str| s.parse::<IpAddr>().expect("ip");
+        let trusted = |s: &str| s.parse::<TrustedProxies>().expect("valid");
+        // Host bits past the prefix are ignored, as in any CIDR list.
+        assert!(trusted("10.1.2.3/8").contains(ip("10.200.0.1")));
+        assert!(!trusted("10.1.2.3/8").contains(ip("11.0.0.1")));
+        assert!(trusted("192.168.1.0/23").contains(ip("192.168.0.255")));
+        assert!(!trusted("192.168.1.0/23").contains(ip("192.168.2.0")));
+        assert!(trusted("0.0.0.0/0").contains(ip("203.0.113.9")));
+        assert!(trusted("2001:db8::/32").contains(ip("2001:db8:ffff::1")));
+        assert!(!trusted("2001:db8::/32").contains(ip("2001:db9::1")));
+        // A bare address is itself only.
+        assert!(trusted("10.0.0.1").contains(ip("10.0.0.1")));
+        assert!(!trusted("10.0.0.1").contains(ip("10.0.0.2")));
+        // IPv4 written as IPv4-mapped IPv6, on either side, is IPv4 (such an entry used to
+        // panic on the first request).
+        assert!(trusted("::ffff:10.0.0.1").contains(ip("10.0.0.1")));
+        assert!(trusted("::ffff:10.0.0.0/104").contains(ip("10.9.9.9")));
+        assert!(trusted("::ffff:10.0.0.0/104").contains(ip("::ffff:10.9.9.9")));
+        assert!(!trusted("::ffff:10.0.0.0/104").contains(ip("11.0.0.1")));
+        assert_eq!(trusted("::ffff:10.0.0.0/104"), trusted("10.0.0.0/8"));
+        // An IPv6 network does not take in IPv4 clients, nor the reverse.
+        assert!(!trusted("::/0").contains(ip("10.0.0.1")));
+        assert!(!trusted("0.0.0.0/0").contains(ip("::1")));
+    }
+
+    #[test]
+    fn a_bad_trusted_proxy_says_which_part_is_wrong() {
+        let err = |s: &str| s.parse::<TrustedProxies>().expect_err(s);
+        assert_eq!(
+            err("10.0.0.0/33"),
+            "\"10.0.0.0/33\" has a bad prefix length"
+        );
+        assert_eq!(err("::1/129"), "\"::1/129\" has a bad prefix length");
+        assert_eq!(err("10.0.0.0/x"), "\"10.0.0.0/x\" has a bad prefix length");
+        assert_eq!(err("10.0.0.0/"), "\"10.0.0.0/\" has a bad prefix length");
+        assert_eq!(
+            err("10.0.0/8"),
+            "\"10.0.0/8\" is not an IP address or network"
+        );
+        assert_eq!(
+            err("proxy.internal"),
+            "\"proxy.internal\" is not an IP address or network"
+        );
+        // One bad entry refuses the whole list: a typo must not silently trust less.
+        assert!("10.0.0.0/8, nonsense".parse::<TrustedProxies>().is_err());
     }
 }

@@ -345,7 +345,7 @@ db_test! {
             tokio::spawn(saaskit::jobs::backup::run(two.app.clone(), stopped.clone())),
         ];
         let failures = || {
-            [&one, &two].iter().map(|a| a.app.metrics.backup_failures.load(Ordering::Relaxed)).sum::<u64>()
+            [&one, &two].iter().map(|a| a.app.metrics.backup_failures.get()).sum::<u64>()
         };
         eventually("the failure is counted", || failures() >= 1).await;
         assert!(!target.exists(), "nothing was written");
@@ -371,13 +371,13 @@ db_test! {
         }
         assert_eq!(app.count("backup_runs").await, 4, "one run per slot, whichever process took it");
         let taken_by: u64 = [&one, &two].iter()
-            .map(|a| a.app.metrics.backups_taken.load(Ordering::Relaxed)).sum();
+            .map(|a| a.app.metrics.backups_taken.get()).sum();
         assert_eq!(taken_by, 4, "four backups taken in all by the two processes, never two for a slot");
         let unfinished = app.exec("UPDATE backup_runs SET bytes = bytes WHERE finished_at IS NULL").await;
         assert_eq!(unfinished, 0, "every claim finished");
         let taken: u64 = [&one, &two].iter()
-            .filter(|a| a.app.metrics.backup_last_success.load(Ordering::Relaxed) > 0)
-            .map(|a| a.app.metrics.backup_last_bytes.load(Ordering::Relaxed))
+            .filter(|a| a.app.metrics.backup_last_success.get() > 0)
+            .map(|a| a.app.metrics.backup_last_bytes.get())
             .sum();
         assert!(taken > 0, "the metrics name the last backup");
         let metrics = one.app.metrics.render(&saaskit::metrics::Gauges {

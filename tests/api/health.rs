@@ -87,6 +87,70 @@ db_test!(
 );
 
 db_test!(
+    #[cfg(target_os = "linux")]
+    async fn metrics_include_the_process_read_from_proc(app) {
+        let token = "metrics-token-0123456789";
+        let app = TestApp::spawn_configured(app.test_db.clone(), app.clock.clone(), |c| {
+            c.metrics_token = Some(token.to_owned());
+        })
+        .await;
+        // Some CPU time to show: a password hashed.
+        app.signup_token("process@example.com").await;
+        let scrape = || async {
+            let res = app
+                .client
+                .get(app.url("/metrics"))
+                .bearer_auth(token)
+                .send()
+                .await
+                .expect("scrape");
+            assert_eq!(res.status(), StatusCode::OK);
+            let text = res.text().await.expect("body");
+            let value = |name: &str| -> f64 {
+                let line = text
+                    .lines()
+                    .find(|l| l.split_once(' ').is_some_and(|(n, _)| n == name))
+                    .unwrap_or_else(|| panic!("no {name} in:\n{text}"));
+                line.rsplit(' ').next().and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| panic!("{line:?} has no number"))
+            };
+            let names = [
+                "process_cpu_seconds_total", "process_resident_memory_bytes",
+                "process_virtual_memory_bytes", "process_open_fds", "process_max_fds",
+                "process_threads", "process_start_time_seconds",
+            ];
+            for name in names {
+                let kind = if name.ends_with("_total") { "counter" } else { "gauge" };
+                assert!(text.contains(&format!("# TYPE {name} {kind}\n")), "{name} is a {kind}:\n{text}");
+            }
+            names.map(value)
+        };
+        let [cpu, rss, vsz, open, max, threads, started] = scrape().await;
+        // This test process: started within the last few minutes, by the wall clock (the
+        // test clock is the app's, not the kernel's).
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .expect("after 1970")
+            .as_secs_f64();
+        assert!(started <= now + 1.0 && started > now - 600.0, "started at {started}, now {now}");
+        assert!(cpu > 0.0 && cpu < 600.0, "{cpu} s of CPU");
+        assert!(rss > 1_000_000.0 && rss <= vsz, "resident {rss} of virtual {vsz}");
+        // The listener, the client's connection and the database at least.
+        assert!(open >= 3.0 && open <= max, "{open} open of at most {max}");
+        assert!(threads >= 2.0, "{threads} threads (the runtime has two workers)");
+
+        // The CPU counter only grows, and file descriptors opened show at the next scrape.
+        let files: Vec<_> = (0..20).map(|_| std::fs::File::open("/proc/self/stat").expect("open")).collect();
+        let [cpu_after, .., open_after, _, _, started_after] = scrape().await;
+        assert!(cpu_after >= cpu, "{cpu_after} after {cpu}");
+        // (Slack for a pooled connection or two closing in between.)
+        assert!(open_after >= open + 15.0, "{open_after} open with 20 more than {open}");
+        assert_eq!(started_after, started);
+        drop(files);
+    }
+);
+
+db_test!(
     async fn a_request_that_outlasts_the_timeout_is_abandoned_with_503_and_counted(app) {
         use tower::ServiceExt;
         // A product route that never finishes, served with a one-second limit.

@@ -163,7 +163,7 @@ async fn render_metrics(app: &AppState) -> axum::response::Response {
     (
         [(
             axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
+            crate::metrics::CONTENT_TYPE,
         )],
         body,
     )

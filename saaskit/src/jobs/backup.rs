@@ -9,7 +9,6 @@
 //! claim whose process died is taken over after [`LEASE`].
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -52,14 +51,10 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
                     retry = None;
                     let m = &app.metrics;
                     let finished = app.clock.now().micros().max(0) / 1_000_000;
-                    m.backups_taken.fetch_add(1, Ordering::Relaxed);
-                    m.backup_last_success
-                        .store(u64::try_from(finished).unwrap_or(0), Ordering::Relaxed);
-                    m.backup_last_bytes.store(made.bytes, Ordering::Relaxed);
-                    m.backup_last_millis.store(
-                        u64::try_from(made.took.as_millis()).unwrap_or(u64::MAX),
-                        Ordering::Relaxed,
-                    );
+                    m.backups_taken.inc();
+                    m.backup_last_success.set(finished);
+                    m.backup_last_bytes.set(made.bytes);
+                    m.backup_last_duration.set(made.took.as_secs_f64());
                     tracing::info!(
                         file = %made.path.display(),
                         bytes = made.bytes,
@@ -71,7 +66,7 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
                 // Another process is on it; if it died, take the slot over once its claim lapses.
                 Ok(Taken::Held { since }) => retry = Some((slot, since.plus(LEASE))),
                 Err(err) => {
-                    app.metrics.backup_failures.fetch_add(1, Ordering::Relaxed);
+                    app.metrics.backup_failures.inc();
                     retry = Some((slot, now.plus(RETRY)));
                     tracing::error!(
                         error = format!("{err:#}"),

@@ -67,13 +67,13 @@ async fn deliver_until(
                             outbox::schedule_retry(tx.conn(), message.id, now.plus(delay), &error)
                                 .await?;
                             total.retrying += 1;
-                            crate::metrics::Metrics::add(&app.metrics.mail_retries, 1);
+                            app.metrics.mail_retries.inc();
                             tracing::warn!(outbox_id = %message.id, attempts = message.attempts, error, "mail not sent; will retry");
                         }
                         None => {
                             outbox::mark_failed(tx.conn(), message.id, now, &error).await?;
                             total.failed += 1;
-                            crate::metrics::Metrics::add(&app.metrics.mail_failures, 1);
+                            app.metrics.mail_failures.inc();
                             tracing::error!(outbox_id = %message.id, attempts = message.attempts, error, "mail given up on; kept in the outbox");
                         }
                     }

@@ -17,7 +17,9 @@ pub async fn run(app: AppState, mut stop: watch::Receiver<bool>) {
             break;
         }
         match sweep::sweep(&app, app.clock.now()).await {
-            Ok(report) => crate::metrics::Metrics::add(&app.metrics.renewals, report.renewals),
+            Ok(report) => {
+                app.metrics.renewals.inc_by(report.renewals);
+            }
             Err(err) => tracing::error!(error = format!("{err:#}"), "renewal sweep failed"),
         }
         if let Err(err) = crate::metering::idempotency::purge_expired(&app).await {

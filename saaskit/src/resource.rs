@@ -205,7 +205,13 @@ impl Field {
                     _ => Ok(Cell::Text(Some(text))),
                 }
             }
-            Kind::Integer { min, max } => match value.as_i64() {
+            // `3.0` is the integer 3 in JSON (and to the document's `integer`).
+            Kind::Integer { min, max } => match value.as_i64().or_else(|| {
+                let mut whole = value.clone();
+                crate::http::extract::integral_numbers_as_integers(&mut whole)
+                    .then(|| whole.as_i64())
+                    .flatten()
+            }) {
                 Some(n) if (min..=max).contains(&n) => Ok(Cell::Int(Some(n))),
                 Some(_) => Err(problem("out_of_range", format!("From {min} to {max}."))),
                 None => Err(problem("invalid_type", "A whole number.".into())),
@@ -242,7 +248,12 @@ impl Field {
             .description(self.description);
         match self.kind {
             Kind::Text { min, max } => {
-                object = object.min_length(Some(min)).max_length(Some(max));
+                // Judged as `parse` judges it: the length as sent, and `min` characters kept
+                // once trimmed (which `minLength` alone cannot say).
+                object = object
+                    .min_length((min > 0).then_some(min))
+                    .max_length(Some(max))
+                    .pattern(Some(crate::domain::text_pattern_keeping(min)));
             }
             Kind::Integer { min, max } => {
                 if min != i64::MIN {

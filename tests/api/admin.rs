@@ -229,3 +229,25 @@ db_test! {
         assert_problem(admin_call(&app, Method::PATCH, "/api/v1/admin/plans/free-trial", &staff, Some(change)).await, StatusCode::UNPROCESSABLE_ENTITY, "validation_failed").await;
     }
 }
+
+db_test! {
+    /// JSON has one kind of number, and the document's `integer` is a whole number however it is
+    /// written: `2500.0` and `3e1` are 2500 and 30 (a client in JavaScript may send either), while
+    /// `2.5` stays refused.
+    async fn whole_numbers_written_as_decimals_are_integers(app) {
+        let staff = staff_token(&app, "staff@example.com").await;
+        let customer = app.signup("ada@example.com").await;
+        let business = customer["business"]["id"].as_str().expect("id").to_owned();
+        let credits = format!("/api/v1/admin/businesses/{business}/credits");
+        let (status, granted) = read(admin_call(&app, Method::POST, &credits, &staff, Some(json!({"amount": 2500.0}))).await).await;
+        assert_eq!((status, granted["credit_balance"].as_i64()), (StatusCode::CREATED, Some(2500)), "{granted}");
+        let (status, refused) = read(admin_call(&app, Method::POST, &credits, &staff, Some(json!({"amount": 2.5}))).await).await;
+        assert_eq!((status, refused["code"].as_str()), (StatusCode::UNPROCESSABLE_ENTITY, Some("invalid_body")), "{refused}");
+
+        let body = json!({"code": "team", "name": "Team", "price": 1900.0, "cycle_days": 3e1, "limits": {"members": 10.0}});
+        let (status, plan) = read(admin_call(&app, Method::POST, "/api/v1/admin/plans", &staff, Some(body)).await).await;
+        assert_eq!(status, StatusCode::CREATED, "{plan}");
+        assert_eq!((plan["price"].as_i64(), plan["cycle_days"].as_i64()), (Some(1900), Some(30)), "{plan}");
+        assert_eq!(plan["limits"]["members"].as_i64(), Some(10), "{plan}");
+    }
+}

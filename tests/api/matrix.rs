@@ -81,7 +81,7 @@ fn table() -> Vec<Row> {
         row!("POST",   "/api/v1/password/reset/confirm",      [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
         // An unknown key: 404 `key_not_found`.
         row!("POST",   "/api/v1/email/verify",                [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
-        row!("GET",    "/api/v1/invitations/{key}",           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        row!("GET",    "/api/v1/invitations/{invitation}",           [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
         row!("POST",   "/api/v1/api-keys/revoke-leaked",      [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
         row!("POST",   "/saas/signup",                        [201, 201, 201, 201, 201, 201, 201, 201, 201, 201, 201]),
         row!("POST",   "/saas/login",                         [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
@@ -127,12 +127,12 @@ fn table() -> Vec<Row> {
         row!("POST",   "/api/v1/subscription/resume",         [401, 200, 200, 403, 403, 403, 401, 401, 200, 401, 401]),
         row!("POST",   "/api/v1/invitations",                 [401, 201, 201, 403, 403, 403, 401, 401, 201, 401, 401]),
         row!("GET",    "/api/v1/invitations",                 [401, 200, 200, 403, 403, 403, 401, 401, 200, 401, 401]),
-        // `{key}` is the id of a pending invitation of the owner's business here.
-        row!("DELETE", "/api/v1/invitations/{key}",           [401, 204, 204, 403, 403, 403, 401, 401, 404, 401, 401]),
-        row!("POST",   "/api/v1/invitations/{key}/resend",    [401, 200, 200, 403, 403, 403, 401, 401, 404, 401, 401]),
+        // `{invitation}` is the id of a pending invitation of the owner's business here.
+        row!("DELETE", "/api/v1/invitations/{invitation}",           [401, 204, 204, 403, 403, 403, 401, 401, 404, 401, 401]),
+        row!("POST",   "/api/v1/invitations/{invitation}/resend",    [401, 200, 200, 403, 403, 403, 401, 401, 404, 401, 401]),
         // Anyone may accept with the key; a caller who sends a token accepts as that account,
         // which must be a person's with the invited email (none of these callers is).
-        row!("POST",   "/api/v1/invitations/{key}/accept",    [201, 403, 403, 403, 403, 403, 401, 401, 403, 401, 401]),
+        row!("POST",   "/api/v1/invitations/{invitation}/accept",    [201, 403, 403, 403, 403, 403, 401, 401, 403, 401, 401]),
         row!("POST",   "/saas/invite",                        [401, 201, 201, 403, 403, 403, 401, 401, 201, 401, 401]),
         // API keys and bots: admin+ (the lists need only `dashboard:read`).
         row!("GET",    "/api/v1/api-keys",                    [401, 200, 200, 403, 403, 403, 401, 401, 200, 401, 401]),
@@ -410,7 +410,7 @@ async fn make_unlimited(app: &TestApp, staff: &str, business: &str) {
 async fn prepare(app: &TestApp, w: &World, verb: &str, template: &str) -> (String, Option<Value>) {
     let plain = || (template.to_owned(), None);
     let with = |body: Value| (template.to_owned(), Some(body));
-    let at = |id: &str| template.replace("{id}", id).replace("{key}", id);
+    let at = |id: &str| template.replace("{id}", id).replace("{invitation}", id);
     match (verb, template) {
         ("POST", "/api/v1/signup") => with(json!({
             "business": {"name": "Matrix"},
@@ -442,15 +442,16 @@ async fn prepare(app: &TestApp, w: &World, verb: &str, template: &str) -> (Strin
             "password1": "a brand new passphrase",
             "password2": "a brand new passphrase",
         })),
-        ("DELETE", "/api/v1/invitations/{key}") | ("POST", "/api/v1/invitations/{key}/resend") => {
+        ("DELETE", "/api/v1/invitations/{invitation}")
+        | ("POST", "/api/v1/invitations/{invitation}/resend") => {
             let inv = invite(app, &w.setup, &w.email("pending"), "member").await;
             (at(&text(&inv, "/id")), None)
         }
-        ("GET", "/api/v1/invitations/{key}") => {
+        ("GET", "/api/v1/invitations/{invitation}") => {
             let key = invitation(app, &w.setup, &w.email("invitee"), "member").await;
             (at(&key), None)
         }
-        ("POST", "/api/v1/invitations/{key}/accept") => {
+        ("POST", "/api/v1/invitations/{invitation}/accept") => {
             let key = invitation(app, &w.setup, &w.email("invitee"), "member").await;
             let body = json!({"password": PASSWORD, "first_name": "Grace", "last_name": "Hopper"});
             (at(&key), Some(body))
@@ -573,7 +574,7 @@ fn bodyless_post(template: &str) -> bool {
 fn expected_code(caller: usize, row: &Row, status: u16) -> Option<&'static str> {
     match status {
         401 => Some("unauthenticated"),
-        403 if row.path == "/api/v1/invitations/{key}/accept" => {
+        403 if row.path == "/api/v1/invitations/{invitation}/accept" => {
             Some(if caller == BOT || caller == SDK_KEY {
                 "not_a_person"
             } else {

@@ -7,6 +7,7 @@ use std::collections::BTreeSet;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 
+use crate::db_test;
 use crate::helpers::*;
 
 const METHODS: [&str; 5] = ["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -290,4 +291,82 @@ fn every_list_has_one_shape() {
         wrong.join("\n")
     );
     assert!(lists >= 10, "only {lists} lists found: is the walk right?");
+}
+
+db_test! {
+    /// The document's rules for names and addresses are the server's: for each value below,
+    /// the server accepts it exactly when the document's schema for the field does (judged by
+    /// a JSON Schema validator that is not ours). A client that checks its input against the
+    /// document is never refused for its shape, and never lets through what the server refuses.
+    async fn the_documents_text_rules_are_exactly_the_servers(app) {
+        let app = TestApp::spawn_configured(app.test_db.clone(), app.clock.clone(), |c| {
+            c.rate_limit = saaskit::ratelimit::Switch::Off;
+        })
+        .await;
+        let document = served_document(&app).await;
+        let schema = |name: &str| {
+            let root = serde_json::json!({
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "$ref": format!("#/components/schemas/{name}"),
+                "components": document["components"],
+            });
+            jsonschema::draft202012::options()
+                .should_validate_formats(true)
+                .build(&root)
+                .unwrap_or_else(|e| panic!("{name} does not compile: {e}"))
+        };
+        let long = |n: usize, tail: &str| format!("{}{tail}", "é".repeat(n));
+        let names = [
+            "Ada".to_owned(), " Ada ".into(), String::new(), " ".into(), "\u{3000}".into(),
+            " \tAda".into(), "Ada\n".into(), "A\u{200b}da".into(), "Acme\u{202e}moc.live".into(),
+            "Zoë Ñúñez-O'Brien".into(), "李小龍".into(), "🙂".into(), "\u{e0041}".into(),
+            "A\u{85}".into(), long(100, ""), long(100, " "), long(150, ""), long(149, " "),
+            long(150, " "), long(200, ""), long(201, ""),
+        ];
+        let (first, person, business, key) =
+            (schema("FirstName"), schema("PersonName"), schema("BusinessName"), schema("KeyName"));
+        let mut n = 0;
+        let mut signup = |field: &str, value: &str| {
+            n += 1;
+            let mut body = serde_json::json!({
+                "business": {"name": "Acme"},
+                "email": format!("person{n}@example.com"),
+                "first_name": "Ada",
+                "last_name": "Lovelace",
+                "password": PASSWORD,
+            });
+            match field {
+                "business.name" => body["business"]["name"] = value.into(),
+                field => body[field] = value.into(),
+            }
+            body
+        };
+        let (token, _) = app.signup_business("owner@example.com").await;
+        for name in &names {
+            for (field, rule) in [("first_name", &first), ("last_name", &person), ("business.name", &business)] {
+                let (status, answer) = app.post("/api/v1/signup", None, signup(field, name)).await;
+                let documented = rule.is_valid(&Value::from(name.as_str()));
+                assert_eq!(status == StatusCode::CREATED, documented, "{field} {name:?}: {status} {answer}");
+            }
+            let (status, answer) = app.post("/api/v1/api-keys", Some(&token), serde_json::json!({"name": name})).await;
+            let documented = key.is_valid(&Value::from(name.as_str()));
+            assert_eq!(status == StatusCode::CREATED, documented, "key name {name:?}: {status} {answer}");
+        }
+
+        let address = schema("EmailAddress");
+        for email in [
+            "ada@example.com", "zoë@exämple.de", "用户@例子.广告", "a.b+c@x.io", "o'brien@example.org",
+            "0", "", "ada", "@example.com", "ada@", "ada@example", "ada@@example.com", "a..b@example.com",
+            ".ada@example.com", "ada.@example.com", "ada@-example.com", "ada@example.123", "a b@example.com",
+            "ada@exa_mple.com", "\"ada\"@example.com",
+        ] {
+            let body = serde_json::json!({
+                "business": {"name": "Acme"}, "email": email, "first_name": "Ada",
+                "last_name": "Lovelace", "password": PASSWORD,
+            });
+            let (status, answer) = app.post("/api/v1/signup", None, body).await;
+            let documented = address.is_valid(&Value::from(email));
+            assert_eq!(status == StatusCode::CREATED, documented, "email {email:?}: {status} {answer}");
+        }
+    }
 }

@@ -14,17 +14,18 @@ pub struct BusinessName(String);
 const PERSON_MAX: usize = 150;
 const BUSINESS_MAX: usize = 200;
 
-/// Trims `input` and refuses it when over `max` characters (`too_long`) or with control or
-/// invisible formatting characters (`invalid_characters`); `what` starts the message.
+/// Refuses `input` when over `max` characters (`too_long`) or with control or invisible
+/// formatting characters anywhere (`invalid_characters`), as sent, and trims what it keeps; `what`
+/// starts the message. Judged before trimming, so that the API document's `maxLength` and
+/// `pattern` ([`super::text_pattern`]) say exactly what is accepted.
 pub fn parse_text(input: &str, max: usize, what: &str) -> Result<String, Invalid> {
-    let value = input.trim();
-    if value.chars().count() > max {
+    if input.chars().count() > max {
         return Err(Invalid::new(
             "too_long",
             format!("{what} has at most {max} characters."),
         ));
     }
-    if has_control_chars(value) {
+    if has_control_chars(input) {
         return Err(Invalid::new(
             "invalid_characters",
             format!(
@@ -33,7 +34,7 @@ pub fn parse_text(input: &str, max: usize, what: &str) -> Result<String, Invalid
             ),
         ));
     }
-    Ok(value.to_owned())
+    Ok(input.trim().to_owned())
 }
 
 impl PersonName {
@@ -82,8 +83,18 @@ mod tests {
             Err("invalid_characters")
         );
         assert_eq!(
-            BusinessName::parse(" \t ").map_err(|e| e.code),
+            BusinessName::parse(" \u{3000} ").map_err(|e| e.code),
             Err("required")
+        );
+        // Judged as sent, as the API document says: a control character that trimming would
+        // have removed is still refused, and the spaces around a name count towards its length.
+        assert_eq!(
+            BusinessName::parse(" \tAcme").map_err(|e| e.code),
+            Err("invalid_characters")
+        );
+        assert_eq!(
+            PersonName::parse(&format!("{} ", "é".repeat(150))).map_err(|e| e.code),
+            Err("too_long")
         );
         assert_eq!(
             BusinessName::parse("Acme\nInc").map_err(|e| e.code),

@@ -13,17 +13,18 @@ use crate::db::Timestamp;
 use crate::domain::{BusinessName, Email, Invalid, Password, PersonName, Scope};
 use crate::error::{ApiError, ApiResult, FieldError};
 use crate::http::extract::{ApiJson, Client, DashboardRead};
+use crate::http::openapi::{BusinessNameText, EmailAddress, FirstName, PersonNameText};
 use crate::store::plans::{Limits, Plan};
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SignupRequest {
     #[schema(value_type = BusinessInput, required = true)]
     pub business: Option<BusinessInput>,
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 254)]
+    #[schema(value_type = EmailAddress, required = true)]
     pub email: Option<String>,
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 150)]
+    #[schema(value_type = FirstName, required = true)]
     pub first_name: Option<String>,
-    #[schema(value_type = String, required = true, max_length = 150)]
+    #[schema(value_type = PersonNameText, required = true)]
     pub last_name: Option<String>,
     /// 8 to 128 characters, not the email.
     #[schema(value_type = String, required = true, min_length = 8, max_length = 128)]
@@ -32,7 +33,7 @@ pub struct SignupRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct BusinessInput {
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 200)]
+    #[schema(value_type = BusinessNameText, required = true)]
     pub name: Option<String>,
 }
 

@@ -20,6 +20,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::accounts::{Fields, PlanView};
 use crate::http::billing::{SubscriptionResponse, subscription_view};
 use crate::http::extract::{ApiJson, Dashboard, DashboardRead, PathId};
+use crate::http::openapi::{Note, PlanName};
 use crate::store::plans::{self, Plan};
 
 impl From<AdminError> for ApiError {
@@ -128,9 +129,9 @@ pub struct CreatePlanRequest {
     /// 1 to 64 of a-z, 0-9, `-` and `_`.
     #[schema(value_type = String, required = true, pattern = "^[a-z0-9_-]{1,64}$")]
     pub code: Option<String>,
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 500)]
+    #[schema(value_type = PlanName, required = true)]
     pub name: Option<String>,
-    #[schema(max_length = 500)]
+    #[schema(value_type = Option<Note>)]
     pub description: Option<String>,
     /// In minor units of `currency`, at most 10^12.
     #[schema(value_type = i64, required = true, minimum = 0, maximum = 1_000_000_000_000_i64)]
@@ -143,9 +144,10 @@ pub struct CreatePlanRequest {
     /// Whether a period renews on its own (`true` when absent).
     pub renews: Option<bool>,
     /// The code of the plan a subscription moves to when this one stops.
-    #[schema(max_length = 500)]
+    #[schema(pattern = "^[a-z0-9_-]{1,64}$")]
     pub fallback: Option<String>,
     /// Limit per meter; absent meters are unlimited.
+    #[schema(schema_with = new_limits)]
     pub limits: Option<BTreeMap<String, i64>>,
     /// Listed in the catalog (`true` when absent).
     pub public: Option<bool>,
@@ -178,9 +180,9 @@ pub async fn admin_create_plan(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdatePlanRequest {
-    #[schema(min_length = 1, max_length = 500)]
+    #[schema(value_type = Option<PlanName>)]
     pub name: Option<String>,
-    #[schema(max_length = 500)]
+    #[schema(value_type = Option<Note>)]
     pub description: Option<String>,
     #[schema(minimum = 0, maximum = 1_000_000_000_000_i64)]
     pub price: Option<i64>,
@@ -192,9 +194,10 @@ pub struct UpdatePlanRequest {
     pub renews: Option<bool>,
     /// A plan code, or null to remove the fallback. Absent leaves it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = "^[a-z0-9_-]{1,64}$")]
     pub fallback: Option<Option<String>>,
     /// Limits to set; a null value removes the limit (unlimited).
+    #[schema(schema_with = changed_limits)]
     pub limits: Option<BTreeMap<String, Option<i64>>>,
     pub public: Option<bool>,
     pub archived: Option<bool>,
@@ -223,7 +226,7 @@ impl UpdatePlanRequest {
         if texts
             .into_iter()
             .flatten()
-            .any(|t| crate::domain::has_control_chars(t) || t.len() > 500)
+            .any(|t| crate::domain::has_control_chars(t) || t.chars().count() > 500)
         {
             return Err(ApiError::validation(vec![crate::error::FieldError::new(
                 "plan",
@@ -270,7 +273,7 @@ impl CreatePlanRequest {
         .into_iter()
         .flatten()
         {
-            if crate::domain::has_control_chars(text) || text.len() > 500 {
+            if crate::domain::has_control_chars(text) || text.chars().count() > 500 {
                 f.push(
                     "plan",
                     "invalid_characters",
@@ -449,6 +452,46 @@ pub async fn admin_set_business_plan(
 }
 
 /// A grant's amount: a whole number of minor units, at most 10^12 either way, never zero.
+/// A plan's limits: meter names as `check_terms` takes them, each limit 0 or more.
+fn limits(nullable: bool, description: &str) -> utoipa::openapi::schema::Schema {
+    use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, SchemaFormat, SchemaType, Type};
+    let value_type = if nullable {
+        SchemaType::from_iter([Type::Integer, Type::Null])
+    } else {
+        SchemaType::Type(Type::Integer)
+    };
+    let limit = ObjectBuilder::new()
+        .schema_type(value_type)
+        .format(Some(SchemaFormat::KnownFormat(KnownFormat::Int64)))
+        .minimum(Some(0))
+        .maximum(Some(i64::MAX));
+    let meter = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some("^[a-z0-9_-]{1,64}$"));
+    utoipa::openapi::schema::Schema::Object(
+        ObjectBuilder::new()
+            .schema_type(SchemaType::from_iter([Type::Object, Type::Null]))
+            .description(Some(description))
+            .property_names(Some(meter))
+            .additional_properties(Some(limit))
+            .build(),
+    )
+}
+
+fn new_limits() -> utoipa::openapi::schema::Schema {
+    limits(
+        false,
+        "Limit per meter (0 or more); absent meters are unlimited.",
+    )
+}
+
+fn changed_limits() -> utoipa::openapi::schema::Schema {
+    limits(
+        true,
+        "Limits to set (0 or more); a null value removes the limit (unlimited).",
+    )
+}
+
 fn nonzero_amount() -> utoipa::openapi::schema::Schema {
     use utoipa::openapi::schema::{KnownFormat, ObjectBuilder, OneOfBuilder, SchemaFormat, Type};
     let range = |min: i64, max: i64| {
@@ -477,7 +520,7 @@ pub struct CreditsRequest {
     /// balance stays within 10^15 either way.
     #[schema(schema_with = nonzero_amount, required = true)]
     pub amount: Option<i64>,
-    #[schema(max_length = 500)]
+    #[schema(value_type = Option<Note>)]
     pub note: Option<String>,
 }
 
@@ -517,7 +560,7 @@ pub async fn admin_grant_credits(
     if body
         .note
         .as_ref()
-        .is_some_and(|n| crate::domain::has_control_chars(n) || n.len() > 500)
+        .is_some_and(|n| crate::domain::has_control_chars(n) || n.chars().count() > 500)
     {
         f.push(
             "note",

@@ -19,6 +19,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::http::accounts::{Fields, PlanView};
 use crate::http::extract::{ApiJson, Client, Dashboard, DashboardRead};
 use crate::http::invitations::{accept_error, parse_acceptance};
+use crate::http::openapi::{BusinessNameText, EmailAddress, PersonNameText};
 use crate::http::passwords::reset_error;
 use crate::teams::invitations::{self, NewInvitation};
 
@@ -53,7 +54,7 @@ pub struct CompatSignedUp {
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CompatBusiness {
     pub id: Option<String>,
-    #[schema(max_length = 200)]
+    #[schema(value_type = Option<BusinessNameText>)]
     pub name: Option<String>,
 }
 
@@ -61,11 +62,11 @@ pub struct CompatBusiness {
 pub struct CompatSignup {
     #[schema(value_type = CompatBusiness, required = true)]
     pub business: Option<CompatBusiness>,
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 254)]
+    #[schema(value_type = EmailAddress, required = true)]
     pub email: Option<String>,
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 150)]
+    #[schema(value_type = PersonNameText, required = true)]
     pub first_name: Option<String>,
-    #[schema(value_type = String, required = true, max_length = 150)]
+    #[schema(value_type = PersonNameText, required = true)]
     pub last_name: Option<String>,
     #[schema(value_type = String, required = true, min_length = 8, max_length = 128)]
     pub password1: Option<String>,
@@ -361,7 +362,7 @@ pub async fn compat_me(DashboardRead(mut p): DashboardRead) -> ApiResult<Json<Co
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CompatInvite {
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 254)]
+    #[schema(value_type = EmailAddress, required = true)]
     pub email: Option<String>,
     /// Skip the mail.
     pub no_email: Option<bool>,

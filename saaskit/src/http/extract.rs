@@ -35,10 +35,79 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
+        if !has_json_content_type(req.headers()) {
+            return Err(json_rejection(JsonRejection::MissingJsonContentType(
+                Default::default(),
+            )));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| json_rejection(e.into()))?;
+        match axum::Json::<T>::from_bytes(&bytes) {
             Ok(axum::Json(value)) => Ok(ApiJson(value)),
+            // JSON has one kind of number: `3.0` is the integer 3 (and so it is to the API
+            // document's `integer`), though serde refuses it for an integer field. Read again,
+            // with such numbers written as integers, only when the first reading failed.
+            Err(JsonRejection::JsonDataError(err)) => serde_json::from_slice(&bytes)
+                .ok()
+                .and_then(|mut body| integral_numbers_as_integers(&mut body).then_some(body))
+                .and_then(|body| serde_json::from_value(body).ok())
+                .map(ApiJson)
+                .ok_or_else(|| json_rejection(JsonRejection::JsonDataError(err))),
             Err(rejection) => Err(json_rejection(rejection)),
         }
+    }
+}
+
+/// `application/json`, or any `application/…+json`, as axum's `Json` requires.
+fn has_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(value) = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+    else {
+        return false;
+    };
+    let essence = value.split(';').next().unwrap_or_default().trim();
+    let Some((kind, subtype)) = essence.split_once('/') else {
+        return false;
+    };
+    kind.eq_ignore_ascii_case("application")
+        && (subtype.eq_ignore_ascii_case("json")
+            || subtype
+                .rsplit_once('+')
+                .is_some_and(|(_, suffix)| suffix.eq_ignore_ascii_case("json")))
+}
+
+/// Writes every number of `value` that is a whole number written with a fraction or an
+/// exponent (`3.0`, `1e3`) as an integer; whether any was.
+pub(crate) fn integral_numbers_as_integers(value: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    match value {
+        Value::Number(n) if !n.is_i64() && !n.is_u64() => match n.as_f64() {
+            // Within ±2^53, where every whole f64 is exact and fits an i64.
+            Some(f) if f.fract() == 0.0 && f.abs() <= 9_007_199_254_740_992.0 => {
+                *value = Value::from(f as i64);
+                true
+            }
+            _ => false,
+        },
+        // Every number is rewritten (no stopping at the first).
+        Value::Array(items) => {
+            items
+                .iter_mut()
+                .map(integral_numbers_as_integers)
+                .filter(|&changed| changed)
+                .count()
+                > 0
+        }
+        Value::Object(map) => {
+            map.values_mut()
+                .map(integral_numbers_as_integers)
+                .filter(|&changed| changed)
+                .count()
+                > 0
+        }
+        _ => false,
     }
 }
 

@@ -16,6 +16,7 @@ use crate::http::accounts::{BusinessView, Fields, UserView};
 use crate::http::extract::{
     ApiJson, Client, Dashboard, DashboardRead, MaybeAuthenticated, OptionalJson, PathId,
 };
+use crate::http::openapi::{EmailAddress, FirstName, PersonNameText};
 use crate::teams::invitations::{
     self, AcceptError, Acceptance, InvitationDetails, InviteError, LookupError, NewInvitation,
 };
@@ -86,7 +87,7 @@ pub(crate) fn accept_error(err: AcceptError, password_field: &str) -> ApiError {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct InviteRequest {
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 254)]
+    #[schema(value_type = EmailAddress, required = true)]
     pub email: Option<String>,
     /// `member` when absent.
     #[schema(value_type = Option<InvitedRole>)]
@@ -255,12 +256,12 @@ pub async fn list_invitations(
 /// `DELETE /api/v1/invitations/{id}`: revokes a pending invitation; its link stops working.
 #[utoipa::path(
     delete,
-    path = "/invitations/{key}",
+    path = "/invitations/{invitation}",
     tag = "invitations",
     summary = "Revoke a pending invitation",
     description = "Its link stops working at once. Owners and admins.",
     security(("session" = []), ("bot_token" = [])),
-    params(("key" = Uuid, Path, description = "The invitation's id (on this route, not its key).")),
+    params(("invitation" = Uuid, Path, description = "The invitation's id, as listed or as answered when it was created (not its mailed key).")),
     responses(
         (status = 204, description = "Revoked."),
         (status = 404, description = "`not_found`: no such pending invitation."),
@@ -280,12 +281,12 @@ pub async fn revoke_invitation(
 /// new expiry), under the same id; the old link stops working. Answers like `POST /invitations`.
 #[utoipa::path(
     post,
-    path = "/invitations/{key}/resend",
+    path = "/invitations/{invitation}/resend",
     tag = "invitations",
     summary = "Send an invitation again",
     description = "Mails a new link with a new expiry; the invitation keeps its id, and the old link stops working (410 `key_revoked`). Owners and admins.",
     security(("session" = []), ("bot_token" = [])),
-    params(("key" = Uuid, Path, description = "The invitation's id (on this route, not its key).")),
+    params(("invitation" = Uuid, Path, description = "The invitation's id, as listed or as answered when it was created (not its mailed key).")),
     responses(
         (status = 200, description = "The invitation, with its new single-use key.", body = InvitationCreated),
         (status = 402, description = "`no_active_subscription` or `quota_exceeded`."),
@@ -343,11 +344,11 @@ fn key_of(path: Result<Path<String>, PathRejection>) -> String {
 /// `GET /api/v1/invitations/{key}`: what a signup form needs to prefill.
 #[utoipa::path(
     get,
-    path = "/invitations/{key}",
+    path = "/invitations/{invitation}",
     tag = "invitations",
     summary = "Look up an invitation",
     description = "What a signup form needs to prefill. No authentication: the key is the credential.",
-    params(("key" = String, Path, description = "The invitation's key.")),
+    params(("invitation" = String, Path, description = "The invitation's key, from the mailed link (not its id).")),
     responses(
         (status = 200, description = "The invitation.", body = InvitationView),
         (status = 404, description = "`key_not_found`."),
@@ -368,9 +369,9 @@ pub async fn get_invitation(
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct AcceptRequest {
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 150)]
+    #[schema(value_type = FirstName, required = true)]
     pub first_name: Option<String>,
-    #[schema(value_type = String, required = true, max_length = 150)]
+    #[schema(value_type = PersonNameText, required = true)]
     pub last_name: Option<String>,
     /// 8 to 128 characters, not the email.
     #[schema(value_type = String, required = true, min_length = 8, max_length = 128)]
@@ -421,14 +422,14 @@ pub(crate) fn parse_acceptance(
 /// (no body needed).
 #[utoipa::path(
     post,
-    path = "/invitations/{key}/accept",
+    path = "/invitations/{invitation}/accept",
     tag = "invitations",
     summary = "Accept an invitation",
     description = "Without a token: creates the invitee's account and membership, and a session \
         (the body is required); the new account is mailed an email verification link, and gets \
         no session (`token: null`) while verified emails are required. With the session of an existing account of the invited email: \
         joins with that account, no body or password needed.",
-    params(("key" = String, Path, description = "The invitation's key.")),
+    params(("invitation" = String, Path, description = "The invitation's key, from the mailed link (not its id).")),
     security((), ("session" = [])),
     request_body(content = Option<AcceptRequest>, description = "Required without a token."),
     responses(

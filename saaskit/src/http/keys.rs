@@ -11,6 +11,7 @@ use crate::domain::{Scope, Scopes, has_control_chars};
 use crate::error::{ApiError, ApiResult};
 use crate::http::accounts::Fields;
 use crate::http::extract::{ApiJson, Client, Dashboard, DashboardRead, OptionalJson, PathId};
+use crate::http::openapi::KeyName;
 use crate::keys::{self, BotView, KeyError, KeyView, MAX_OVERLAP_SECS, NewBot, NewKey};
 
 impl From<KeyError> for ApiError {
@@ -37,8 +38,8 @@ fn check_name(f: &mut Fields, name: Option<&str>) -> Option<String> {
         f.push("name", "required", "This field is required.");
         return None;
     };
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 100 || has_control_chars(name) {
+    // Judged as sent (the document's `KeyName` says the same), stored trimmed.
+    if name.trim().is_empty() || name.chars().count() > 100 || has_control_chars(name) {
         f.push(
             "name",
             "invalid_name",
@@ -46,13 +47,13 @@ fn check_name(f: &mut Fields, name: Option<&str>) -> Option<String> {
         );
         return None;
     }
-    Some(name.to_owned())
+    Some(name.trim().to_owned())
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateKeyRequest {
     /// 1 to 100 characters.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 100)]
+    #[schema(value_type = KeyName, required = true)]
     pub name: Option<String>,
 }
 
@@ -242,7 +243,7 @@ pub async fn revoke_leaked_key(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateBotRequest {
     /// 1 to 100 characters.
-    #[schema(value_type = String, required = true, min_length = 1, max_length = 100)]
+    #[schema(value_type = KeyName, required = true)]
     pub name: Option<String>,
     /// Within the caller's own.
     #[schema(value_type = Vec<Scope>, required = true, min_items = 1)]

@@ -81,8 +81,9 @@ pub fn api_route_table() -> Vec<Route> {
             invitations::list_invitations,
             invitations::create_invitation
         ),
-        // `{key}`: the mailed key on the public routes (GET, accept), the invitation's id on
-        // the management ones (DELETE, resend); one segment name, as the router requires.
+        // `{invitation}`: the mailed key on the public routes (GET, accept), the invitation's id
+        // on the management ones (DELETE, resend); one segment name, as the router (and
+        // OpenAPI, which holds `/a/{x}` and `/a/{y}` the same path) requires.
         routes!(invitations::get_invitation, invitations::revoke_invitation),
         routes!(invitations::accept_invitation),
         routes!(invitations::resend_invitation),

@@ -311,3 +311,84 @@ const DOCS_PAGE: &str = r#"<!doctype html>
 pub async fn get_docs() -> Html<&'static str> {
     Html(DOCS_PAGE)
 }
+
+/// Text fields as the server reads them, each a named schema in the document, so that the
+/// rule is written once (in `domain`) and described once (here). Each pattern is derived from
+/// the rule the server applies ([`crate::domain::text_pattern`]); lengths count characters
+/// as sent (the server trims what it stores, and a required one must keep a character).
+macro_rules! text_schemas {
+    ($($(#[doc = $doc:literal])* $ty:ident = $name:literal, $min:expr, $max:expr, $pattern:path;)*) => {$(
+        $(#[doc = $doc])*
+        pub struct $ty;
+
+        impl utoipa::PartialSchema for $ty {
+            fn schema() -> RefOr<Schema> {
+                let description = [$($doc.trim()),*].join(" ");
+                let min: usize = $min;
+                utoipa::openapi::ObjectBuilder::new()
+                    .schema_type(Type::String)
+                    .min_length((min > 0).then_some(min))
+                    .max_length(Some($max))
+                    .pattern(Some($pattern()))
+                    .description(Some(description))
+                    .into()
+            }
+        }
+
+        impl ToSchema for $ty {
+            fn name() -> std::borrow::Cow<'static, str> {
+                $name.into()
+            }
+        }
+    )*};
+}
+
+text_schemas! {
+    /// A first name: 1 to 150 characters, not blank, without control or invisible formatting
+    /// characters.
+    FirstName = "FirstName", 1, 150, crate::domain::non_blank_text_pattern;
+    /// A person's name (a last name): up to 150 characters, possibly empty, without control
+    /// or invisible formatting characters.
+    PersonNameText = "PersonName", 0, 150, crate::domain::text_pattern;
+    /// A business's name: 1 to 200 characters, not blank, without control or invisible
+    /// formatting characters.
+    BusinessNameText = "BusinessName", 1, 200, crate::domain::non_blank_text_pattern;
+    /// The name of an API key or a bot: 1 to 100 characters, not blank, without control or
+    /// invisible formatting characters.
+    KeyName = "KeyName", 1, 100, crate::domain::non_blank_text_pattern;
+    /// A plan's name: 1 to 500 characters, not blank, without control or invisible formatting
+    /// characters.
+    PlanName = "PlanName", 1, 500, crate::domain::non_blank_text_pattern;
+    /// Free text (a plan's description, a note): up to 500 characters, without control or
+    /// invisible formatting characters.
+    Note = "Note", 0, 500, crate::domain::text_pattern;
+}
+
+/// An email address as the server takes it ([`crate::domain::Email`]); the schema's
+/// description says what.
+pub struct EmailAddress;
+
+impl utoipa::PartialSchema for EmailAddress {
+    fn schema() -> RefOr<Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(Type::String)
+            .format(Some(utoipa::openapi::SchemaFormat::Custom(
+                "idn-email".into(),
+            )))
+            .max_length(Some(254))
+            // What the server asks beyond the format: no quoted local part, a domain of at
+            // least two labels, and a last label that is not all digits.
+            .pattern(Some(
+                r#"^[^\s"(),:;<>\[\\\]@]+@(?:[^\s@.]+\.)+[^\s@.]*[^\s@.0-9][^\s@.]*$"#,
+            ))
+            .description(Some(
+                "An email address: internationalised addresses are welcome (`idn-email`), up to \
+                 254 characters, with a domain of at least two labels, the last not all digits, \
+                 and no quoted local part. One that mixes look-alike alphabets within one part \
+                 is refused (`email_confusable`).",
+            ))
+            .into()
+    }
+}
+
+impl ToSchema for EmailAddress {}

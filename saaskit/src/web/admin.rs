@@ -255,7 +255,7 @@ pub async fn grant_credits(
     let note = Some(form.note.trim().to_owned()).filter(|n| !n.is_empty());
     if note
         .as_ref()
-        .is_some_and(|n| crate::domain::has_control_chars(n) || n.len() > 500)
+        .is_some_and(|n| crate::domain::has_control_chars(n) || n.chars().count() > 500)
     {
         errors.add(
             "note",

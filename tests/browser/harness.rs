@@ -68,37 +68,49 @@ pub struct Driver {
 }
 
 impl Driver {
+    /// Starts chromedriver on a free port and waits until it answers. On a loaded machine it
+    /// can take seconds to listen, and the port picked may be taken again before it binds: a
+    /// chromedriver that exits or stays silent for 30 s is replaced by one on another port.
     pub async fn start() -> Driver {
         let permit = BROWSERS
             .acquire()
             .await
             .expect("the semaphore is never closed");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let process = Command::new(CHROMEDRIVER)
-            .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start chromedriver");
-        let url = format!("http://127.0.0.1:{port}");
-        for _ in 0..200 {
-            if tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .is_ok()
-            {
-                break;
+        let mut last_failure = String::new();
+        for _attempt in 0..3 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            let mut process = Command::new(CHROMEDRIVER)
+                .arg(format!("--port={port}"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .kill_on_drop(true)
+                .spawn()
+                .expect("start chromedriver");
+            let url = format!("http://127.0.0.1:{port}");
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+            while tokio::time::Instant::now() < deadline {
+                if let Ok(Some(status)) = process.try_wait() {
+                    last_failure = format!("chromedriver on port {port} exited: {status}");
+                    break;
+                }
+                if ready(&url).await {
+                    return Driver {
+                        url,
+                        _process: process,
+                        _permit: permit,
+                    };
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
             }
-            tokio::time::sleep(Duration::from_millis(25)).await;
+            if last_failure.is_empty() {
+                last_failure = format!("chromedriver on port {port} did not answer in 30 s");
+            }
+            let _ = process.kill().await;
         }
-        Driver {
-            url,
-            _process: process,
-            _permit: permit,
-        }
+        panic!("no chromedriver: {last_failure}");
     }
 
     /// A new browser (its own profile: its own cookies) on `base`, the server's address.
@@ -132,6 +144,23 @@ impl Driver {
             profile,
         }
     }
+}
+
+/// Whether the chromedriver at `url` answers its status request ready (listening is not
+/// enough: it accepts connections a moment before it serves sessions).
+async fn ready(url: &str) -> bool {
+    let status = async {
+        reqwest::Client::new()
+            .get(format!("{url}/status"))
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await?
+            .json::<Value>()
+            .await
+    };
+    status
+        .await
+        .is_ok_and(|status| status["value"]["ready"] == json!(true))
 }
 
 pub struct Browser {

@@ -10,7 +10,7 @@
 //! names the first entry that does not fit: an edited field, a removed entry, a truncated tail.
 //!
 //! The client's address and user agent come from the request being served: the HTTP layer runs
-//! each request inside [`with_origin`], so domain code does not thread them through. Outside a
+//! each request in a [`crate::telemetry::RequestScope`] holding them, so domain code does not thread them through. Outside a
 //! request (the CLI, the sweep) they are empty.
 
 use std::fmt::Write as _;
@@ -20,24 +20,16 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::accounts::{ClientInfo, Origin, Principal};
+use crate::accounts::{ClientInfo, Principal};
 use crate::db::{Conn, Db, Timestamp};
 use crate::store::audit as store;
 
 pub use store::{Entry, Filter};
 
-tokio::task_local! {
-    static ORIGIN: Origin;
-}
-
-/// Runs `f` with `client` as the address and user agent of the events it records.
-pub async fn with_origin<F: std::future::Future>(origin: Origin, f: F) -> F::Output {
-    ORIGIN.scope(origin, f).await
-}
-
 fn current_client() -> ClientInfo {
     // Resolved only here, when an event is recorded: requests that record nothing pay nothing.
-    ORIGIN.try_with(Origin::resolve).unwrap_or_default()
+    crate::telemetry::RequestScope::with_current(|request| request.origin.resolve())
+        .unwrap_or_default()
 }
 
 /// Declares [`Action`] once: each variant with its stable name, and the list of all of them.

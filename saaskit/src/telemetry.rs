@@ -12,8 +12,19 @@
 //! Each answered request logs one INFO line under the target `saaskit::request`, as
 //! `SAASKIT_REQUEST_LOG` says: `all` (the default), `off`, or `1/N` (one request in N).
 //! Whatever the setting, an answer with a server error logs an ERROR line, and warnings and
-//! errors logged while handling keep the request's id, method and route (its span is not under
-//! that target). `RUST_LOG=info,saaskit::request=off` silences the INFO lines too.
+//! errors logged while handling keep the request's id, method and route.
+//! `RUST_LOG=info,saaskit::request=off` silences the INFO lines too.
+//!
+//! The request a line belongs to is not a `tracing` span: a span costs every request a slot in
+//! the registry, its fields formatted into a string at creation and a dispatch at each poll,
+//! whether or not anything is logged inside it. The request is a task-local
+//! ([`RequestScope`], set by the request path) that [`Lines`] reads when, and only when, a line
+//! is written, and prints where the span was (`request{method=… route=… request_id=…}:` in text,
+//! `"span"` in JSON), so the lines read as before.
+
+mod format;
+
+pub use format::Lines;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -52,8 +63,11 @@ pub fn init(format: LogFormat) -> LogGuard {
         .with_writer(writer);
     // A second init (tests, embedding) keeps the first subscriber; its guard is then not needed.
     let installed = match format {
-        LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.event_format(Lines::text()).try_init(),
+        LogFormat::Json => builder
+            .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+            .event_format(Lines::json())
+            .try_init(),
     };
     LogGuard {
         _worker: installed.is_ok().then_some(guard),
@@ -127,6 +141,74 @@ impl RequestSampler {
                 status >= 500 || self.seen.fetch_add(1, Ordering::Relaxed).is_multiple_of(n)
             }
         }
+    }
+}
+
+tokio::task_local! {
+    static REQUEST: RequestScope;
+}
+
+/// The request a task is handling: what every line it logs names, and where the audit events
+/// it records come from.
+#[derive(Clone)]
+pub struct RequestScope {
+    pub method: axum::http::Method,
+    /// The route's template (`/api/v1/keys/{id}`), or [`crate::metrics::UNMATCHED`].
+    pub route: RouteName,
+    pub request_id: axum::http::HeaderValue,
+    pub origin: crate::accounts::Origin,
+}
+
+/// A route template: the router's own (shared, nothing copied) or a fixed name.
+#[derive(Clone)]
+pub enum RouteName {
+    Matched(axum::extract::MatchedPath),
+    Fixed(&'static str),
+}
+
+impl RouteName {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RouteName::Matched(path) => path.as_str(),
+            RouteName::Fixed(name) => name,
+        }
+    }
+}
+
+impl RequestScope {
+    /// Runs `f` as the handling of this request; gives the scope back with its output.
+    pub async fn run<F: std::future::Future>(self, f: F) -> (F::Output, RequestScope) {
+        let running = REQUEST.scope(self, f);
+        tokio::pin!(running);
+        let output = (&mut running).await;
+        let scope = running
+            .as_mut()
+            .take_value()
+            .unwrap_or_else(|| unreachable!("the scope stays until taken"));
+        (output, scope)
+    }
+
+    /// Runs `f` (which may log) as part of this request.
+    pub fn enter<R>(self, f: impl FnOnce() -> R) -> R {
+        REQUEST.sync_scope(self, f)
+    }
+
+    /// What `f` makes of the request this task handles, if it handles one.
+    pub fn with_current<R>(f: impl FnOnce(&RequestScope) -> R) -> Option<R> {
+        REQUEST.try_with(f).ok()
+    }
+
+    /// The request this task handles, to hand on to a task it spawns.
+    pub fn current() -> Option<RequestScope> {
+        RequestScope::with_current(RequestScope::clone)
+    }
+}
+
+/// Runs `f` in `scope` when there is one (a task spawned by a request keeps naming it).
+pub async fn within<F: std::future::Future>(scope: Option<RequestScope>, f: F) -> F::Output {
+    match scope {
+        Some(scope) => REQUEST.scope(scope, f).await,
+        None => f.await,
     }
 }
 

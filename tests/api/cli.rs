@@ -323,7 +323,30 @@ async fn serve_stop_and_restart(test_db: Arc<TestDb>) {
 
 /// The request lines a server wrote with `SAASKIT_REQUEST_LOG=setting` while answering
 /// `requests` more `/healthz` after it started, and all it logged.
+/// `2026-12-07T08:30:00.123456Z  INFO request{method=GET route="/healthz" request_id="<uuid>"}:
+/// saaskit::request: response status=200 latency_ms=0.3`
+fn is_a_text_request_line(line: &str) -> bool {
+    let Some((time, rest)) =
+        line.split_once("  INFO request{method=GET route=\"/healthz\" request_id=\"")
+    else {
+        return false;
+    };
+    let Some((id, rest)) =
+        rest.split_once("\"}: saaskit::request: response status=200 latency_ms=")
+    else {
+        return false;
+    };
+    time.ends_with('Z')
+        && chrono::DateTime::parse_from_rfc3339(time).is_ok()
+        && uuid::Uuid::parse_str(id).is_ok()
+        && rest.trim().parse::<f64>().is_ok()
+}
+
 async fn request_lines(setting: &str, requests: usize) -> (Vec<Value>, String) {
+    request_lines_in(setting, requests, "json").await
+}
+
+async fn request_lines_in(setting: &str, requests: usize, format: &str) -> (Vec<Value>, String) {
     let test_db = TestDb::create(Backend::Sqlite).await;
     let workdir = std::env::temp_dir().join(format!(
         "saaskit_request_log_{}",
@@ -335,7 +358,11 @@ async fn request_lines(setting: &str, requests: usize) -> (Vec<Value>, String) {
         &test_db.url,
         &workdir,
         Some(&log),
-        &[("SAASKIT_REQUEST_LOG", setting), ("RUST_LOG", "info")],
+        &[
+            ("SAASKIT_REQUEST_LOG", setting),
+            ("RUST_LOG", "info"),
+            ("SAASKIT_LOG_FORMAT", format),
+        ],
     )
     .await;
     let client = reqwest::Client::new();
@@ -388,6 +415,14 @@ async fn request_lines_are_all_sampled_or_off_as_configured_and_other_lines_stay
         logged.contains("saaskit is serving"),
         "the other INFO lines are still written:\n{logged}"
     );
+    // The text format names the request where a span would be, its id quoted.
+    let (_, logged) = request_lines_in("all", 3, "text").await;
+    let line = logged
+        .lines()
+        .find(|l| l.contains(" saaskit::request: response "))
+        .unwrap_or_else(|| panic!("a request line in text:\n{logged}"));
+    let shape = is_a_text_request_line(line);
+    assert!(shape, "{line}");
     let out = saaskit()
         .args(["migrate"])
         .env("SAASKIT_REQUEST_LOG", "some")

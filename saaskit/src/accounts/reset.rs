@@ -4,7 +4,6 @@
 
 use chrono::Duration;
 use thiserror::Error;
-use tracing::Instrument as _;
 
 use super::keys::{self, KeyProblem};
 use super::{ClientInfo, Session, open_session};
@@ -49,15 +48,16 @@ pub async fn request_reset(
     // must not tell which (measured in the benchmark harness, `bench … http --targets
     // reset-timing`). Everything up to here costs the same for both.
     let app = app.clone();
-    let span = tracing::Span::current();
-    app.background.clone().spawn(
-        async move {
+    // The work goes on after the answer, still as this request: its lines name the request,
+    // and its audit events the client.
+    let request = crate::telemetry::RequestScope::current();
+    app.background
+        .clone()
+        .spawn(crate::telemetry::within(request, async move {
             if let Err(err) = request_for(&app, &key).await {
                 tracing::error!(error = format!("{err:#}"), "password reset request failed");
             }
-        }
-        .instrument(span),
-    );
+        }));
     Ok(())
 }
 

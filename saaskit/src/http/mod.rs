@@ -28,14 +28,13 @@ use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
-use tracing::Instrument as _;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::error::ApiError;
 use crate::product::Products;
-use crate::telemetry::RequestSampler;
+use crate::telemetry::{RequestSampler, RequestScope, RouteName};
 
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
@@ -242,11 +241,10 @@ async fn request_path(
     next: axum::middleware::Next,
 ) -> axum::response::Response {
     let started = std::time::Instant::now();
-    let method = req.method().clone();
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let route = route
-        .as_ref()
-        .map_or(crate::metrics::UNMATCHED, MatchedPath::as_str);
+    let route = match req.extensions().get::<MatchedPath>() {
+        Some(matched) => RouteName::Matched(matched.clone()),
+        None => RouteName::Fixed(crate::metrics::UNMATCHED),
+    };
     let request_id = match req.headers().get(REQUEST_ID) {
         Some(id) => id.clone(),
         None => {
@@ -257,20 +255,17 @@ async fn request_path(
             id
         }
     };
-    // Not under `saaskit::request`: silencing the request lines keeps the context of the others.
-    let span = tracing::info_span!(
-        "request",
-        method = %method,
+    let scope = RequestScope {
+        method: req.method().clone(),
         route,
-        request_id = request_id.to_str().unwrap_or("-"),
-    );
-    let mut response = async {
+        request_id,
+        origin: extract::origin(req.extensions(), req.headers(), &path.app),
+    };
+    let handled = async {
         if oversized(&req) {
             return extract::payload_too_large().into_response();
         }
-        let origin = extract::origin(req.extensions(), req.headers(), &path.app);
-        let handled = crate::audit::with_origin(origin, next.run(req));
-        match tokio::time::timeout(path.timeout, handled).await {
+        match tokio::time::timeout(path.timeout, next.run(req)).await {
             Ok(response) => response,
             Err(_) => ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -279,31 +274,22 @@ async fn request_path(
             )
             .into_response(),
         }
-    }
-    .instrument(span.clone())
-    .await;
+    };
+    let (mut response, scope) = scope.run(handled).await;
     let latency = started.elapsed();
     let status = response.status().as_u16();
-    path.app.metrics.observe(&method, route, status, latency);
+    path.app
+        .metrics
+        .observe(&scope.method, scope.route.as_str(), status, latency);
     if let Some(crate::error::ProblemCode(code)) = response.extensions().get() {
         path.app.metrics.error(code);
     }
+    let request_id = scope.request_id.clone();
+    let latency_ms = latency.as_secs_f64() * 1000.0;
     if status >= 500 {
-        // Whatever `SAASKIT_REQUEST_LOG` says: a timeout, say, logs nothing else.
-        tracing::error!(
-            parent: &span,
-            status,
-            latency_ms = latency.as_secs_f64() * 1000.0,
-            "response failed"
-        );
+        scope.enter(|| tracing::error!(status, latency_ms, "response failed"));
     } else if path.log.logs(status) {
-        tracing::info!(
-            target: "saaskit::request",
-            parent: &span,
-            status,
-            latency_ms = latency.as_secs_f64() * 1000.0,
-            "response"
-        );
+        scope.enter(|| tracing::info!(target: "saaskit::request", status, latency_ms, "response"));
     }
     response
         .headers_mut()
@@ -312,10 +298,6 @@ async fn request_path(
     response
 }
 
-/// Whether the declared `Content-Length` is over [`extract::MAX_BODY_BYTES`]: refused at once,
-/// whatever the route, since otherwise a handler would wait for a body it will refuse, and one
-/// that is never sent would hold the request until its timeout. A chunked body is held to the
-/// same limit while it is read.
 fn oversized(req: &Request) -> bool {
     req.headers()
         .get(header::CONTENT_LENGTH)

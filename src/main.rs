@@ -6,6 +6,10 @@ use std::process::ExitCode;
 
 use saaskit::product::Products;
 
+/// mimalloc rather than the system's allocator: see Cargo.toml.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let products = Products::new();
     #[cfg(feature = "example")]

@@ -90,7 +90,12 @@ impl Drop for Server {
     }
 }
 
+/// The release server, built from this tree; or, for comparing builds, the binary named by
+/// `SAASKIT_BENCH_SERVER_BIN` as it is.
 fn build_server() -> anyhow::Result<PathBuf> {
+    if let Some(binary) = std::env::var_os("SAASKIT_BENCH_SERVER_BIN") {
+        return Ok(PathBuf::from(binary));
+    }
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .context("workspace root")?

@@ -83,14 +83,28 @@ async fn start_bare() -> anyhow::Result<Bare> {
 /// One endpoint as the lean client asks for it.
 struct Target {
     name: &'static str,
+    /// The serving process, whose CPU time each request costs.
+    pid: u32,
     address: SocketAddr,
     path: &'static str,
     /// `Authorization` per worker (a tenant's token), or none.
     tokens: Option<Arc<Vec<String>>>,
 }
 
-/// Drives `target` with `connections` workers, one kept-alive connection each, for `duration`.
-async fn drive(target: &Target, connections: usize, duration: Duration) -> anyhow::Result<Outcome> {
+/// The CPU time (user and system, all its threads) process `pid` has used, in seconds.
+fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+    let stat = procfs::process::Process::new(i32::try_from(pid)?)?.stat()?;
+    Ok((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
+}
+
+/// Drives `target` with `connections` workers, one kept-alive connection each, for `duration`;
+/// with the serving process's CPU time per answered request, in microseconds: what a request
+/// costs the server whatever share of the cores it was given.
+async fn drive(
+    target: &Target,
+    connections: usize,
+    duration: Duration,
+) -> anyhow::Result<(Outcome, f64)> {
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let mut workers = Vec::with_capacity(connections);
@@ -140,6 +154,7 @@ async fn drive(target: &Target, connections: usize, duration: Duration) -> anyho
             (latencies, errors)
         }));
     }
+    let cpu_before = cpu_seconds(target.pid)?;
     tokio::time::sleep(duration).await;
     stop.store(true, Ordering::Relaxed);
     let (mut all, mut errors) = (Vec::new(), 0);
@@ -148,8 +163,13 @@ async fn drive(target: &Target, connections: usize, duration: Duration) -> anyho
         all.extend(latencies);
         errors += failed;
     }
+    let cpu = cpu_seconds(target.pid)? - cpu_before;
+    let answered = all.len().max(1) as f64;
     let elapsed = started.elapsed().as_secs_f64();
-    Ok(percentiles(target.name, all, errors, elapsed))
+    Ok((
+        percentiles(target.name, all, errors, elapsed),
+        cpu * 1e6 / answered,
+    ))
 }
 
 /// Runs bare, `/healthz` and `/me` in rounds (every other one reversed), and prints each and
@@ -170,18 +190,21 @@ pub async fn run(
     let targets = [
         Target {
             name: "bare axum /healthz",
+            pid: bare.child.id(),
             address: bare.address,
             path: "/healthz",
             tokens: None,
         },
         Target {
             name: "saaskit /healthz",
+            pid: server.pid(),
             address: saaskit,
             path: "/healthz",
             tokens: None,
         },
         Target {
             name: "saaskit /api/v1/me",
+            pid: server.pid(),
             address: saaskit,
             path: "/api/v1/me",
             tokens: Some(tokens),
@@ -204,32 +227,36 @@ pub async fn run(
         "request path, {connections} connections, {} s per target, {rounds} rounds:",
         duration.as_secs()
     );
-    println!("| round | target | req/s | p50 ms | p99 ms | max ms | errors |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
+    println!("| round | target | req/s | p50 ms | p99 ms | max ms | errors | server CPU µs/req |");
+    println!("|---|---|---:|---:|---:|---:|---:|---:|");
     let mut rps = vec![[0.0f64; 3]; rounds];
-    for (round, figures) in rps.iter_mut().enumerate() {
+    let mut cpu = vec![[0.0f64; 3]; rounds];
+    for round in 0..rounds {
         let order = if round % 2 == 0 { [0, 1, 2] } else { [2, 1, 0] };
         for i in order {
             let target = &targets[i];
-            let o = drive(target, connections, duration).await?;
-            figures[i] = o.rps;
+            let (o, cpu_per_request) = drive(target, connections, duration).await?;
+            rps[round][i] = o.rps;
+            // Inverted, so that a share is "ours / bare" as for throughput.
+            cpu[round][i] = 1.0 / cpu_per_request.max(f64::MIN_POSITIVE);
             println!(
-                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} |",
+                "| {} | {} | {:.0} | {:.2} | {:.2} | {:.1} | {} | {:.1} |",
                 round + 1,
                 o.target,
                 o.rps,
                 o.p50_ms,
                 o.p99_ms,
                 o.max_ms,
-                o.errors
+                o.errors,
+                cpu_per_request
             );
         }
     }
     if rps.iter().any(|r| r[0] <= 0.0) {
         bail!("the bare server answered nothing");
     }
-    let shares = |i: usize| {
-        let mut shares: Vec<f64> = rps.iter().map(|r| r[i] / r[0]).collect();
+    let shares = |figures: &[[f64; 3]], i: usize| {
+        let mut shares: Vec<f64> = figures.iter().map(|r| r[i] / r[0]).collect();
         shares.sort_by(f64::total_cmp);
         let median = if shares.len() % 2 == 1 {
             shares[shares.len() / 2]
@@ -238,9 +265,16 @@ pub async fn run(
         };
         (median, shares[0], shares[shares.len() - 1])
     };
-    let (healthz, me) = (shares(1), shares(2));
+    let (healthz, me) = (shares(&rps, 1), shares(&rps, 2));
     println!(
         "median share of the bare server over {rounds} rounds: /healthz {:.2} ({:.2}–{:.2}; target 0.75), /me {:.2} ({:.2}–{:.2}; target 0.55)",
+        healthz.0, healthz.1, healthz.2, me.0, me.1, me.2
+    );
+    // The same by the server's CPU time per request (bare's over ours), which the machine's
+    // drift moves far less than throughput: the cost of our layers, whatever the client took.
+    let (healthz, me) = (shares(&cpu, 1), shares(&cpu, 2));
+    println!(
+        "median CPU-cost share (bare µs/req over ours): /healthz {:.2} ({:.2}–{:.2}), /me {:.2} ({:.2}–{:.2})",
         healthz.0, healthz.1, healthz.2, me.0, me.1, me.2
     );
     drop(bare);

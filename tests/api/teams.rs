@@ -50,6 +50,11 @@ db_test!(
         let (status, body) = transfer(&app, &owner, bot["id"].as_str().expect("bot id")).await;
         assert_eq!((status, body["code"].as_str()), (StatusCode::CONFLICT, Some("bot_cannot_own")));
 
+        // Read (and so cached, with its `me` document) before the change, twice each.
+        for _ in 0..2 {
+            assert_eq!(me(&app, &owner).await["role"], "owner");
+            assert_eq!(me(&app, &admin).await["role"], "admin");
+        }
         let (status, body) = transfer(&app, &owner, &admin_id).await;
         assert_eq!(status, StatusCode::OK, "{body}");
         assert_eq!(body["role"], "owner");

@@ -121,6 +121,7 @@ mod tests {
             member: None,
             subscription: None,
             plan: None,
+            me_document: Default::default(),
         }
     }
 

@@ -489,6 +489,39 @@ pub struct Principal {
     pub subscription: Option<CurrentSubscription>,
     /// The current subscription's plan, whole (for views that show it).
     pub plan: Option<Plan>,
+    /// The `GET /api/v1/me` document, a function of the fields above: made by the first request
+    /// that asks and shared by every copy of this principal the auth cache hands out, so a
+    /// cached caller's `me` is serialized once (a change makes a new principal, and a new one).
+    pub me_document: Memo,
+}
+
+/// A value made at most once and shared by every clone (see [`Principal::me_document`]).
+#[derive(Clone, Default)]
+pub struct Memo(std::sync::Arc<std::sync::OnceLock<axum::body::Bytes>>);
+
+impl Memo {
+    /// The value, made by `make` if no clone has made it yet; a failure is returned and not kept.
+    pub fn get_or_make<E>(
+        &self,
+        make: impl FnOnce() -> Result<axum::body::Bytes, E>,
+    ) -> Result<axum::body::Bytes, E> {
+        if let Some(made) = self.0.get() {
+            return Ok(made.clone());
+        }
+        let made = make()?;
+        // Two requests may race to make it: both made the same document, either is kept.
+        Ok(self.0.get_or_init(|| made).clone())
+    }
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.get().is_some() {
+            "Memo(made)"
+        } else {
+            "Memo(empty)"
+        })
+    }
 }
 
 /// A user's membership of the business a token acts for.
@@ -689,6 +722,7 @@ fn principal_from(row: AuthRow) -> anyhow::Result<Principal> {
         member,
         subscription,
         plan: None,
+        me_document: Memo::default(),
     })
 }
 

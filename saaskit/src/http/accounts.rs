@@ -421,8 +421,22 @@ pub struct MeResponse {
 )]
 pub async fn get_current_user(
     DashboardRead(principal): DashboardRead,
-) -> ApiResult<Json<MeResponse>> {
-    me_view(principal).map(Json)
+) -> ApiResult<axum::response::Response> {
+    use axum::response::IntoResponse as _;
+    let document = principal.me_document.clone().get_or_make(|| {
+        let view = me_view(principal)?;
+        serde_json::to_vec(&view)
+            .map(axum::body::Bytes::from)
+            .map_err(|err| ApiError::internal(anyhow::Error::new(err).context("the me document")))
+    })?;
+    Ok((
+        [(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json"),
+        )],
+        document,
+    )
+        .into_response())
 }
 
 fn me_view(mut p: Principal) -> ApiResult<MeResponse> {

@@ -2,11 +2,11 @@
 //! request a line was logged for (a task-local, see [`super::RequestScope`]) printed where a
 //! span would be.
 
-use std::fmt;
+use std::fmt::{self, Write as _};
 
+use tracing::field::{Field, Visit};
 use tracing::{Event, Level, Subscriber};
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields, FormattedFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -84,7 +84,7 @@ where
     let paint = |w: &mut Writer<'_>, code: &str| if ansi { w.write_str(code) } else { Ok(()) };
     let meta = event.metadata();
     paint(w, DIM)?;
-    SystemTime.format_time(w)?;
+    write_now(w)?;
     paint(w, RESET)?;
     paint(w, level_colour(*meta.level()))?;
     write!(w, " {:>5}", level_name(*meta.level()))?;
@@ -128,9 +128,88 @@ where
     paint(w, DIM)?;
     write!(w, "{}:", meta.target())?;
     paint(w, RESET)?;
-    w.write_char(' ')?;
-    ctx.format_fields(w.by_ref(), event)?;
+    let mut fields = TextFields { w, result: Ok(()) };
+    event.record(&mut fields);
+    fields.result?;
     writeln!(w)
+}
+
+/// An event's fields as the default text format writes them (the message bare, then
+/// `name=value`, text quoted), with numbers written without the formatting machinery.
+struct TextFields<'a, 'w> {
+    w: &'a mut Writer<'w>,
+    result: fmt::Result,
+}
+
+impl TextFields<'_, '_> {
+    fn field(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+        if self.result.is_err() {
+            return;
+        }
+        let name = field.name();
+        self.result = (|| {
+            self.w.write_char(' ')?;
+            if name != "message" {
+                self.w.write_str(name.strip_prefix("r#").unwrap_or(name))?;
+                self.w.write_char('=')?;
+            }
+            value(self.w)
+        })();
+    }
+}
+
+impl Visit for TextFields<'_, '_> {
+    fn record_u64(&mut self, field: &Field, value: u64) {
+        self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
+    }
+
+    fn record_i64(&mut self, field: &Field, value: i64) {
+        self.field(field, |w| w.write_str(itoa::Buffer::new().format(value)));
+    }
+
+    fn record_str(&mut self, field: &Field, value: &str) {
+        if field.name() == "message" {
+            self.field(field, |w| w.write_str(value));
+        } else {
+            self.field(field, |w| write!(w, "{value:?}"));
+        }
+    }
+
+    fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
+        self.field(field, |w| write!(w, "{value}"));
+    }
+
+    fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
+        self.field(field, |w| write!(w, "{value:?}"));
+    }
+}
+
+/// Writes the time now as `2026-12-07T08:30:00.123456Z`. The part up to the second is formatted
+/// once a second per thread; the microseconds each time.
+fn write_now(w: &mut impl fmt::Write) -> fmt::Result {
+    use std::cell::RefCell;
+    thread_local! {
+        static SECOND: RefCell<(i64, String)> = const { RefCell::new((i64::MIN, String::new())) };
+    }
+    let now = chrono::Utc::now();
+    let (seconds, micros) = (now.timestamp(), now.timestamp_subsec_micros().min(999_999));
+    SECOND.with(|cached| {
+        let mut cached = cached.borrow_mut();
+        if cached.0 != seconds {
+            cached.1.clear();
+            write!(cached.1, "{}", now.format("%Y-%m-%dT%H:%M:%S"))?;
+            cached.0 = seconds;
+        }
+        w.write_str(&cached.1)
+    })?;
+    let mut digits = itoa::Buffer::new();
+    let digits = digits.format(micros);
+    w.write_char('.')?;
+    for _ in digits.len()..6 {
+        w.write_char('0')?;
+    }
+    w.write_str(digits)?;
+    w.write_char('Z')
 }
 
 fn json_line<S, N>(ctx: &FmtContext<'_, S, N>, w: &mut Writer<'_>, event: &Event<'_>) -> fmt::Result
@@ -140,7 +219,7 @@ where
 {
     let meta = event.metadata();
     w.write_str("{\"timestamp\":\"")?;
-    SystemTime.format_time(w)?;
+    write_now(w)?;
     write!(
         w,
         "\",\"level\":\"{}\",\"fields\":",
@@ -229,6 +308,18 @@ fn json_string(w: &mut impl fmt::Write, text: &str) -> fmt::Result {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_time_is_rfc3339_with_microseconds() {
+        for _ in 0..3 {
+            let mut out = String::new();
+            write_now(&mut out).expect("written");
+            assert_eq!(out.len(), "2026-12-07T08:30:00.123456Z".len(), "{out}");
+            let parsed = chrono::DateTime::parse_from_rfc3339(&out).expect("RFC 3339");
+            let off = (chrono::Utc::now() - parsed.with_timezone(&chrono::Utc)).num_seconds();
+            assert!((0..5).contains(&off), "{out}");
+        }
+    }
 
     #[test]
     fn json_strings_escape_what_json_requires() {

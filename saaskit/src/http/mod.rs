@@ -225,9 +225,10 @@ struct RequestPath {
 /// Everything a request passes once, in one step (each separate middleware costs a clone of
 /// the route's service and a boxed future):
 /// - its id: `X-Request-Id` as sent, or a new UUID; returned on the answer;
-/// - a span with the method, the route's template (never the raw path or query: both may
-///   carry keys, `/invitations/{key}`, `?key=`) and the request id, over every line it logs;
-/// - the audit context (client address and user agent, resolved only if an event is written);
+/// - its scope ([`RequestScope`]): the method, the route's template (never the raw path or
+///   query: both may carry keys, `/invitations/{key}`, `?key=`) and the request id, named by
+///   every line logged while it is handled, and the audit context (client address and user
+///   agent, resolved only if an event is written);
 /// - 413 `payload_too_large` at once for a declared body over the limit;
 /// - 503 `timeout` past `SAASKIT_REQUEST_TIMEOUT` (the handler is dropped: an open transaction
 ///   rolls back; a write already handed to the SQLite writer may still commit, like any write
@@ -288,6 +289,7 @@ async fn request_path(
     // To the microsecond: what a reader compares, without the binary fraction's tail digits.
     let latency_ms = latency.as_micros() as f64 / 1000.0;
     if status >= 500 {
+        // Whatever `SAASKIT_REQUEST_LOG` says: a timeout, say, logs nothing else.
         scope.enter(|| tracing::error!(status, latency_ms, "response failed"));
     } else if path.log.logs(status) {
         scope.enter(|| tracing::info!(target: "saaskit::request", status, latency_ms, "response"));
@@ -299,6 +301,10 @@ async fn request_path(
     response
 }
 
+/// Whether the declared `Content-Length` is over [`extract::MAX_BODY_BYTES`]: refused at once,
+/// whatever the route, since otherwise a handler would wait for a body it will refuse, and one
+/// that is never sent would hold the request until its timeout. A chunked body is held to the
+/// same limit while it is read.
 fn oversized(req: &Request) -> bool {
     req.headers()
         .get(header::CONTENT_LENGTH)

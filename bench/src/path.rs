@@ -216,7 +216,7 @@ pub async fn run(
     }
     // Rounds of the three, every other one in reverse order, each round's shares taken against
     // that round's bare figure; the median share is the result. On a shared 2-core machine the
-    // capacity left to us drifts by a tenth within minutes: many short alternating rounds see
+    // capacity left to us drifted by up to a third within minutes: many short alternating rounds see
     // the same drift on all three, and the median ignores a round that a burst elsewhere spoilt.
     let rounds: usize = std::env::var("SAASKIT_BENCH_PATH_ROUNDS")
         .ok()

@@ -514,6 +514,39 @@ impl Memo {
     }
 }
 
+#[cfg(test)]
+mod memo_tests {
+    use super::Memo;
+
+    #[test]
+    fn a_memo_is_made_once_for_every_clone_and_a_failure_is_not_kept() {
+        let memo = Memo::default();
+        let copy = memo.clone();
+        let failed: Result<_, &str> = copy.get_or_make(|| Err("not now"));
+        assert_eq!(failed, Err("not now"));
+        let mut made = 0;
+        for memo in [&memo, &copy, &memo.clone()] {
+            let value = memo.get_or_make(|| -> Result<_, &str> {
+                made += 1;
+                Ok(axum::body::Bytes::from_static(b"{}"))
+            });
+            assert_eq!(value.as_deref(), Ok(&b"{}"[..]));
+        }
+        assert_eq!(
+            made, 1,
+            "made by the first that asked, shared by the others"
+        );
+        let fresh = Memo::default();
+        let value =
+            fresh.get_or_make(|| -> Result<_, &str> { Ok(axum::body::Bytes::from_static(b"[]")) });
+        assert_eq!(
+            value.as_deref(),
+            Ok(&b"[]"[..]),
+            "a new memo is a new value"
+        );
+    }
+}
+
 impl std::fmt::Debug for Memo {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(if self.0.get().is_some() {

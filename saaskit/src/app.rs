@@ -153,6 +153,7 @@ pub async fn run(
     }
     let mail_worker = tokio::spawn(crate::jobs::mail::run(app.clone(), stop_rx.clone()));
     let backups = tokio::spawn(crate::jobs::backup::run(app.clone(), stop_rx.clone()));
+    let webhooks = tokio::spawn(crate::jobs::webhooks::run(app.clone(), stop_rx.clone()));
     let renewals = tokio::spawn(crate::jobs::renew::run(app.clone(), stop_rx));
     let served = serve(app.clone(), router, listener, async move {
         shutdown.await;
@@ -167,6 +168,7 @@ pub async fn run(
         let _ = mail_worker.await;
         let _ = renewals.await;
         let _ = backups.await;
+        let _ = webhooks.await;
     };
     if tokio::time::timeout(Duration::from_secs(20), jobs)
         .await

@@ -89,6 +89,11 @@ actions! {
     AccountDeleted => "user.deleted",
     BusinessClosed => "business.closed",
     BusinessSwitched => "session.business_switched",
+    WebhookCreated => "webhook.created",
+    WebhookUpdated => "webhook.updated",
+    WebhookDeleted => "webhook.deleted",
+    WebhookSecretRotated => "webhook.secret_rotated",
+    WebhookDisabled => "webhook.disabled",
 }
 
 impl Action {

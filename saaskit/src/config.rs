@@ -417,6 +417,30 @@ pub struct Config {
     pub secret_key_file: Option<PathBuf>,
 
     /// Seconds a request may take before it is answered 503 `timeout`.
+    /// When outgoing webhooks are retried after a failed attempt, e.g. `5s,5m,30m,2h`: one
+    /// delay per retry (s, m, h or d); after the last, the delivery is kept as failed. The
+    /// default is the Standard Webhooks schedule.
+    #[arg(
+        long,
+        env = "SAASKIT_WEBHOOK_RETRY_SCHEDULE",
+        default_value = "5s,5m,30m,2h,5h,10h,10h",
+        value_parser = parse_schedule,
+        global = true
+    )]
+    pub webhook_retry_schedule: RetrySchedule,
+
+    /// Lets webhook endpoints be plain http:// and point at private, loopback or link-local
+    /// addresses (tests, on-premises installations). Off: https only, public addresses only,
+    /// checked at registration and again at every connection.
+    #[arg(
+        long,
+        env = "SAASKIT_WEBHOOK_ALLOW_PRIVATE",
+        default_value_t = false,
+        action = clap::ArgAction::Set,
+        global = true
+    )]
+    pub webhook_allow_private: bool,
+
     #[arg(
         long,
         env = "SAASKIT_REQUEST_TIMEOUT",
@@ -539,11 +563,56 @@ impl Config {
             trusted_proxies: TrustedProxies::default(),
             cors_origins: Vec::new(),
             request_timeout_secs: 30,
+            webhook_retry_schedule: RetrySchedule::standard(),
+            webhook_allow_private: false,
             secret_key: None,
             secret_key_old: Vec::new(),
             secret_key_file: None,
         }
     }
+}
+
+/// The delays between a webhook delivery's attempts: `delays[i]` after attempt `i + 1` fails.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RetrySchedule {
+    pub delays: Vec<chrono::Duration>,
+}
+
+impl RetrySchedule {
+    /// The Standard Webhooks specification's suggestion: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+    pub fn standard() -> RetrySchedule {
+        parse_schedule("5s,5m,30m,2h,5h,10h,10h").expect("a valid literal")
+    }
+
+    /// How long to wait after the `attempts`-th failed attempt; `None`: give up.
+    pub fn after(&self, attempts: i64) -> Option<chrono::Duration> {
+        usize::try_from(attempts)
+            .ok()
+            .and_then(|n| n.checked_sub(1))
+            .and_then(|i| self.delays.get(i).copied())
+    }
+}
+
+/// `SAASKIT_WEBHOOK_RETRY_SCHEDULE`: comma-separated delays such as `5s,5m,30m` (up to 20, each
+/// from 1 s to 7 days); empty for no retries.
+fn parse_schedule(s: &str) -> Result<RetrySchedule, String> {
+    let bad = || {
+        format!(
+            "SAASKIT_WEBHOOK_RETRY_SCHEDULE: {s:?} is not a list of delays like 5s,5m,30m \
+             (s, m, h or d; each 1s to 7d; at most 20)"
+        )
+    };
+    let mut delays = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let secs = crate::ratelimit::period_secs(part)
+            .filter(|secs| (1..=7 * 86_400).contains(secs))
+            .ok_or_else(bad)?;
+        delays.push(chrono::Duration::seconds(secs));
+    }
+    if delays.len() > 20 {
+        return Err(bad());
+    }
+    Ok(RetrySchedule { delays })
 }
 
 /// `SAASKIT_BACKUP_EVERY`: a period such as `1h`, in seconds (a minute to a year).

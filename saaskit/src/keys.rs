@@ -144,6 +144,15 @@ pub async fn create_api_key(
     };
     let mut tx = app.db.begin().await?;
     tokens::insert(tx.conn(), &token).await?;
+    crate::webhooks::emit(
+        tx.conn(),
+        now,
+        principal.business_id,
+        "api_key.created",
+        json!({"business_id": principal.business_id,
+               "api_key": {"id": token.id, "name": name, "prefix": secret.prefix}}),
+    )
+    .await?;
     let event = Event::by(Action::ApiKeyCreated, principal)
         .target("api_key", token.id)
         .details(json!({"name": name, "prefix": secret.prefix}));
@@ -179,10 +188,19 @@ pub async fn revoke_api_key(app: &App, principal: &Principal, id: Uuid) -> Resul
     manager(principal)?;
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
-    tokens::find_live_of_business(tx.conn(), principal.business_id, id, "api_key")
+    let key = tokens::find_live_of_business(tx.conn(), principal.business_id, id, "api_key")
         .await?
         .ok_or(KeyError::NotFound)?;
     tokens::revoke_with_overlaps(tx.conn(), id, "revoked", now).await?;
+    crate::webhooks::emit(
+        tx.conn(),
+        now,
+        principal.business_id,
+        "api_key.revoked",
+        json!({"business_id": principal.business_id,
+               "api_key": {"id": id, "name": key.name, "prefix": key.prefix}}),
+    )
+    .await?;
     let event = Event::by(Action::ApiKeyRevoked, principal).target("api_key", id);
     audit::record(tx.conn(), now, event).await?;
     tx.commit().await?;
@@ -286,6 +304,17 @@ pub async fn revoke_leaked(
     // A key's current secret leaked: the old secrets its rotations left alive die with it.
     if token.replaced_by.is_none() {
         tokens::revoke_with_overlaps(tx.conn(), token.id, "leaked", now).await?;
+    }
+    if let (Some(business), "api_key") = (token.business_id, token.kind.as_str()) {
+        crate::webhooks::emit(
+            tx.conn(),
+            now,
+            business,
+            "api_key.revoked",
+            json!({"business_id": business,
+                   "api_key": {"id": token.id, "name": token.name, "prefix": token.prefix}}),
+        )
+        .await?;
     }
     let mut event = Event::new(Action::SecretReportedLeaked, Actor::Anonymous)
         .target("token", token.id)

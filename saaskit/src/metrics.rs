@@ -209,6 +209,11 @@ pub struct Metrics {
     pub mail_failures: Counter,
     pub backups_taken: Counter,
     pub backup_failures: Counter,
+    pub webhooks_delivered: Counter,
+    pub webhook_retries: Counter,
+    pub webhooks_failed: Counter,
+    /// How long webhook attempts took, answered or not.
+    webhook_latency: Latency,
     /// The last scheduled backup this process took: when it finished (Unix seconds; 0 for
     /// none yet), its size and how long it took.
     pub backup_last_success: Gauge,
@@ -219,6 +224,7 @@ pub struct Metrics {
     pool_size: Gauge,
     outbox_backlog: Gauge,
     outbox_failed: Gauge,
+    webhooks_queued: Gauge,
 }
 
 /// What is read from the database at scrape time.
@@ -227,6 +233,7 @@ pub struct Gauges {
     pub pool_size: u32,
     pub outbox_backlog: i64,
     pub outbox_failed: i64,
+    pub webhooks_queued: i64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -252,6 +259,10 @@ impl Default for Metrics {
             mail_failures: Counter::default(),
             backups_taken: Counter::default(),
             backup_failures: Counter::default(),
+            webhooks_delivered: Counter::default(),
+            webhook_retries: Counter::default(),
+            webhooks_failed: Counter::default(),
+            webhook_latency: Latency::default(),
             backup_last_success: Gauge::default(),
             backup_last_bytes: Gauge::default(),
             backup_last_duration: Gauge::default(),
@@ -259,6 +270,7 @@ impl Default for Metrics {
             pool_size: Gauge::default(),
             outbox_backlog: Gauge::default(),
             outbox_failed: Gauge::default(),
+            webhooks_queued: Gauge::default(),
         };
         m.registered()
     }
@@ -320,6 +332,21 @@ impl Metrics {
                 "Scheduled backups that failed (each is retried)",
                 &self.backup_failures,
             ),
+            (
+                "saaskit_webhooks_delivered",
+                "Webhook deliveries answered with a 2xx by this process",
+                &self.webhooks_delivered,
+            ),
+            (
+                "saaskit_webhook_retries",
+                "Webhook attempts that failed and were scheduled again",
+                &self.webhook_retries,
+            ),
+            (
+                "saaskit_webhooks_failed",
+                "Webhook deliveries given up on after every retry",
+                &self.webhooks_failed,
+            ),
         ];
         for (name, help, counter) in counters {
             r.register(name, help, counter.clone());
@@ -360,10 +387,20 @@ impl Metrics {
                 "Mail kept after failing every retry (all replicas)",
                 &self.outbox_failed,
             ),
+            (
+                "saaskit_webhooks_queued",
+                "Webhook deliveries waiting to be sent (all replicas)",
+                &self.webhooks_queued,
+            ),
         ];
         for (name, help, gauge) in gauges {
             r.register(name, help, gauge.clone());
         }
+        r.register(
+            "saaskit_webhook_attempt_duration_seconds",
+            "Time a webhook attempt took, answered or not",
+            self.webhook_latency.clone(),
+        );
         r.register_collector(Box::new(process::ProcessCollector::default()));
         self
     }
@@ -392,6 +429,11 @@ impl Metrics {
             .observe(&self.families, route, method, status, latency);
     }
 
+    /// Records how long a webhook attempt took.
+    pub fn webhook_attempt(&self, took: Duration) {
+        self.webhook_latency.observe(took);
+    }
+
     /// Counts a problem answered with `code` (`quota_exceeded`, `invalid_credentials`, …).
     pub fn error(&self, code: &'static str) {
         self.errors.get_or_create(&ErrorLabels { code }).inc();
@@ -409,6 +451,7 @@ impl Metrics {
         self.pool_size.set(i64::from(gauges.pool_size));
         self.outbox_backlog.set(gauges.outbox_backlog);
         self.outbox_failed.set(gauges.outbox_failed);
+        self.webhooks_queued.set(gauges.webhooks_queued);
         let mut out = String::with_capacity(8192);
         if let Err(err) = prometheus_text::encode(&mut out, &self.registry) {
             // Writing to a String fails only if a metric's encoding does: serve what was written.
@@ -433,6 +476,7 @@ mod tests {
             pool_in_use: 1,
             pool_size: 4,
             outbox_backlog: 2,
+            webhooks_queued: 0,
             outbox_failed: 0,
         });
         let labels = "method=\"GET\",route=\"/api/v1/me\"";
@@ -481,6 +525,7 @@ mod tests {
             pool_in_use: 1,
             pool_size: 4,
             outbox_backlog: 0,
+            webhooks_queued: 0,
             outbox_failed: 7,
         });
         for expected in [

@@ -32,6 +32,7 @@ pub struct Product {
     default_limits: Vec<(String, String, i64)>,
     pages: Vec<axum::Router<crate::app::AppState>>,
     nav: Vec<crate::web::NavLink>,
+    event_types: Vec<crate::webhooks::EventType>,
 }
 
 impl Product {
@@ -49,6 +50,7 @@ impl Product {
             default_limits: Vec::new(),
             pages: Vec::new(),
             nav: Vec::new(),
+            event_types: Vec::new(),
         }
     }
 
@@ -81,7 +83,9 @@ impl Product {
             Some(meter) => self.meter(meter),
             None => self,
         };
+        let events = resource.event_types();
         let (routes, pages, link) = resource.into_parts();
+        let product = events.into_iter().fold(product, |p, e| p.event_type(e));
         product
             .routes(routes)
             .pages(pages)
@@ -103,6 +107,13 @@ impl Product {
             label: label.to_owned(),
             path: path.to_owned(),
         });
+        self
+    }
+
+    /// A webhook event type the product emits (with [`crate::webhooks::emit`]), listed in the
+    /// catalogue endpoints subscribe from. `data` is a JSON Schema of the event's data.
+    pub fn event_type(mut self, event: crate::webhooks::EventType) -> Product {
+        self.event_types.push(event);
         self
     }
 
@@ -175,6 +186,7 @@ impl Product {
 #[derive(Default)]
 pub struct Products {
     products: Vec<Product>,
+    event_types: Vec<crate::webhooks::EventType>,
     meters: Meters,
     nav: std::sync::Arc<[crate::web::NavLink]>,
 }
@@ -212,6 +224,18 @@ impl Products {
                 .declare(meter, *kind)
                 .with_context(|| format!("product {}", product.name))?;
         }
+        for event in &product.event_types {
+            anyhow::ensure!(
+                crate::webhooks::BUILTIN
+                    .iter()
+                    .all(|(name, _, _)| *name != event.name)
+                    && self.event_types.iter().all(|e| e.name != event.name),
+                "product {}: the event type {} is already registered",
+                product.name,
+                event.name
+            );
+        }
+        self.event_types.extend(product.event_types.iter().cloned());
         self.products.push(product);
         self.nav = self
             .products
@@ -232,6 +256,12 @@ impl Products {
     /// The products' navigation entries, in registration order.
     pub fn nav(&self) -> std::sync::Arc<[crate::web::NavLink]> {
         self.nav.clone()
+    }
+
+    /// The webhook event types the products emit (saaskit's own are in
+    /// [`crate::webhooks::BUILTIN`]).
+    pub fn event_types(&self) -> &[crate::webhooks::EventType] {
+        &self.event_types
     }
 
     /// Every meter saaskit and the products declare.

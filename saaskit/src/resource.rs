@@ -476,6 +476,30 @@ impl Resource {
     }
 
     /// Its routes, its pages (`/{plural}`, see [`pages`]) and their navigation entry.
+    /// The webhook event types the resource emits: `<singular>.created`, `.updated` and
+    /// `.deleted`, the first two with the item as its routes show it.
+    pub fn event_types(&self) -> Vec<crate::webhooks::EventType> {
+        let mut properties = serde_json::Map::new();
+        properties.insert(
+            "id".into(),
+            serde_json::json!({"type": "string", "format": "uuid"}),
+        );
+        for field in &self.fields {
+            let schema = serde_json::to_value(field.schema()).unwrap_or(Value::Null);
+            properties.insert(field.name.into(), schema);
+        }
+        for at in ["created_at", "updated_at"] {
+            properties.insert(
+                at.into(),
+                serde_json::json!({"type": "string", "format": "date-time"}),
+            );
+        }
+        let required: Vec<&String> = properties.keys().collect();
+        let item =
+            serde_json::json!({"type": "object", "properties": properties, "required": required});
+        crate::webhooks::catalogue::resource_events(self.singular, item)
+    }
+
     pub fn into_parts(self) -> (Vec<Route>, axum::Router<AppState>, crate::web::NavLink) {
         let spec = Arc::new(Spec::new(self));
         let (pages, link) = spec.pages();
@@ -702,7 +726,10 @@ impl Spec {
                 }
                 q.bind(now).execute(&mut *c).await?;
             });
-            Ok::<Value, ApiError>(item.json(self))
+            let json = item.json(self);
+            self.emit(tx.conn(), now, p.business_id, "created", &json)
+                .await?;
+            Ok::<Value, ApiError>(json)
         })
         .await?;
         Ok((StatusCode::CREATED, stored))
@@ -753,8 +780,11 @@ impl Spec {
             }
             q.bind(item.updated_at).execute(&mut *c).await?;
         });
+        let json = item.json(self);
+        self.emit(tx.conn(), item.updated_at, p.business_id, "updated", &json)
+            .await?;
         tx.commit().await?;
-        Ok(Json(item.json(self)))
+        Ok(Json(json))
     }
 
     async fn delete(
@@ -780,8 +810,31 @@ impl Spec {
         if let Some(meter) = self.r.meter.filter(|m| m.kind() == MeterKind::Gauge) {
             metering::release(&mut tx, p.business_id, meter, 1).await?;
         }
+        let data = serde_json::json!({"business_id": p.business_id, "id": id});
+        crate::webhooks::emit(
+            tx.conn(),
+            now,
+            p.business_id,
+            &format!("{}.deleted", self.r.singular),
+            data,
+        )
+        .await?;
         tx.commit().await?;
         Ok(StatusCode::NO_CONTENT)
+    }
+
+    /// Emits `<singular>.<what>` with the item as its routes show it.
+    async fn emit(
+        &self,
+        c: Conn<'_>,
+        now: Timestamp,
+        business: Uuid,
+        what: &str,
+        item: &Value,
+    ) -> sqlx::Result<usize> {
+        let singular = self.r.singular;
+        let data = serde_json::json!({"business_id": business, singular: item});
+        crate::webhooks::emit(c, now, business, &format!("{singular}.{what}"), data).await
     }
 }
 

@@ -231,10 +231,12 @@ db_test! {
             let saaskit::db::Db::Sqlite(pool) = &db else { panic!("SQLite") };
             let newest: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
                 .fetch_one(pool).await.expect("the schema's version");
-            // The newest migration made `backup_runs`; the older schema did not have it.
-            assert_eq!(newest, 7, "this test unmakes migration 0007 (backup_runs); update it with the schema");
-            sqlx::query("DROP TABLE backup_runs").execute(pool).await.expect("unmake it");
-            sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 7").execute(pool).await.expect("unrecord it");
+            // The newest migration made the webhook tables; the older schema did not have them.
+            assert_eq!(newest, 8, "this test unmakes migration 0008 (webhooks); update it with the schema");
+            for table in ["webhook_quota_marks", "webhook_deliveries", "webhook_endpoints"] {
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}"))).execute(pool).await.expect("unmake it");
+            }
+            sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 8").execute(pool).await.expect("unrecord it");
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await.expect("checkpoint");
             db.close().await;
             newest
@@ -246,7 +248,7 @@ db_test! {
         assert!(ok && out.contains("schema brought up to date"), "{out}{err}");
         let versions = ids_in(&upgraded_url, "SELECT CAST(MAX(version) AS TEXT) FROM _sqlx_migrations").await;
         assert_eq!(versions, BTreeSet::from([newest.to_string()]));
-        let tables = ids_in(&upgraded_url, "SELECT name FROM sqlite_master WHERE name = 'backup_runs'").await;
+        let tables = ids_in(&upgraded_url, "SELECT name FROM sqlite_master WHERE name = 'webhook_endpoints'").await;
         assert_eq!(tables.len(), 1, "the newest migration was applied");
         let emails = ids_in(&upgraded_url, "SELECT email FROM users").await;
         assert!(before.emails.is_subset(&emails), "with the data it held");
@@ -381,7 +383,7 @@ db_test! {
             .sum();
         assert!(taken > 0, "the metrics name the last backup");
         let metrics = one.app.metrics.render(&saaskit::metrics::Gauges {
-            pool_in_use: 0, pool_size: 0, outbox_backlog: 0, outbox_failed: 0,
+            pool_in_use: 0, pool_size: 0, outbox_backlog: 0, outbox_failed: 0, webhooks_queued: 0,
         });
         assert!(metrics.contains("saaskit_backup_last_success_timestamp_seconds"), "{metrics}");
         let _ = stop.send(true);

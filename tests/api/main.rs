@@ -3,6 +3,7 @@
 mod conformance;
 mod deploy;
 mod helpers;
+mod receiver;
 mod smtp_sink;
 
 mod admin;
@@ -38,3 +39,4 @@ mod signup;
 mod storage;
 mod teams;
 mod walkthrough;
+mod webhooks;

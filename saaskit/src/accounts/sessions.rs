@@ -239,6 +239,15 @@ pub async fn delete_account(
         if members::suspend(tx.conn(), m.id, now).await? {
             crate::metering::release(&mut tx, m.business_id, crate::metering::MEMBERS, 1).await?;
         }
+        crate::webhooks::emit(
+            tx.conn(),
+            now,
+            m.business_id,
+            "member.removed",
+            json!({"business_id": m.business_id, "member_id": m.id, "user_id": user,
+                   "role": m.role, "reason": "left"}),
+        )
+        .await?;
         events.push(
             Event::new(Action::MemberLeft, Actor::User(user))
                 .business(m.business_id)

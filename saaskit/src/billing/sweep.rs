@@ -255,7 +255,7 @@ async fn sweep_page(
         }
         other => other?,
     }
-    crate::store::events::insert_many(tx.conn(), &log).await?;
+    events::record_many(&mut tx, &log, now).await?;
     tx.commit().await?;
     result.changed = changes.len() as u64;
     totals.changed = false;
@@ -489,7 +489,7 @@ async fn advance_one(
             }
         }
         let logged = step_events(&stored, step, &before, after, plans, now);
-        crate::store::events::insert_many(tx.conn(), &logged).await?;
+        events::record_many(&mut tx, &logged, now).await?;
         before = *after;
     }
     let last = with_state(&stored, &end, now);

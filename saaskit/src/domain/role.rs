@@ -76,11 +76,13 @@ pub enum Permission {
     /// Make, unmake or remove owners, and transfer ownership.
     ManageOwners,
     ReadAuditLog,
+    /// Register, change and remove webhook endpoints; see and retry their deliveries.
+    ManageWebhooks,
 }
 
 /// The roles table: each permission, as the README words it, and whether an owner, an admin, a
 /// member and a bot have it (in that order). The README's table is checked against this one.
-pub const PERMISSIONS: [(Permission, &str, [bool; 4]); 7] = [
+pub const PERMISSIONS: [(Permission, &str, [bool; 4]); 8] = [
     (
         Permission::UseProduct,
         "use the product: read the business's data, create and edit its resources",
@@ -114,6 +116,11 @@ pub const PERMISSIONS: [(Permission, &str, [bool; 4]); 7] = [
     (
         Permission::ReadAuditLog,
         "read the business's audit log",
+        [true, true, false, false],
+    ),
+    (
+        Permission::ManageWebhooks,
+        "manage webhook endpoints; see and retry their deliveries",
         [true, true, false, false],
     ),
 ];

@@ -145,20 +145,24 @@ pub async fn get_metrics(
 async fn render_metrics(app: &AppState) -> axum::response::Response {
     use axum::response::IntoResponse;
     let (pool_in_use, pool_size) = app.db.pool_usage();
-    let (outbox_backlog, outbox_failed) = match app.db.read().await {
+    let (outbox_backlog, outbox_failed, webhooks_queued) = match app.db.read().await {
         Ok(mut tx) => (
             crate::store::outbox::backlog(tx.conn()).await.unwrap_or(-1),
             crate::store::outbox::failed_count(tx.conn())
                 .await
                 .unwrap_or(-1),
+            crate::store::webhooks::pending_count(tx.conn())
+                .await
+                .unwrap_or(-1),
         ),
-        Err(_) => (-1, -1),
+        Err(_) => (-1, -1, -1),
     };
     let body = app.metrics.render(&crate::metrics::Gauges {
         pool_in_use,
         pool_size,
         outbox_backlog,
         outbox_failed,
+        webhooks_queued,
     });
     (
         [(

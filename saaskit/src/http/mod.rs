@@ -16,6 +16,7 @@ pub mod passwords;
 pub mod sessions;
 pub mod usage;
 pub mod verification;
+pub mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -98,6 +99,17 @@ pub fn api_route_table() -> Vec<Route> {
         routes!(audit::list_audit_log),
         routes!(usage::get_usage, usage::record_usage),
         routes!(usage::get_entitlements),
+        routes!(webhooks::list_webhooks, webhooks::create_webhook),
+        routes!(webhooks::list_webhook_event_types),
+        routes!(
+            webhooks::get_webhook,
+            webhooks::update_webhook,
+            webhooks::delete_webhook
+        ),
+        routes!(webhooks::rotate_webhook_secret),
+        routes!(webhooks::test_webhook),
+        routes!(webhooks::list_webhook_deliveries),
+        routes!(webhooks::retry_webhook_delivery),
     ]
 }
 

@@ -48,6 +48,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
         (name = "bots", description = "Bot members and their tokens (`skb_…`)."),
         (name = "usage", description = "Metering: what was used and what may still be."),
         (name = "audit", description = "The tamper-evident log of security, team and billing events."),
+        (name = "webhooks", description = "Signed events sent to the business's own systems (Standard Webhooks), with their deliveries and retries."),
         (name = "admin", description = "Staff only: plans, credits, businesses and users."),
         (name = "compat", description = "The original boilerplate's routes under `/saas`, kept for its clients."),
         (name = "operations", description = "Health, readiness, metrics and this document."),

@@ -3,3 +3,4 @@
 pub mod backup;
 pub mod mail;
 pub mod renew;
+pub mod webhooks;

@@ -19,7 +19,9 @@ use crate::config::Config;
 use crate::db::{Timestamp, Tx};
 use crate::seal::Sealer;
 use crate::store::outbox::{self, OutboxMessage};
-pub use templates::{AccountExists, EmailVerification, Invitation, PasswordReset, Rendered};
+pub use templates::{
+    AccountExists, EmailVerification, Invitation, PasswordReset, Rendered, WebhookDisabled,
+};
 
 /// Where mail goes.
 #[derive(Clone)]

@@ -89,6 +89,13 @@ mail!(
     text "mail/account_exists/body.txt",
     html "mail/account_exists/body.html"
 );
+mail!(
+    /// To a business's owners when saaskit disables a webhook endpoint that failed for 5 days.
+    webhook_disabled::WebhookDisabled { business_name, url, since, link }
+    subject "mail/webhook_disabled/subject.txt",
+    text "mail/webhook_disabled/body.txt",
+    html "mail/webhook_disabled/body.html"
+);
 
 /// The filters templates may use beside askama's own (pages use them too).
 pub(crate) mod filters {
@@ -188,7 +195,14 @@ mod tests {
     }
 
     /// The values that are ours (or the recipient's own address) and need no quoting.
-    const OURS: [&str; 5] = ["link", "role", "valid_days", "valid_hours", "email"];
+    const OURS: [&str; 6] = [
+        "link",
+        "role",
+        "valid_days",
+        "valid_hours",
+        "email",
+        "since",
+    ];
 
     fn source(path: &str) -> String {
         let file = format!("{}/templates/{path}", env!("CARGO_MANIFEST_DIR"));
@@ -202,6 +216,7 @@ mod tests {
             Invitation::SOURCES,
             EmailVerification::SOURCES,
             AccountExists::SOURCES,
+            WebhookDisabled::SOURCES,
         ] {
             for (i, path) in sources.iter().enumerate() {
                 let text = source(path);

@@ -127,12 +127,19 @@ where
         limit: plan_limit.unwrap_or(UNLIMITED),
         now,
     };
-    let consumed = move |used: i64| Consumed {
+    // What the write used, to tell afterwards whether it crossed a threshold of the limit.
+    let used_after = std::sync::Arc::new(std::sync::atomic::AtomicI64::new(-1));
+    let noted = used_after.clone();
+    let consumed_of = move |used: i64| Consumed {
         meter: counter.meter.to_owned(),
         used,
         limit: plan_limit,
         remaining: plan_limit.map(|l| (l - used).max(0)),
         resets_at: Some(counter.period_end),
+    };
+    let consumed = move |used: i64| {
+        noted.store(used, std::sync::atomic::Ordering::Relaxed);
+        consumed_of(used)
     };
     let outcome: Result<Stored, Rejected> = match &app.db {
         Db::Sqlite(pool) => {
@@ -179,7 +186,27 @@ where
         },
     };
     match outcome {
-        Ok(stored) => Ok(stored),
+        Ok(stored) => {
+            let used = used_after.load(std::sync::atomic::Ordering::Relaxed);
+            if let Some(limit) = plan_limit.filter(|_| !stored.replayed && used >= 0)
+                && crate::webhooks::crosses_threshold(used - quantity, used, limit)
+            {
+                // Rare (twice a cycle at most), so outside the batched write: the mark makes it
+                // once per meter, threshold and cycle whichever write gets here.
+                let mut tx = app.db.begin().await?;
+                crate::webhooks::quota_thresholds(
+                    tx.conn(),
+                    now,
+                    counter.business,
+                    counter.meter,
+                    counter.period_start,
+                    (used - quantity, used, limit),
+                )
+                .await?;
+                tx.commit().await?;
+            }
+            Ok(stored)
+        }
         Err(Rejected::Failed(e)) => Err(e),
         Err(Rejected::Refused(Refused::Missing)) => Err(MeteredError::Missing),
         Err(Rejected::Refused(Refused::Limit)) => {

@@ -255,6 +255,19 @@ pub async fn consume_for(
         }
     };
     let resets_at = (kind == MeterKind::PerCycle).then_some(sub.current_period_end);
+    if let (Some(used), Some(limit)) = (used, limit)
+        && crate::webhooks::crosses_threshold(used - quantity, used, limit)
+    {
+        crate::webhooks::quota_thresholds(
+            tx.conn(),
+            now,
+            business,
+            name,
+            sub.current_period_start,
+            (used - quantity, used, limit),
+        )
+        .await?;
+    }
     match (used, limit) {
         (Some(used), limit) => Ok(Consumed {
             meter: name.to_owned(),

@@ -601,10 +601,11 @@ async fn join(
     user_id: Uuid,
     now: Timestamp,
 ) -> Result<(), AcceptError> {
+    let member_id = Uuid::now_v7();
     members::insert(
         tx.conn(),
         &Member {
-            id: Uuid::now_v7(),
+            id: member_id,
             business_id: details.business.id,
             user_id,
             role: details.role.as_str().to_owned(),
@@ -625,6 +626,22 @@ async fn join(
         now,
     )
     .await?;
+    let business = details.business.id;
+    let events = [
+        crate::webhooks::Outgoing::new(
+            business,
+            "invitation.accepted",
+            json!({"business_id": business, "invitation_id": details.id, "user_id": user_id,
+                   "email": details.email, "role": details.role.as_str()}),
+        ),
+        crate::webhooks::Outgoing::new(
+            business,
+            "member.joined",
+            json!({"business_id": business, "member_id": member_id, "user_id": user_id,
+                   "email": details.email, "role": details.role.as_str()}),
+        ),
+    ];
+    crate::webhooks::emit_many(tx.conn(), now, &events).await?;
     let event = Event::new(Action::InvitationAccepted, Actor::User(user_id))
         .business(details.business.id)
         .target("invitation", details.id)

@@ -105,6 +105,15 @@ pub async fn change_role(
         now,
     )
     .await?;
+    crate::webhooks::emit(
+        tx.conn(),
+        now,
+        principal.business_id,
+        "member.role_changed",
+        json!({"business_id": principal.business_id, "member_id": id, "user_id": target.user_id,
+               "role": role.as_str(), "previous_role": current.as_str()}),
+    )
+    .await?;
     let event = Event::by(Action::MemberRoleChanged, principal)
         .target("member", id)
         .details(json!({"user_id": target.user_id, "from": current.as_str(), "to": role.as_str()}));
@@ -173,6 +182,15 @@ pub async fn remove(app: &App, principal: &Principal, id: Uuid) -> Result<(), Me
         now,
     )
     .await?;
+    crate::webhooks::emit(
+        tx.conn(),
+        now,
+        principal.business_id,
+        "member.removed",
+        json!({"business_id": principal.business_id, "member_id": id, "user_id": target.user_id,
+               "role": target.role, "reason": if leaving { "left" } else { "removed" }}),
+    )
+    .await?;
     let event = Event::by(action, principal)
         .target("member", id)
         .details(json!({"user_id": target.user_id, "role": target.role}));
@@ -234,6 +252,31 @@ pub async fn transfer_ownership(
         now,
     )
     .await?;
+    let changed = [
+        (
+            id,
+            target.user_id,
+            Role::Owner.as_str(),
+            target.role.as_str(),
+        ),
+        (
+            caller.member_id,
+            caller.user_id,
+            Role::Admin.as_str(),
+            Role::Owner.as_str(),
+        ),
+    ];
+    for (member_id, user_id, role, previous_role) in changed {
+        crate::webhooks::emit(
+            tx.conn(),
+            now,
+            principal.business_id,
+            "member.role_changed",
+            json!({"business_id": principal.business_id, "member_id": member_id,
+                   "user_id": user_id, "role": role, "previous_role": previous_role}),
+        )
+        .await?;
+    }
     let event = Event::by(Action::OwnershipTransferred, principal)
         .target("member", id)
         .details(json!({"user_id": target.user_id, "previous_role": target.role, "from_member": caller.member_id}));

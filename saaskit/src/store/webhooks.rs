@@ -1,0 +1,428 @@
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use crate::db::{Conn, Timestamp};
+use crate::on_conn;
+
+/// A business's webhook endpoint. `secret` and `previous_secret` are sealed.
+#[derive(Debug, Clone, FromRow)]
+pub struct Endpoint {
+    pub id: Uuid,
+    pub business_id: Uuid,
+    pub url: String,
+    pub description: String,
+    /// A JSON array of the event types it receives.
+    pub events: String,
+    pub enabled: bool,
+    pub secret: String,
+    pub previous_secret: Option<String>,
+    pub previous_secret_expires_at: Option<Timestamp>,
+    pub failing_since: Option<Timestamp>,
+    pub disabled_reason: Option<String>,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+const ENDPOINT_COLUMNS: &str = "id, business_id, url, description, events, enabled, secret, \
+    previous_secret, previous_secret_expires_at, failing_since, disabled_reason, created_at, \
+    updated_at";
+
+pub async fn insert_endpoint(c: Conn<'_>, e: &Endpoint) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "INSERT INTO webhook_endpoints (id, business_id, url, description, events, enabled, secret, \
+         previous_secret, previous_secret_expires_at, failing_since, disabled_reason, created_at, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(e.id)
+    .bind(e.business_id)
+    .bind(&e.url)
+    .bind(&e.description)
+    .bind(&e.events)
+    .bind(e.enabled)
+    .bind(&e.secret)
+    .bind(&e.previous_secret)
+    .bind(e.previous_secret_expires_at)
+    .bind(e.failing_since)
+    .bind(&e.disabled_reason)
+    .bind(e.created_at)
+    .bind(e.updated_at)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}
+
+/// Writes every changeable field of `e` back.
+pub async fn update_endpoint(c: Conn<'_>, e: &Endpoint) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE webhook_endpoints SET url = $2, description = $3, events = $4, enabled = $5, \
+         secret = $6, previous_secret = $7, previous_secret_expires_at = $8, failing_since = $9, \
+         disabled_reason = $10, updated_at = $11 WHERE id = $1",
+    )
+    .bind(e.id)
+    .bind(&e.url)
+    .bind(&e.description)
+    .bind(&e.events)
+    .bind(e.enabled)
+    .bind(&e.secret)
+    .bind(&e.previous_secret)
+    .bind(e.previous_secret_expires_at)
+    .bind(e.failing_since)
+    .bind(&e.disabled_reason)
+    .bind(e.updated_at)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}
+
+pub async fn list_endpoints(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<Vec<Endpoint>> {
+    let sql = format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE business_id = $1 ORDER BY id"
+    );
+    on_conn!(c, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(business_id)
+        .fetch_all(&mut *c)
+        .await)
+}
+
+/// An endpoint of `business_id` (`None` for another business's).
+pub async fn find_endpoint(
+    c: Conn<'_>,
+    business_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Endpoint>> {
+    let sql = format!(
+        "SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1 AND business_id = $2"
+    );
+    on_conn!(c, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(business_id)
+        .fetch_optional(&mut *c)
+        .await)
+}
+
+/// An endpoint by id alone: for the delivery worker.
+pub async fn get_endpoint(c: Conn<'_>, id: Uuid) -> sqlx::Result<Option<Endpoint>> {
+    let sql = format!("SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1");
+    on_conn!(c, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .fetch_optional(&mut *c)
+        .await)
+}
+
+pub async fn delete_endpoint(c: Conn<'_>, business_id: Uuid, id: Uuid) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "DELETE FROM webhook_endpoints WHERE id = $1 AND business_id = $2",
+    )
+    .bind(id)
+    .bind(business_id)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() > 0))
+}
+
+/// The enabled endpoints of these businesses, with the event types each receives: who hears an
+/// event. `(endpoint id, business id, events)`.
+pub async fn subscribers(
+    mut c: Conn<'_>,
+    business_ids: &[Uuid],
+) -> sqlx::Result<Vec<(Uuid, Uuid, String)>> {
+    let mut out = Vec::new();
+    for chunk in business_ids.chunks(500) {
+        let list = crate::db::values_list(c.backend(), chunk.len(), 1, &[]).replace(['(', ')'], "");
+        // Only placeholders are spliced in; every value is bound.
+        let sql = format!(
+            "SELECT id, business_id, events FROM webhook_endpoints \
+             WHERE enabled AND business_id IN ({list})"
+        );
+        on_conn!(c.reborrow(), c => {
+            let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql.clone()));
+            for id in chunk {
+                q = q.bind(*id);
+            }
+            out.extend(q.fetch_all(&mut *c).await?);
+        });
+    }
+    Ok(out)
+}
+
+/// Notes a failed attempt on an endpoint: returns since when it has been failing (now, if it
+/// was not).
+pub async fn endpoint_failed(c: Conn<'_>, id: Uuid, now: Timestamp) -> sqlx::Result<Timestamp> {
+    on_conn!(c, c => sqlx::query_scalar(
+        "UPDATE webhook_endpoints SET failing_since = COALESCE(failing_since, $2) WHERE id = $1 \
+         RETURNING failing_since",
+    )
+    .bind(id)
+    .bind(now)
+    .fetch_optional(&mut *c)
+    .await
+    .map(|since: Option<Timestamp>| since.unwrap_or(now)))
+}
+
+/// Notes a successful attempt: the endpoint is no longer failing.
+pub async fn endpoint_succeeded(c: Conn<'_>, id: Uuid) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE webhook_endpoints SET failing_since = NULL WHERE id = $1 AND failing_since IS NOT NULL",
+    )
+    .bind(id)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}
+
+/// Disables an enabled endpoint; false when it already was.
+pub async fn disable_endpoint(
+    c: Conn<'_>,
+    id: Uuid,
+    reason: &str,
+    now: Timestamp,
+) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE webhook_endpoints SET enabled = FALSE, disabled_reason = $2, updated_at = $3 \
+         WHERE id = $1 AND enabled",
+    )
+    .bind(id)
+    .bind(reason)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() > 0))
+}
+
+/// One event for one endpoint.
+#[derive(Debug, Clone, FromRow)]
+pub struct Delivery {
+    pub id: Uuid,
+    pub endpoint_id: Uuid,
+    pub business_id: Uuid,
+    pub event_type: String,
+    /// The JSON body, exactly as signed and sent.
+    pub body: String,
+    /// `pending`, `delivered` or `failed`.
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: Timestamp,
+    pub last_attempt_at: Option<Timestamp>,
+    pub response_status: Option<i64>,
+    pub response_body: Option<String>,
+    pub duration_ms: Option<i64>,
+    pub last_error: Option<String>,
+    pub created_at: Timestamp,
+    pub delivered_at: Option<Timestamp>,
+}
+
+const DELIVERY_COLUMNS: &str = "id, endpoint_id, business_id, event_type, body, status, attempts, \
+    next_attempt_at, last_attempt_at, response_status, response_body, duration_ms, last_error, \
+    created_at, delivered_at";
+
+/// Queues deliveries, in one statement per hundred.
+pub async fn insert_deliveries(mut c: Conn<'_>, deliveries: &[Delivery]) -> sqlx::Result<()> {
+    const COLS: usize = 8;
+    for chunk in deliveries.chunks(100) {
+        let rows = crate::db::values_list(c.backend(), chunk.len(), COLS, &[]);
+        // Only placeholders are spliced in; every value is bound.
+        let sql = format!(
+            "INSERT INTO webhook_deliveries (id, endpoint_id, business_id, event_type, body, \
+             status, next_attempt_at, created_at) VALUES {rows}"
+        );
+        on_conn!(c.reborrow(), c => {
+            let mut q = sqlx::query(sqlx::AssertSqlSafe(sql.clone()));
+            for d in chunk {
+                q = q
+                    .bind(d.id)
+                    .bind(d.endpoint_id)
+                    .bind(d.business_id)
+                    .bind(&d.event_type)
+                    .bind(&d.body)
+                    .bind(&d.status)
+                    .bind(d.next_attempt_at)
+                    .bind(d.created_at);
+            }
+            q.execute(&mut *c).await?;
+        });
+    }
+    Ok(())
+}
+
+/// Claims up to `limit` deliveries due at `now` to enabled endpoints, oldest due first: counts
+/// the attempt and pushes the next one to `lease_until`, so a worker that dies mid-send leaves
+/// them to be tried again then, and other workers skip them meanwhile. PostgreSQL skips rows
+/// another worker is claiming; SQLite has one writer at a time.
+pub async fn claim_due(
+    c: Conn<'_>,
+    now: Timestamp,
+    lease_until: Timestamp,
+    limit: i64,
+) -> sqlx::Result<Vec<Delivery>> {
+    let lock = match c.backend() {
+        crate::db::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        crate::db::Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE webhook_deliveries SET attempts = attempts + 1, next_attempt_at = $2, \
+         last_attempt_at = $1 \
+         WHERE id IN (SELECT d.id FROM webhook_deliveries d \
+                      WHERE d.status = 'pending' AND d.next_attempt_at <= $1 \
+                      AND EXISTS (SELECT 1 FROM webhook_endpoints e \
+                                  WHERE e.id = d.endpoint_id AND e.enabled) \
+                      ORDER BY d.next_attempt_at, d.id LIMIT $3 {lock}) \
+         RETURNING {DELIVERY_COLUMNS}"
+    );
+    on_conn!(c, c => {
+        let mut claimed: Vec<Delivery> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+            .bind(now)
+            .bind(lease_until)
+            .bind(limit)
+            .fetch_all(&mut *c)
+            .await?;
+        // RETURNING keeps no order: send in the order they fell due.
+        claimed.sort_by_key(|d| (d.last_attempt_at, d.id));
+        Ok(claimed)
+    })
+}
+
+/// What one attempt came to.
+#[derive(Debug, Clone)]
+pub struct Attempt {
+    pub id: Uuid,
+    /// `pending` (to retry at `next_attempt_at`), `delivered` or `failed`.
+    pub status: &'static str,
+    pub next_attempt_at: Timestamp,
+    pub response_status: Option<i64>,
+    pub response_body: Option<String>,
+    pub duration_ms: i64,
+    pub error: Option<String>,
+    pub delivered_at: Option<Timestamp>,
+}
+
+/// Records an attempt's outcome, unless the delivery was claimed again since (by a retry asked
+/// for meanwhile): `attempts` is the count this attempt was claimed with.
+pub async fn record_attempt(c: Conn<'_>, a: &Attempt, attempts: i64) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE webhook_deliveries SET status = $2, next_attempt_at = $3, response_status = $4, \
+         response_body = $5, duration_ms = $6, last_error = $7, \
+         delivered_at = COALESCE($8, delivered_at) WHERE id = $1 AND attempts = $9",
+    )
+    .bind(a.id)
+    .bind(a.status)
+    .bind(a.next_attempt_at)
+    .bind(a.response_status)
+    .bind(&a.response_body)
+    .bind(a.duration_ms)
+    .bind(&a.error)
+    .bind(a.delivered_at)
+    .bind(attempts)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}
+
+/// Gives back a claimed delivery unsent: its attempt uncounted, due at `due`.
+pub async fn release_claim(
+    c: Conn<'_>,
+    id: Uuid,
+    attempts: i64,
+    due: Timestamp,
+) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE webhook_deliveries SET attempts = attempts - 1, next_attempt_at = $3 \
+         WHERE id = $1 AND attempts = $2 AND status = 'pending'",
+    )
+    .bind(id)
+    .bind(attempts)
+    .bind(due)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}
+
+/// A page of an endpoint's deliveries, newest first, before the delivery `before` (ids are
+/// time-ordered), optionally of one status and one event type.
+pub async fn list_deliveries(
+    c: Conn<'_>,
+    endpoint_id: Uuid,
+    status: Option<&str>,
+    event_type: Option<&str>,
+    before: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<Delivery>> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE endpoint_id = $1 \
+         AND ($2 IS NULL OR status = $2) AND ($3 IS NULL OR event_type = $3) \
+         AND ($4 IS NULL OR id < $4) ORDER BY id DESC LIMIT $5"
+    );
+    on_conn!(c, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(endpoint_id)
+        .bind(status)
+        .bind(event_type)
+        .bind(before)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await)
+}
+
+pub async fn find_delivery(
+    c: Conn<'_>,
+    endpoint_id: Uuid,
+    id: Uuid,
+) -> sqlx::Result<Option<Delivery>> {
+    let sql = format!(
+        "SELECT {DELIVERY_COLUMNS} FROM webhook_deliveries WHERE id = $1 AND endpoint_id = $2"
+    );
+    on_conn!(c, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(id)
+        .bind(endpoint_id)
+        .fetch_optional(&mut *c)
+        .await)
+}
+
+/// Makes a delivery due again at `now`, whatever became of it.
+pub async fn retry_delivery(
+    c: Conn<'_>,
+    endpoint_id: Uuid,
+    id: Uuid,
+    now: Timestamp,
+) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE webhook_deliveries SET status = 'pending', next_attempt_at = $3 \
+         WHERE id = $1 AND endpoint_id = $2",
+    )
+    .bind(id)
+    .bind(endpoint_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() > 0))
+}
+
+/// Deliveries waiting to be sent (for the metrics).
+pub async fn pending_count(c: Conn<'_>) -> sqlx::Result<i64> {
+    on_conn!(c, c => sqlx::query_scalar(
+        "SELECT COUNT(*) FROM webhook_deliveries WHERE status = 'pending'",
+    )
+    .fetch_one(&mut *c)
+    .await)
+}
+
+/// Marks a quota threshold as reached for a cycle; true only for the first to do so.
+pub async fn mark_threshold(
+    c: Conn<'_>,
+    business_id: Uuid,
+    meter: &str,
+    period_start: Timestamp,
+    threshold: i64,
+    now: Timestamp,
+) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query(
+        "INSERT INTO webhook_quota_marks (business_id, meter, period_start, threshold, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
+    )
+    .bind(business_id)
+    .bind(meter)
+    .bind(period_start)
+    .bind(threshold)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|r| r.rows_affected() > 0))
+}

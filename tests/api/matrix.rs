@@ -151,6 +151,17 @@ fn table() -> Vec<Row> {
         row!("POST",   "/api/v1/members/{id}/transfer-ownership", [401, 200, 403, 403, 403, 403, 401, 401, 404, 401, 401]),
         // Owners and admins read their business's log.
         row!("GET",    "/api/v1/audit-log",                   [401, 200, 200, 403, 403, 403, 401, 401, 200, 401, 401]),
+        // Webhooks: owners and admins (the catalogue: any member).
+        row!("GET",    "/api/v1/webhooks",                    [401, 200, 200, 403, 403, 403, 401, 401, 200, 401, 401]),
+        row!("POST",   "/api/v1/webhooks",                    [401, 201, 201, 403, 403, 403, 401, 401, 201, 401, 401]),
+        row!("GET",    "/api/v1/webhooks/event-types",        [401, 200, 200, 200, 200, 403, 401, 401, 200, 401, 401]),
+        row!("GET",    "/api/v1/webhooks/{id}",               [401, 200, 200, 403, 403, 403, 401, 401, 404, 401, 401]),
+        row!("PATCH",  "/api/v1/webhooks/{id}",               [401, 200, 200, 403, 403, 403, 401, 401, 404, 401, 401]),
+        row!("DELETE", "/api/v1/webhooks/{id}",               [401, 204, 204, 403, 403, 403, 401, 401, 404, 401, 401]),
+        row!("POST",   "/api/v1/webhooks/{id}/rotate-secret", [401, 200, 200, 403, 403, 403, 401, 401, 404, 401, 401]),
+        row!("POST",   "/api/v1/webhooks/{id}/test",          [401, 202, 202, 403, 403, 403, 401, 401, 404, 401, 401]),
+        row!("GET",    "/api/v1/webhooks/{id}/deliveries",    [401, 200, 200, 403, 403, 403, 401, 401, 404, 401, 401]),
+        row!("POST",   "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry", [401, 202, 202, 403, 403, 403, 401, 401, 404, 401, 401]),
 
         // SDK: `sdk` (API keys; sessions and bots through `dashboard`).
         //                                                    anon  own   adm   mem   bot   sdk   rvk   exp   oth   dusr  dbiz
@@ -349,6 +360,44 @@ async fn api_key(app: &TestApp, setup: &str) -> (String, String) {
     (text(&key, "/id"), text(&key, "/key"))
 }
 
+/// A webhook endpoint of the main business: its one shared endpoint (the business may have
+/// twenty), or a new one for a row that deletes it.
+async fn webhook(app: &TestApp, w: &World, fresh: bool) -> String {
+    if !fresh {
+        let list = must(
+            app,
+            "GET",
+            "/api/v1/webhooks",
+            Some(&w.setup),
+            None,
+            StatusCode::OK,
+        )
+        .await;
+        if let Some(id) = list["data"]
+            .as_array()
+            .and_then(|all| all.iter().find(|e| e["description"] == "shared"))
+            .and_then(|e| e["id"].as_str())
+        {
+            return id.to_owned();
+        }
+    }
+    let body = json!({
+        "url": "https://hooks.example.com/matrix",
+        "events": ["member.joined"],
+        "description": if fresh { "fresh" } else { "shared" },
+    });
+    let created = must(
+        app,
+        "POST",
+        "/api/v1/webhooks",
+        Some(&w.setup),
+        Some(body),
+        StatusCode::CREATED,
+    )
+    .await;
+    text(&created, "/id")
+}
+
 /// A new bot of the main business with `dashboard`: (member id, token).
 async fn bot(app: &TestApp, setup: &str) -> (String, String) {
     let body = json!({"name": "Fixture bot", "scopes": ["dashboard"]});
@@ -490,6 +539,39 @@ async fn prepare(app: &TestApp, w: &World, verb: &str, template: &str) -> (Strin
             (at(&id), None)
         }
         ("POST", "/api/v1/bots") => with(json!({"name": "Matrix bot", "scopes": ["dashboard"]})),
+        // Created (for the owner's business, or the caller's own) and deleted: the business
+        // stays under its endpoint limit.
+        ("POST", "/api/v1/webhooks") => with(json!({
+            "url": "https://hooks.example.com/created",
+            "events": ["api_key.created"],
+            "description": "fresh",
+        })),
+        ("DELETE", "/api/v1/webhooks/{id}") => (at(&webhook(app, w, true).await), None),
+        ("PATCH", "/api/v1/webhooks/{id}") => (
+            at(&webhook(app, w, false).await),
+            Some(json!({"description": "shared", "enabled": true})),
+        ),
+        ("GET", "/api/v1/webhooks/{id}" | "/api/v1/webhooks/{id}/deliveries")
+        | ("POST", "/api/v1/webhooks/{id}/rotate-secret" | "/api/v1/webhooks/{id}/test") => {
+            (at(&webhook(app, w, false).await), None)
+        }
+        ("POST", "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry") => {
+            let id = webhook(app, w, false).await;
+            let path = format!("/api/v1/webhooks/{id}/test");
+            let queued = must(
+                app,
+                "POST",
+                &path,
+                Some(&w.setup),
+                None,
+                StatusCode::ACCEPTED,
+            )
+            .await;
+            (
+                at(&id).replace("{delivery_id}", &text(&queued, "/id")),
+                None,
+            )
+        }
         ("DELETE", "/api/v1/bots/{id}") => {
             let (id, _) = bot(app, &w.setup).await;
             (at(&id), None)

@@ -362,7 +362,8 @@ pub(super) async fn secret_key(
                          SAASKIT_SECRET_KEY_OLD yourself"
                     );
                 };
-                let left = crate::mail::unsealed_or_old(&app.db, &app.sealer).await?;
+                let left = crate::mail::unsealed_or_old(&app.db, &app.sealer).await?
+                    + crate::webhooks::unsealed_or_old(&app.db, &app.sealer).await?;
                 if left > 0 {
                     anyhow::bail!(
                         "{left} value(s) are still under an older key (a server still running \
@@ -392,6 +393,11 @@ async fn reseal_everything(app: &App) -> anyhow::Result<()> {
     let mail = crate::mail::reseal_outbox(&app.db, &app.sealer).await?;
     println!(
         "re-sealed {mail} outbox message(s) under key {}",
+        app.sealer.current_id()
+    );
+    let endpoints = crate::webhooks::reseal_secrets(&app.db, &app.sealer).await?;
+    println!(
+        "re-sealed {endpoints} webhook endpoint secret(s) under key {}",
         app.sealer.current_id()
     );
     Ok(())

@@ -152,6 +152,7 @@ fn assemble(products: &Products) -> (Router<AppState>, utoipa::openapi::OpenApi)
         .nest("/saas", router_from([compat::route_table()]))
         .split_for_parts();
     products.describe(&mut document);
+    crate::webhooks::catalogue::describe(products, &mut document);
     openapi::finish(&mut document);
     (routes, document)
 }

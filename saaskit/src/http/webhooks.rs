@@ -48,26 +48,27 @@ impl From<WebhookError> for ApiError {
 pub struct CreateWebhookRequest {
     /// Where to send events: `https://…` (plain `http://` and private addresses only when the
     /// deployment allows them).
-    #[schema(required = true, max_length = 2000)]
+    #[schema(value_type = String, required = true, max_length = 2000)]
     pub url: Option<String>,
     /// The event types to send (see `GET /api/v1/webhooks/event-types`).
-    #[schema(required = true, min_items = 1)]
+    #[schema(value_type = Vec<String>, required = true, min_items = 1)]
     pub events: Option<Vec<String>>,
     /// Up to 500 characters.
-    #[schema(max_length = 500)]
+    #[schema(value_type = String, max_length = 500)]
     pub description: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhookRequest {
-    #[schema(max_length = 2000)]
+    #[schema(value_type = String, max_length = 2000)]
     pub url: Option<String>,
-    #[schema(min_items = 1)]
+    #[schema(value_type = Vec<String>, min_items = 1)]
     pub events: Option<Vec<String>>,
-    #[schema(max_length = 500)]
+    #[schema(value_type = String, max_length = 500)]
     pub description: Option<String>,
     /// Disable the endpoint (deliveries wait), or enable it again.
+    #[schema(value_type = bool)]
     pub enabled: Option<bool>,
 }
 
@@ -154,6 +155,9 @@ pub async fn list_webhooks(
 #[derive(Debug, Serialize, ToSchema)]
 pub struct EventTypeList {
     pub data: Vec<EventType>,
+    /// Always null: the catalogue fits in one answer.
+    #[schema(required = true)]
+    pub next_cursor: Option<String>,
 }
 
 /// `GET /api/v1/webhooks/event-types`: the catalogue.
@@ -174,6 +178,7 @@ pub async fn list_webhook_event_types(
 ) -> ApiResult<Json<EventTypeList>> {
     Ok(Json(EventTypeList {
         data: webhooks::catalogue::event_types(&app.products),
+        next_cursor: None,
     }))
 }
 

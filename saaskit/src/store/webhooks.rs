@@ -426,3 +426,39 @@ pub async fn mark_threshold(
     .await
     .map(|r| r.rows_affected() > 0))
 }
+
+/// Endpoints' sealed secrets by id after `after`, `limit` at a time: for re-sealing under a new
+/// key. `(id, secret, previous secret)`.
+pub async fn sealed_secrets(
+    c: Conn<'_>,
+    after: Option<Uuid>,
+    limit: i64,
+) -> sqlx::Result<Vec<(Uuid, String, Option<String>)>> {
+    on_conn!(c, c => sqlx::query_as(
+        "SELECT id, secret, previous_secret FROM webhook_endpoints \
+         WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2",
+    )
+    .bind(after)
+    .bind(limit)
+    .fetch_all(&mut *c)
+    .await)
+}
+
+/// Replaces an endpoint's sealed secrets (those given) with re-sealed ones.
+pub async fn replace_secrets(
+    c: Conn<'_>,
+    id: Uuid,
+    secret: Option<&str>,
+    previous: Option<&str>,
+) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE webhook_endpoints SET secret = COALESCE($2, secret), \
+         previous_secret = COALESCE($3, previous_secret) WHERE id = $1",
+    )
+    .bind(id)
+    .bind(secret)
+    .bind(previous)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}

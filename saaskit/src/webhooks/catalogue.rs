@@ -183,3 +183,46 @@ pub fn resource_events(singular: &str, item: Value) -> Vec<EventType> {
         },
     ]
 }
+
+/// Puts the catalogue in the OpenAPI document: the event types an endpoint may name become the
+/// enum of `events` in the requests that set them, and each type's delivery body a schema of
+/// its own, `WebhookEvent.<type>` (`{type, timestamp, data}`).
+pub fn describe(products: &Products, document: &mut utoipa::openapi::OpenApi) {
+    use utoipa::openapi::{RefOr, schema::Schema};
+    let all = event_types(products);
+    let names: Vec<&str> = all.iter().map(|e| e.name.as_str()).collect();
+    let Some(components) = document.components.as_mut() else {
+        return;
+    };
+    for request in ["CreateWebhookRequest", "UpdateWebhookRequest"] {
+        if let Some(RefOr::T(Schema::Object(object))) = components.schemas.get_mut(request)
+            && let Some(RefOr::T(Schema::Array(events))) = object.properties.get_mut("events")
+            && let utoipa::openapi::schema::ArrayItems::RefOrSchema(items) = &mut events.items
+            && let RefOr::T(Schema::Object(item)) = items.as_mut()
+        {
+            item.enum_values = Some(names.iter().map(|n| Value::from(*n)).collect());
+        }
+    }
+    for event in &all {
+        let body = json!({
+            "type": "object",
+            "description": event.description,
+            "properties": {
+                "type": {"type": "string", "enum": [event.name]},
+                "timestamp": ts(),
+                "data": event.data,
+            },
+            "required": ["type", "timestamp", "data"],
+        });
+        match serde_json::from_value::<RefOr<Schema>>(body) {
+            Ok(schema) => {
+                components
+                    .schemas
+                    .insert(format!("WebhookEvent.{}", event.name), schema);
+            }
+            Err(err) => {
+                tracing::error!(event = %event.name, error = %err, "an event schema does not fit the document")
+            }
+        }
+    }
+}

@@ -688,3 +688,63 @@ pub async fn retry_delivery(
     QUEUED.notify_one();
     Ok(DeliveryView::of(&d))
 }
+
+/// Seals every endpoint's secrets under the current key (after a key rotation); returns how
+/// many endpoints changed. Each batch is its own transaction.
+pub async fn reseal_secrets(
+    db: &crate::db::Db,
+    sealer: &crate::seal::Sealer,
+) -> anyhow::Result<u64> {
+    use anyhow::Context as _;
+    let mut changed = 0;
+    let mut after = None;
+    loop {
+        let mut tx = db.begin().await?;
+        let batch = store::sealed_secrets(tx.conn(), after, 100).await?;
+        let Some(last) = batch.last() else {
+            tx.commit_quietly().await?;
+            return Ok(changed);
+        };
+        after = Some(last.0);
+        for (id, secret, previous) in &batch {
+            let secret = sealer
+                .reseal(secret, &secret_context("secret", *id))
+                .with_context(|| format!("webhook endpoint {id}: secret"))?;
+            let previous = match previous {
+                Some(p) => sealer
+                    .reseal(p, &secret_context("previous_secret", *id))
+                    .with_context(|| format!("webhook endpoint {id}: previous secret"))?,
+                None => None,
+            };
+            if secret.is_some() || previous.is_some() {
+                store::replace_secrets(tx.conn(), *id, secret.as_deref(), previous.as_deref())
+                    .await?;
+                changed += 1;
+            }
+        }
+        tx.commit_quietly().await?;
+    }
+}
+
+/// How many endpoints hold a secret not sealed under the current key.
+pub async fn unsealed_or_old(
+    db: &crate::db::Db,
+    sealer: &crate::seal::Sealer,
+) -> anyhow::Result<u64> {
+    let mut count = 0;
+    let mut after = None;
+    loop {
+        let mut tx = db.read().await?;
+        let batch = store::sealed_secrets(tx.conn(), after, 500).await?;
+        let Some(last) = batch.last() else {
+            return Ok(count);
+        };
+        after = Some(last.0);
+        count += batch
+            .iter()
+            .filter(|(_, s, p)| {
+                !sealer.is_current(s) || p.as_ref().is_some_and(|p| !sealer.is_current(p))
+            })
+            .count() as u64;
+    }
+}

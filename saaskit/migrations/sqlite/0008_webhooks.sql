@@ -41,12 +41,18 @@ CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHER
 CREATE INDEX webhook_deliveries_endpoint ON webhook_deliveries (endpoint_id, id);
 
 -- `quota.threshold_reached` fires once per meter, threshold and cycle: the first write to cross
--- it inserts its mark.
+-- it inserts its mark, in its own transaction. A mark not yet `emitted_at` is an event waiting
+-- to become deliveries (the batched metered write leaves that to the step after it, or to the
+-- worker should the process stop in between).
 CREATE TABLE webhook_quota_marks (
     business_id  BLOB NOT NULL REFERENCES businesses (id),
     meter        TEXT NOT NULL,
     period_start BIGINT NOT NULL,
     threshold    BIGINT NOT NULL,
+    used         BIGINT NOT NULL,
+    quota_limit  BIGINT NOT NULL,
     created_at   BIGINT NOT NULL,
+    emitted_at   BIGINT,
     PRIMARY KEY (business_id, meter, period_start, threshold)
 );
+CREATE INDEX webhook_quota_marks_waiting ON webhook_quota_marks (created_at) WHERE emitted_at IS NULL;

@@ -69,6 +69,7 @@ async fn deliver_until(
         if stop.is_some_and(|s| *s.borrow()) {
             return Ok(total);
         }
+        webhooks::emit_waiting_marks(app).await?;
         let now = app.clock.now();
         let claimed = {
             let mut tx = app.db.begin().await?;

@@ -191,19 +191,9 @@ where
             if let Some(limit) = plan_limit.filter(|_| !stored.replayed && used >= 0)
                 && crate::webhooks::crosses_threshold(used - quantity, used, limit)
             {
-                // Rare (twice a cycle at most), so outside the batched write: the mark makes it
-                // once per meter, threshold and cycle whichever write gets here.
-                let mut tx = app.db.begin().await?;
-                crate::webhooks::quota_thresholds(
-                    tx.conn(),
-                    now,
-                    counter.business,
-                    counter.meter,
-                    counter.period_start,
-                    (used - quantity, used, limit),
-                )
-                .await?;
-                tx.commit().await?;
+                // The write marked the threshold in its own transaction; its event becomes
+                // deliveries now (or at the worker's next pass, should this stop first).
+                crate::webhooks::emit_waiting_marks(app).await?;
             }
             Ok(stored)
         }
@@ -331,6 +321,26 @@ fn write_direct(
     };
     let params: Vec<Param<'_>> = row.values.iter().map(Value::param).collect();
     batch.execute(&insert_sql(row), &params)?;
+    if counter.limit != UNLIMITED {
+        for threshold in crate::webhooks::THRESHOLDS {
+            let at = crate::webhooks::threshold_use(counter.limit, threshold);
+            if used - counter.quantity < at && used >= at {
+                batch.execute(
+                    crate::store::webhooks::MARK_THRESHOLD,
+                    &[
+                        business,
+                        Param::Text(counter.meter),
+                        Param::time(counter.period_start),
+                        Param::Int(threshold),
+                        Param::Int(used),
+                        Param::Int(counter.limit),
+                        Param::time(counter.now),
+                        Param::Null,
+                    ],
+                )?;
+            }
+        }
+    }
     let body = body(used)?;
     if let Some(key) = &key {
         batch.execute(
@@ -387,7 +397,14 @@ async fn write_postgres(
            SET used = usage_counters.used + excluded.used, updated_at = excluded.updated_at \
            WHERE usage_counters.used + excluded.used <= {b6} \
            RETURNING used), \
-         ins AS (INSERT INTO {table} ({columns}) SELECT {inserted} FROM bump) \
+         ins AS (INSERT INTO {table} ({columns}) SELECT {inserted} FROM bump), \
+         marks AS (\
+           INSERT INTO webhook_quota_marks (business_id, meter, period_start, threshold, used, \
+             quota_limit, created_at) \
+           SELECT {b1}, {b2}, {b3}, t.threshold, bump.used, {b6}, {b7} \
+           FROM bump, (VALUES (80, {t80}::BIGINT), (100, {t100}::BIGINT)) AS t (threshold, at) \
+           WHERE bump.used - {b5} < t.at AND bump.used >= t.at \
+           ON CONFLICT DO NOTHING) \
          SELECT req.ok, (SELECT used FROM bump) FROM req",
         b1 = p(1),
         b2 = p(2),
@@ -399,6 +416,8 @@ async fn write_postgres(
         table = row.table,
         columns = row.columns.join(", "),
         inserted = inserted.join(", "),
+        t80 = p(8 + row.values.len()),
+        t100 = p(9 + row.values.len()),
     );
     // Audited: the SQL is built from the code's own constants (table, columns, requirement);
     // every value is a bound parameter.
@@ -417,6 +436,15 @@ async fn write_postgres(
     for value in &row.values {
         query = bind(query, value);
     }
+    // The uses at which the thresholds are reached (never, without a limit).
+    let at = |percent| {
+        if counter.limit == UNLIMITED {
+            i64::MAX
+        } else {
+            crate::webhooks::threshold_use(counter.limit, percent)
+        }
+    };
+    query = query.bind(at(80)).bind(at(100));
     let (ok, used) = query.fetch_one(&mut *c).await?;
     match (ok, used) {
         (false, _) => Err(Rejected::Refused(Refused::Missing)),

@@ -404,27 +404,68 @@ pub async fn pending_count(c: Conn<'_>) -> sqlx::Result<i64> {
     .await)
 }
 
+/// A quota threshold reached in a cycle.
+#[derive(Debug, Clone, FromRow)]
+pub struct QuotaMark {
+    pub business_id: Uuid,
+    pub meter: String,
+    pub period_start: Timestamp,
+    pub threshold: i64,
+    pub used: i64,
+    pub quota_limit: i64,
+    pub created_at: Timestamp,
+}
+
+/// Marks a threshold reached, waiting to be emitted (`$8` NULL) or emitted at `$8`; changes
+/// nothing when the cycle already has the mark. Also run as is by the SQLite batching writer.
+pub const MARK_THRESHOLD: &str = "INSERT INTO webhook_quota_marks (business_id, meter, \
+    period_start, threshold, used, quota_limit, created_at, emitted_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING";
+
 /// Marks a quota threshold as reached for a cycle; true only for the first to do so.
 pub async fn mark_threshold(
     c: Conn<'_>,
-    business_id: Uuid,
-    meter: &str,
-    period_start: Timestamp,
-    threshold: i64,
-    now: Timestamp,
+    mark: &QuotaMark,
+    emitted_at: Option<Timestamp>,
 ) -> sqlx::Result<bool> {
-    on_conn!(c, c => sqlx::query(
-        "INSERT INTO webhook_quota_marks (business_id, meter, period_start, threshold, created_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING",
-    )
-    .bind(business_id)
-    .bind(meter)
-    .bind(period_start)
-    .bind(threshold)
-    .bind(now)
-    .execute(&mut *c)
-    .await
-    .map(|r| r.rows_affected() > 0))
+    on_conn!(c, c => sqlx::query(MARK_THRESHOLD)
+        .bind(mark.business_id)
+        .bind(&mark.meter)
+        .bind(mark.period_start)
+        .bind(mark.threshold)
+        .bind(mark.used)
+        .bind(mark.quota_limit)
+        .bind(mark.created_at)
+        .bind(emitted_at)
+        .execute(&mut *c)
+        .await
+        .map(|r| r.rows_affected() > 0))
+}
+
+/// Claims up to `limit` marks not emitted yet (skipping those another worker is claiming on
+/// PostgreSQL) and records them emitted at `now`; the caller emits them on the same
+/// transaction.
+pub async fn claim_waiting_marks(
+    c: Conn<'_>,
+    now: Timestamp,
+    limit: i64,
+) -> sqlx::Result<Vec<QuotaMark>> {
+    let lock = match c.backend() {
+        crate::db::Backend::Postgres => "FOR UPDATE SKIP LOCKED",
+        crate::db::Backend::Sqlite => "",
+    };
+    let sql = format!(
+        "UPDATE webhook_quota_marks SET emitted_at = $1 \
+         WHERE (business_id, meter, period_start, threshold) IN \
+           (SELECT business_id, meter, period_start, threshold FROM webhook_quota_marks \
+            WHERE emitted_at IS NULL ORDER BY created_at LIMIT $2 {lock}) \
+         RETURNING business_id, meter, period_start, threshold, used, quota_limit, created_at"
+    );
+    on_conn!(c, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
+        .bind(now)
+        .bind(limit)
+        .fetch_all(&mut *c)
+        .await)
 }
 
 /// Endpoints' sealed secrets by id after `after`, `limit` at a time: for re-sealing under a new

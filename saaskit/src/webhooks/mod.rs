@@ -122,7 +122,7 @@ pub async fn emit_many(
 pub const THRESHOLDS: [i64; 2] = [80, 100];
 
 /// The use at which `percent` of `limit` is reached (rounded up: 80 % of 3 is 3).
-fn threshold_use(limit: i64, percent: i64) -> i64 {
+pub fn threshold_use(limit: i64, percent: i64) -> i64 {
     (limit.saturating_mul(percent) + 99) / 100
 }
 
@@ -148,25 +148,53 @@ pub async fn quota_thresholds(
 ) -> sqlx::Result<()> {
     for percent in THRESHOLDS {
         let at = threshold_use(limit, percent);
+        let mark = store::QuotaMark {
+            business_id,
+            meter: meter.to_owned(),
+            period_start,
+            threshold: percent,
+            used: after,
+            quota_limit: limit,
+            created_at: now,
+        };
         if limit > 0
             && before < at
             && after >= at
-            && store::mark_threshold(c.reborrow(), business_id, meter, period_start, percent, now)
-                .await?
+            && store::mark_threshold(c.reborrow(), &mark, Some(now)).await?
         {
-            let data = json!({"business_id": business_id, "meter": meter, "threshold": percent,
-                              "used": after, "limit": limit, "period_start": period_start});
-            emit(
-                c.reborrow(),
-                now,
-                business_id,
-                "quota.threshold_reached",
-                data,
-            )
-            .await?;
+            emit_many(c.reborrow(), now, &[threshold_event(&mark)]).await?;
         }
     }
     Ok(())
+}
+
+fn threshold_event(mark: &store::QuotaMark) -> Outgoing {
+    Outgoing::new(
+        mark.business_id,
+        "quota.threshold_reached",
+        json!({"business_id": mark.business_id, "meter": mark.meter, "threshold": mark.threshold,
+               "used": mark.used, "limit": mark.quota_limit, "period_start": mark.period_start}),
+    )
+}
+
+/// Emits the thresholds marked but not emitted yet (by the batched metered write, which marks
+/// them in its own transaction and leaves the rest to this): right after such a write, and at
+/// every pass of the worker, so none is lost to a process stopping in between.
+pub async fn emit_waiting_marks(app: &App) -> anyhow::Result<usize> {
+    let mut total = 0;
+    loop {
+        let now = app.clock.now();
+        let mut tx = app.db.begin().await?;
+        let marks = store::claim_waiting_marks(tx.conn(), now, 100).await?;
+        if marks.is_empty() {
+            tx.commit_quietly().await?;
+            return Ok(total);
+        }
+        let events: Vec<Outgoing> = marks.iter().map(threshold_event).collect();
+        emit_many(tx.conn(), now, &events).await?;
+        tx.commit_quietly().await?;
+        total += marks.len();
+    }
 }
 
 fn new_delivery(endpoint: Uuid, event: &Outgoing, body: String, now: Timestamp) -> Delivery {

@@ -391,6 +391,12 @@ pub async fn set_cancel(app: &App, principal: &Principal, cancel: bool) -> Resul
         updated_at: now,
         ..current.clone()
     };
+    if new.cancel_at_period_end == current.cancel_at_period_end
+        && new.pending_plan_id == current.pending_plan_id
+    {
+        // Nothing to change: no event, no audit entry, no webhook.
+        return Ok(());
+    }
     if !subscriptions::update_state(tx.conn(), &current, &new).await? {
         return Err(ChangeError::Conflict);
     }

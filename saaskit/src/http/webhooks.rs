@@ -54,21 +54,22 @@ pub struct CreateWebhookRequest {
     #[schema(value_type = Vec<String>, required = true, min_items = 1)]
     pub events: Option<Vec<String>>,
     /// Up to 500 characters.
-    #[schema(value_type = String, max_length = 500)]
+    #[schema(value_type = String, required = false, max_length = 500)]
     pub description: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateWebhookRequest {
-    #[schema(value_type = String, max_length = 2000)]
+    #[schema(value_type = String, required = false, max_length = 2000)]
     pub url: Option<String>,
-    #[schema(value_type = Vec<String>, min_items = 1)]
+    #[schema(value_type = Vec<String>, required = false, min_items = 1)]
     pub events: Option<Vec<String>>,
-    #[schema(value_type = String, max_length = 500)]
+    #[schema(value_type = String, required = false, max_length = 500)]
     pub description: Option<String>,
-    /// Disable the endpoint (deliveries wait), or enable it again.
-    #[schema(value_type = bool)]
+    /// `false` disables the endpoint: it receives no new events, and deliveries already queued
+    /// wait. `true` enables it again, and those go out at once.
+    #[schema(value_type = bool, required = false)]
     pub enabled: Option<bool>,
 }
 

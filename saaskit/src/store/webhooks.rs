@@ -317,6 +317,19 @@ pub async fn record_attempt(c: Conn<'_>, a: &Attempt, attempts: i64) -> sqlx::Re
     .map(|_| ()))
 }
 
+/// Makes an endpoint's pending deliveries due at `now`.
+pub async fn make_pending_due(c: Conn<'_>, endpoint_id: Uuid, now: Timestamp) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE webhook_deliveries SET next_attempt_at = $2 \
+         WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at > $2",
+    )
+    .bind(endpoint_id)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
+}
+
 /// Gives back a claimed delivery unsent: its attempt uncounted, due at `due`.
 pub async fn release_claim(
     c: Conn<'_>,

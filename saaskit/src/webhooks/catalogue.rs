@@ -73,8 +73,11 @@ fn api_key() -> Value {
     }))
 }
 
+/// A JSON Schema, made when asked for.
+type SchemaFn = fn() -> Value;
+
 /// saaskit's own event types: `(name, description, data schema)`.
-pub const BUILTIN: &[(&str, &str, fn() -> Value)] = &[
+pub const BUILTIN: &[(&str, &str, SchemaFn)] = &[
     (
         "member.joined",
         "Someone joined the business (an invitation accepted).",
@@ -164,21 +167,27 @@ pub fn event_types(products: &Products) -> Vec<EventType> {
 /// The event types a resource of the toolkit emits: created and updated carry the item as its
 /// routes show it, deleted its id.
 pub fn resource_events(singular: &str, item: Value) -> Vec<EventType> {
+    let article = if singular.starts_with(['a', 'e', 'i', 'o', 'u']) {
+        "An"
+    } else {
+        "A"
+    };
+    let noun = singular.replace('_', " ");
     let with_item = object(json!({"business_id": id(), singular: item}));
     vec![
         EventType {
             name: format!("{singular}.created"),
-            description: format!("A {singular} was created."),
+            description: format!("{article} {noun} was created."),
             data: with_item.clone(),
         },
         EventType {
             name: format!("{singular}.updated"),
-            description: format!("A {singular} was changed."),
+            description: format!("{article} {noun} was changed."),
             data: with_item,
         },
         EventType {
             name: format!("{singular}.deleted"),
-            description: format!("A {singular} was deleted."),
+            description: format!("{article} {noun} was deleted."),
             data: object(json!({"business_id": id(), "id": id()})),
         },
     ]

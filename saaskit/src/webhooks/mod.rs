@@ -482,12 +482,17 @@ pub async fn update_endpoint(
     if let Some(description) = change.description {
         e.description = description;
     }
+    let reenabled = change.enabled == Some(true) && !e.enabled;
     if let Some(enabled) = change.enabled {
-        if enabled && !e.enabled {
+        if reenabled {
             e.disabled_reason = None;
             e.failing_since = None;
         }
         e.enabled = enabled;
+    }
+    if reenabled {
+        // What waited goes out now, not at the retry time it had.
+        store::make_pending_due(tx.conn(), id, now).await?;
     }
     e.updated_at = now;
     store::update_endpoint(tx.conn(), &e).await?;

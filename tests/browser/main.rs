@@ -60,3 +60,4 @@ mod auth;
 mod billing;
 mod keys;
 mod team;
+mod webhooks;

@@ -20,6 +20,7 @@ mod invitations;
 mod keys;
 pub mod session;
 mod team;
+mod webhooks;
 
 use std::sync::Arc;
 
@@ -62,6 +63,20 @@ fn page_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/api-keys/{id}/revoke", post(keys::revoke_key)),
         ("/api-keys/bots", post(keys::create_bot)),
         ("/api-keys/bots/{id}/delete", post(keys::delete_bot)),
+        (
+            "/webhooks",
+            get(webhooks::show_webhooks).post(webhooks::create_webhook),
+        ),
+        ("/webhooks/{id}", get(webhooks::show_deliveries)),
+        ("/webhooks/{id}/test", post(webhooks::send_test)),
+        ("/webhooks/{id}/enable", post(webhooks::enable_webhook)),
+        ("/webhooks/{id}/disable", post(webhooks::disable_webhook)),
+        ("/webhooks/{id}/rotate", post(webhooks::rotate_secret)),
+        ("/webhooks/{id}/delete", post(webhooks::delete_webhook)),
+        (
+            "/webhooks/{id}/deliveries/{delivery_id}/retry",
+            post(webhooks::retry_delivery),
+        ),
         ("/admin", get(admin::find_businesses)),
         ("/admin/businesses/{id}", get(admin::show_business)),
         ("/admin/users", get(admin::find_user)),

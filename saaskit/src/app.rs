@@ -154,6 +154,7 @@ pub async fn run(
     let mail_worker = tokio::spawn(crate::jobs::mail::run(app.clone(), stop_rx.clone()));
     let backups = tokio::spawn(crate::jobs::backup::run(app.clone(), stop_rx.clone()));
     let webhooks = tokio::spawn(crate::jobs::webhooks::run(app.clone(), stop_rx.clone()));
+    let changes = tokio::spawn(crate::db::changes::run(app.db.clone(), stop_rx.clone()));
     let renewals = tokio::spawn(crate::jobs::renew::run(app.clone(), stop_rx));
     let served = serve(app.clone(), router, listener, async move {
         shutdown.await;
@@ -169,6 +170,7 @@ pub async fn run(
         let _ = renewals.await;
         let _ = backups.await;
         let _ = webhooks.await;
+        let _ = changes.await;
     };
     if tokio::time::timeout(Duration::from_secs(20), jobs)
         .await

@@ -4,6 +4,7 @@
 //! SQL is written once (with `$N` parameters, which both drivers accept) and compiled once per
 //! database by [`on_conn!`]; the store modules are the only users of it.
 
+pub mod changes;
 pub mod direct;
 pub mod writer;
 
@@ -365,7 +366,18 @@ impl Tx {
             }
         }
         let _noted = NoteOnDrop;
-        self.commit_quietly().await
+        match self {
+            Tx::Sqlite(tx) => tx.commit().await,
+            Tx::Postgres(mut tx) => {
+                // Heard by the other replicas when (and only if) this commit lands.
+                sqlx::query("SELECT pg_notify($1, $2)")
+                    .bind(changes::CHANNEL)
+                    .bind(changes::process_token())
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await
+            }
+        }
     }
 
     /// Commits without invalidating caches: only for writes that change nothing a cache holds

@@ -5,8 +5,11 @@
 //! this process since it was read (`db::write_generation`), so a logout, revocation, role or
 //! plan change made here is seen by the very next request. Writes that cannot change an auth
 //! context (a new session, usage counters, the outbox) commit quietly and keep the cache warm.
-//! Other replicas (and other processes on one SQLite file, such as the CLI) are seen through
-//! the entry's age: never older than `SAASKIT_AUTH_CACHE_TTL_MS` (default 1,000 ms).
+//! Commits by other replicas (and other processes on one SQLite file, such as the CLI) count
+//! as writes here as soon as they are heard of ([`crate::db::changes`]: PostgreSQL
+//! LISTEN/NOTIFY, SQLite's `data_version`), within milliseconds; the entry's age, never older
+//! than `SAASKIT_AUTH_CACHE_TTL_MS` (default 1,000 ms), is the fallback should a notice be
+//! missed.
 
 use std::collections::HashMap;
 use std::sync::Mutex;

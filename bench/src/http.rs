@@ -21,6 +21,10 @@ pub struct Options {
     pub duration: Duration,
     pub businesses: usize,
     pub targets: Vec<String>,
+    /// `webhooks`: the endpoint counts to measure, each in its own round.
+    pub webhook_endpoints: Vec<usize>,
+    /// `webhooks`: events queued while the server is down, then drained.
+    pub webhook_backlog: usize,
 }
 
 /// `flood` runs `login` and `me` at once, half the connections each: `/me`'s latency while
@@ -35,6 +39,9 @@ pub struct Options {
 /// then runs `saaskit backup` while metered writes go on, and reports how long writes waited.
 /// `request-path` measures `/healthz` and `/me` against a bare axum server in the same run
 /// (see `path.rs`).
+/// `webhooks` measures deliveries per second to a receiver in this process, and
+/// `webhook-overhead` the metered write with and without an endpoint per business (see
+/// `webhooks.rs`).
 pub const TARGETS: &[&str] = &[
     "healthz",
     "me",
@@ -46,6 +53,8 @@ pub const TARGETS: &[&str] = &[
     "dashboard-weight",
     "backup-stall",
     "request-path",
+    "webhooks",
+    "webhook-overhead",
 ];
 
 const PASSWORD: &str = "correct horse battery";
@@ -55,11 +64,36 @@ pub(crate) struct Server {
     pub(crate) base: String,
     binary: PathBuf,
     database_url: String,
+    /// Settings beyond the defaults, kept for a restart.
+    env: Vec<(String, String)>,
 }
 
 impl Server {
     pub(crate) fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Stops the server as an operator would (SIGTERM, then waiting for it to drain), and
+    /// starts it again on the same database, on a new port.
+    pub(crate) async fn restart_after(
+        &mut self,
+        while_down: impl AsyncFnOnce() -> anyhow::Result<()>,
+    ) -> anyhow::Result<()> {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.child.try_wait()?.is_none() {
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        while_down().await?;
+        let (child, base) = spawn(&self.binary, &self.database_url, &self.env)?;
+        self.child = child;
+        self.base = base;
+        wait_until_serving(&self.base).await
     }
 
     /// Runs one of the server binary's CLI commands against the same database.
@@ -116,34 +150,56 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(listener.local_addr()?.port())
 }
 
-async fn start_server(scratch: &Scratch) -> anyhow::Result<Server> {
+/// Starts the release server on `scratch` with `env` set beyond the defaults.
+async fn start_server(scratch: &Scratch, env: &[(&str, &str)]) -> anyhow::Result<Server> {
     let binary = build_server()?;
+    let env: Vec<(String, String)> = env
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect();
+    let (child, base) = spawn(&binary, &scratch.url, &env)?;
+    let server = Server {
+        child,
+        base,
+        binary,
+        database_url: scratch.url.clone(),
+        env,
+    };
+    wait_until_serving(&server.base).await?;
+    Ok(server)
+}
+
+/// `saaskit serve` on a free port: the child and its base URL.
+fn spawn(
+    binary: &std::path::Path,
+    database_url: &str,
+    env: &[(String, String)],
+) -> anyhow::Result<(Child, String)> {
     let port = free_port()?;
     let mail_dir = std::env::temp_dir().join(format!("saaskit-bench-mail-{port}"));
-    let child = Command::new(&binary)
+    let child = Command::new(binary)
         .arg("serve")
-        .env("SAASKIT_DATABASE_URL", &scratch.url)
+        .env("SAASKIT_DATABASE_URL", database_url)
         .env("SAASKIT_BIND", format!("127.0.0.1:{port}"))
         .env("SAASKIT_MAIL_DIR", &mail_dir)
         // A load test: rate limits would refuse the seeding and the login flood.
         .env("SAASKIT_RATE_LIMIT", "off")
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .context("starting the server")?;
-    let server = Server {
-        child,
-        base: format!("http://127.0.0.1:{port}"),
-        binary,
-        database_url: scratch.url.clone(),
-    };
+    Ok((child, format!("http://127.0.0.1:{port}")))
+}
+
+async fn wait_until_serving(base: &str) -> anyhow::Result<()> {
     let client = reqwest::Client::new();
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        if let Ok(res) = client.get(format!("{}/healthz", server.base)).send().await
+        if let Ok(res) = client.get(format!("{base}/healthz")).send().await
             && res.status().is_success()
         {
-            return Ok(server);
+            return Ok(());
         }
         if Instant::now() > deadline {
             bail!("the server did not answer /healthz within 30 s");
@@ -156,6 +212,7 @@ async fn start_server(scratch: &Scratch) -> anyhow::Result<Server> {
 pub(crate) struct Tenant {
     email: String,
     pub(crate) token: String,
+    pub(crate) business: String,
     sdk_key: String,
     application: String,
 }
@@ -204,6 +261,7 @@ async fn seed(server: &Server, n: usize) -> anyhow::Result<Vec<Tenant>> {
         tenants.push(Tenant {
             email,
             token,
+            business,
             sdk_key: key["key"].as_str().context("key")?.to_owned(),
             application: application["id"].as_str().context("app id")?.to_owned(),
         });
@@ -219,7 +277,7 @@ fn rss_kib(pid: u32, field: &str) -> Option<u64> {
 
 pub(crate) struct Outcome {
     pub(crate) target: String,
-    requests: u64,
+    pub(crate) requests: u64,
     pub(crate) errors: u64,
     pub(crate) rps: f64,
     pub(crate) p50_ms: f64,
@@ -255,7 +313,7 @@ pub(crate) fn percentiles(
     }
 }
 
-async fn drive(
+pub(crate) async fn drive(
     server: &Server,
     tenants: &Arc<Vec<Tenant>>,
     target: &str,
@@ -361,7 +419,17 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
 }
 
 async fn run_on(scratch: &Scratch, opts: &Options) -> anyhow::Result<()> {
-    let server = start_server(scratch).await?;
+    // Webhooks go to a receiver in this process, on 127.0.0.1; a failed attempt is retried
+    // within seconds rather than the standard schedule's minutes.
+    let env: &[(&str, &str)] = if opts.targets.iter().any(|t| t.starts_with("webhook")) {
+        &[
+            ("SAASKIT_WEBHOOK_ALLOW_PRIVATE", "true"),
+            ("SAASKIT_WEBHOOK_RETRY_SCHEDULE", "1s,1s,1s"),
+        ]
+    } else {
+        &[]
+    };
+    let mut server = start_server(scratch, env).await?;
     let seeding = Instant::now();
     let tenants = Arc::new(seed(&server, opts.businesses).await?);
     eprintln!(
@@ -383,6 +451,14 @@ async fn run_on(scratch: &Scratch, opts: &Options) -> anyhow::Result<()> {
         }
         if target == "request-path" {
             crate::path::run(&server, &tenants, opts.connections, opts.duration).await?;
+            continue;
+        }
+        if target == "webhooks" {
+            crate::webhooks::deliveries(&mut server, scratch, &tenants, opts).await?;
+            continue;
+        }
+        if target == "webhook-overhead" {
+            crate::webhooks::overhead(&server, &tenants, opts.connections, opts.duration).await?;
             continue;
         }
         if target == "backup-stall" {

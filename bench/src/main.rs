@@ -12,6 +12,7 @@ use anyhow::Context as _;
 use chrono::Duration;
 mod http;
 mod path;
+mod webhooks;
 
 use clap::{Parser, Subcommand};
 use saaskit::app::App;
@@ -47,13 +48,21 @@ enum Command {
         businesses: usize,
         /// Comma-separated: healthz, me, login, record, flood (login and me at once),
         /// reset-timing, dashboard, dashboard-weight, backup-stall, request-path (/healthz and
-        /// /me against a bare axum server in the same run).
+        /// /me against a bare axum server in the same run), webhooks (deliveries per second),
+        /// webhook-overhead (the metered write with and without an endpoint per business).
         #[arg(
             long,
             value_delimiter = ',',
             default_value = "healthz,me,record,login,flood"
         )]
         targets: Vec<String>,
+        /// `webhooks`: the numbers of endpoints (each on its own business) to measure, one
+        /// round each.
+        #[arg(long, value_delimiter = ',', default_value = "1,8")]
+        webhook_endpoints: Vec<usize>,
+        /// `webhooks`: events queued while the server is down, then drained when it is back.
+        #[arg(long, default_value_t = 20_000)]
+        webhook_backlog: usize,
     },
     /// The bare axum reference server of the `request-path` target (started by the harness).
     Bare {
@@ -82,6 +91,8 @@ async fn main() -> anyhow::Result<()> {
             duration,
             businesses,
             targets,
+            webhook_endpoints,
+            webhook_backlog,
         } => {
             http::run(http::Options {
                 postgres,
@@ -89,6 +100,8 @@ async fn main() -> anyhow::Result<()> {
                 duration: std::time::Duration::from_secs(duration),
                 businesses,
                 targets,
+                webhook_endpoints,
+                webhook_backlog,
             })
             .await
         }

@@ -92,7 +92,7 @@ struct Target {
 }
 
 /// The CPU time (user and system, all its threads) process `pid` has used, in seconds.
-fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
+pub(crate) fn cpu_seconds(pid: u32) -> anyhow::Result<f64> {
     let stat = procfs::process::Process::new(i32::try_from(pid)?)?.stat()?;
     Ok((stat.utime + stat.stime) as f64 / procfs::ticks_per_second() as f64)
 }

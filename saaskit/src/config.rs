@@ -416,7 +416,6 @@ pub struct Config {
     #[arg(long, env = "SAASKIT_SECRET_KEY_FILE", global = true)]
     pub secret_key_file: Option<PathBuf>,
 
-    /// Seconds a request may take before it is answered 503 `timeout`.
     /// When outgoing webhooks are retried after a failed attempt, e.g. `5s,5m,30m,2h`: one
     /// delay per retry (s, m, h or d); after the last, the delivery is kept as failed. The
     /// default is the Standard Webhooks schedule.
@@ -441,6 +440,19 @@ pub struct Config {
     )]
     pub webhook_allow_private: bool,
 
+    /// Seconds a webhook worker holds the deliveries it claims: a replica that dies mid-send
+    /// leaves them to the others this long. Each attempt may take at most half of it (and at
+    /// most 10 s), so that it ends within its lease.
+    #[arg(
+        long,
+        env = "SAASKIT_WEBHOOK_LEASE_SECS",
+        default_value_t = 120,
+        value_parser = clap::value_parser!(u64).range(2..=3600),
+        global = true
+    )]
+    pub webhook_lease_secs: u64,
+
+    /// Seconds a request may take before it is answered 503 `timeout`.
     #[arg(
         long,
         env = "SAASKIT_REQUEST_TIMEOUT",
@@ -565,6 +577,7 @@ impl Config {
             request_timeout_secs: 30,
             webhook_retry_schedule: RetrySchedule::standard(),
             webhook_allow_private: false,
+            webhook_lease_secs: 120,
             secret_key: None,
             secret_key_old: Vec::new(),
             secret_key_file: None,

@@ -161,6 +161,12 @@ impl Server {
         panic!("saaskit did not start serving on port {port}");
     }
 
+    /// Kills it with SIGKILL, as a crash or the OOM killer would: nothing runs on its way out.
+    pub(crate) fn kill(mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGTERM and returns the exit code.
     pub(crate) async fn terminate(mut self) -> Option<i32> {
         let pid = self.child.id().to_string();

@@ -285,6 +285,9 @@ pub async fn claim_due(
 #[derive(Debug, Clone)]
 pub struct Attempt {
     pub id: Uuid,
+    /// The delivery's attempt count when this attempt was claimed: the outcome is recorded only
+    /// if no claim came since (a retry asked for meanwhile, or another worker after the lease).
+    pub attempts: i64,
     /// `pending` (to retry at `next_attempt_at`), `delivered` or `failed`.
     pub status: &'static str,
     pub next_attempt_at: Timestamp,
@@ -295,36 +298,96 @@ pub struct Attempt {
     pub delivered_at: Option<Timestamp>,
 }
 
-/// Records an attempt's outcome, unless the delivery was claimed again since (by a retry asked
-/// for meanwhile): `attempts` is the count this attempt was claimed with.
-pub async fn record_attempt(c: Conn<'_>, a: &Attempt, attempts: i64) -> sqlx::Result<()> {
-    on_conn!(c, c => sqlx::query(
-        "UPDATE webhook_deliveries SET status = $2, next_attempt_at = $3, response_status = $4, \
-         response_body = $5, duration_ms = $6, last_error = $7, \
-         delivered_at = COALESCE($8, delivered_at) WHERE id = $1 AND attempts = $9",
-    )
-    .bind(a.id)
-    .bind(a.status)
-    .bind(a.next_attempt_at)
-    .bind(a.response_status)
-    .bind(&a.response_body)
-    .bind(a.duration_ms)
-    .bind(&a.error)
-    .bind(a.delivered_at)
-    .bind(attempts)
-    .execute(&mut *c)
-    .await
-    .map(|_| ()))
+/// Records the outcomes of many attempts, each unless its delivery was claimed again since;
+/// the caller's transaction makes them one commit. SQLite: one prepared statement stepped per
+/// attempt on the calling thread (`db::direct`); PostgreSQL: one statement over arrays.
+pub async fn record_attempts(c: Conn<'_>, attempts: &[Attempt]) -> sqlx::Result<u64> {
+    if attempts.is_empty() {
+        return Ok(0);
+    }
+    match c {
+        Conn::Sqlite(c) => {
+            use crate::db::direct::{Param, execute_many};
+            fn text(t: &Option<String>) -> Param<'_> {
+                t.as_deref().map_or(Param::Null, Param::Text)
+            }
+            let rows = attempts.iter().map(|a| {
+                vec![
+                    Param::uuid(&a.id),
+                    Param::Text(a.status),
+                    Param::time(a.next_attempt_at),
+                    a.response_status.map_or(Param::Null, Param::Int),
+                    text(&a.response_body),
+                    Param::Int(a.duration_ms),
+                    text(&a.error),
+                    a.delivered_at.map_or(Param::Null, Param::time),
+                    Param::Int(a.attempts),
+                ]
+            });
+            execute_many(
+                c,
+                "UPDATE webhook_deliveries SET status = $2, next_attempt_at = $3, \
+                 response_status = $4, response_body = $5, duration_ms = $6, last_error = $7, \
+                 delivered_at = COALESCE($8, delivered_at) WHERE id = $1 AND attempts = $9",
+                rows,
+            )
+            .await
+        }
+        Conn::Postgres(c) => {
+            let col =
+                |f: fn(&Attempt) -> Option<String>| attempts.iter().map(f).collect::<Vec<_>>();
+            let time = |f: fn(&Attempt) -> Option<Timestamp>| {
+                attempts
+                    .iter()
+                    .map(|a| f(a).map(Timestamp::as_datetime))
+                    .collect::<Vec<_>>()
+            };
+            let int = |f: fn(&Attempt) -> Option<i64>| attempts.iter().map(f).collect::<Vec<_>>();
+            sqlx::query(
+                "UPDATE webhook_deliveries AS d SET status = v.status, next_attempt_at = v.next, \
+                 response_status = v.response_status, response_body = v.response_body, \
+                 duration_ms = v.duration_ms, last_error = v.error, \
+                 delivered_at = COALESCE(v.delivered_at, d.delivered_at) \
+                 FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[], \
+                             $5::bigint[], $6::text[], $7::bigint[], $8::text[], \
+                             $9::timestamptz[]) \
+                      AS v(id, attempts, status, next, response_status, response_body, \
+                           duration_ms, error, delivered_at) \
+                 WHERE d.id = v.id AND d.attempts = v.attempts",
+            )
+            .bind(attempts.iter().map(|a| a.id).collect::<Vec<Uuid>>())
+            .bind(int(|a| Some(a.attempts)))
+            .bind(col(|a| Some(a.status.to_owned())))
+            .bind(time(|a| Some(a.next_attempt_at)))
+            .bind(int(|a| a.response_status))
+            .bind(col(|a| a.response_body.clone()))
+            .bind(int(|a| Some(a.duration_ms)))
+            .bind(col(|a| a.error.clone()))
+            .bind(time(|a| a.delivered_at))
+            .execute(&mut *c)
+            .await
+            .map(|r| r.rows_affected())
+        }
+    }
 }
 
 /// Makes an endpoint's pending deliveries due at `now`.
-pub async fn make_pending_due(c: Conn<'_>, endpoint_id: Uuid, now: Timestamp) -> sqlx::Result<()> {
+/// Those attempted since `held_since` are left alone: a worker may still be sending them (its
+/// lease pushed their next attempt ahead), and making them due would have another send them too.
+pub async fn make_pending_due(
+    c: Conn<'_>,
+    endpoint_id: Uuid,
+    now: Timestamp,
+    held_since: Timestamp,
+) -> sqlx::Result<()> {
     on_conn!(c, c => sqlx::query(
         "UPDATE webhook_deliveries SET next_attempt_at = $2 \
-         WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at > $2",
+         WHERE endpoint_id = $1 AND status = 'pending' AND next_attempt_at > $2 \
+         AND (last_attempt_at IS NULL OR last_attempt_at <= $3)",
     )
     .bind(endpoint_id)
     .bind(now)
+    .bind(held_since)
     .execute(&mut *c)
     .await
     .map(|_| ()))

@@ -492,7 +492,10 @@ pub async fn update_endpoint(
     }
     if reenabled {
         // What waited goes out now, not at the retry time it had.
-        store::make_pending_due(tx.conn(), id, now).await?;
+        let lease = Duration::seconds(
+            i64::try_from(app.config.webhook_lease_secs).unwrap_or(i64::MAX / 1_000_000),
+        );
+        store::make_pending_due(tx.conn(), id, now, now.plus(-lease)).await?;
     }
     e.updated_at = now;
     store::update_endpoint(tx.conn(), &e).await?;

@@ -210,6 +210,31 @@ mod tests {
     }
 
     #[test]
+    fn the_webhook_disabled_mail_names_the_endpoint_defanged_and_links_to_the_page() {
+        let mail = WebhookDisabled {
+            business_name: "Acme",
+            url: "https://hooks.acme.example/in",
+            since: "2026-03-01 12:00 UTC",
+            link: "https://app.example.com/webhooks",
+        }
+        .render()
+        .expect("renders");
+        println!("Subject: {}\n\n{}", mail.subject, mail.text);
+        assert_eq!(
+            mail.subject,
+            "A webhook endpoint was disabled after failing for 5 days"
+        );
+        for body in [&mail.text, &mail.html] {
+            assert!(
+                body.contains("“https[:]//hooks[.]acme[.]example/in”"),
+                "{body}"
+            );
+            assert!(body.contains("since 2026-03-01 12:00 UTC"), "{body}");
+            assert!(body.contains("https://app.example.com/webhooks"), "{body}");
+        }
+    }
+
+    #[test]
     fn every_chosen_value_in_every_template_is_quoted() {
         for sources in [
             PasswordReset::SOURCES,

@@ -518,6 +518,15 @@ pub async fn mark_threshold(
         .map(|r| r.rows_affected() > 0))
 }
 
+/// Whether any mark waits to be emitted (the partial index answers it).
+pub async fn any_waiting_marks(c: Conn<'_>) -> sqlx::Result<bool> {
+    on_conn!(c, c => sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM webhook_quota_marks WHERE emitted_at IS NULL)",
+    )
+    .fetch_one(&mut *c)
+    .await)
+}
+
 /// Claims up to `limit` marks not emitted yet (skipping those another worker is claiming on
 /// PostgreSQL) and records them emitted at `now`; the caller emits them on the same
 /// transaction.

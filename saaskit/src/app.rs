@@ -37,6 +37,8 @@ pub struct App {
     pub products: Arc<Products>,
     /// `/api/v1/openapi.json` as served, made on first request.
     pub openapi_document: std::sync::OnceLock<axum::body::Bytes>,
+    /// The payment provider, when one is configured (see [`crate::payments`]).
+    pub payments: Option<crate::payments::Payments>,
 }
 
 pub type AppState = Arc<App>;
@@ -73,6 +75,7 @@ impl App {
         let sealer = crate::seal::Sealer::from_config(&config)?;
         let mailer = Mailer::from_config(&config, sealer.clone())?;
         let auth_cache = crate::accounts::cache::AuthCache::new(config.auth_cache_ttl_ms);
+        let payments = crate::payments::Payments::from_config(&config)?;
         Ok(Arc::new(App {
             config,
             db,
@@ -88,6 +91,7 @@ impl App {
             sqlite_writer: crate::db::writer::WriterSlot::default(),
             products,
             openapi_document: std::sync::OnceLock::new(),
+            payments,
         }))
     }
 }

@@ -94,6 +94,12 @@ actions! {
     WebhookDeleted => "webhook.deleted",
     WebhookSecretRotated => "webhook.secret_rotated",
     WebhookDisabled => "webhook.disabled",
+    PaymentMethodUpdated => "payment_method.updated",
+    PaymentMethodRemoved => "payment_method.removed",
+    PaymentSucceeded => "payment.succeeded",
+    PaymentFailed => "payment.failed",
+    PaymentRefunded => "payment.refunded",
+    PaymentDisputed => "payment.disputed",
 }
 
 impl Action {

@@ -452,6 +452,50 @@ pub struct Config {
     )]
     pub webhook_lease_secs: u64,
 
+    /// Stripe's secret API key (`sk_live_…`, `sk_test_…`). Unset: payments are off, and credits
+    /// arrive only as operators grant them.
+    #[arg(
+        long,
+        env = "SAASKIT_STRIPE_SECRET_KEY",
+        global = true,
+        hide_env_values = true
+    )]
+    pub stripe_secret_key: Option<String>,
+
+    /// The signing secret of the Stripe webhook endpoint (`whsec_…`) that posts to
+    /// `/webhooks/stripe`; several, comma-separated, while one replaces another. Unset: Stripe's
+    /// events are refused.
+    #[arg(
+        long,
+        env = "SAASKIT_STRIPE_WEBHOOK_SECRET",
+        value_delimiter = ',',
+        global = true,
+        hide_env_values = true
+    )]
+    pub stripe_webhook_secret: Vec<String>,
+
+    /// Where Stripe's API is; tests point it at a local simulator.
+    #[arg(
+        long,
+        env = "SAASKIT_STRIPE_API_BASE",
+        default_value = "https://api.stripe.com",
+        global = true
+    )]
+    pub stripe_api_base: String,
+
+    /// Stripe's publishable key (`pk_…`), given to Stripe.js on the card form.
+    #[arg(long, env = "SAASKIT_STRIPE_PUBLISHABLE_KEY", global = true)]
+    pub stripe_publishable_key: Option<String>,
+
+    /// Where the card form loads Stripe.js from (Stripe requires its own copy).
+    #[arg(
+        long,
+        env = "SAASKIT_STRIPE_JS_URL",
+        default_value = "https://js.stripe.com/v3/",
+        global = true
+    )]
+    pub stripe_js_url: String,
+
     /// Seconds a request may take before it is answered 503 `timeout`.
     #[arg(
         long,
@@ -581,6 +625,11 @@ impl Config {
             secret_key: None,
             secret_key_old: Vec::new(),
             secret_key_file: None,
+            stripe_secret_key: None,
+            stripe_webhook_secret: Vec::new(),
+            stripe_api_base: "https://api.stripe.com".into(),
+            stripe_publishable_key: None,
+            stripe_js_url: "https://js.stripe.com/v3/".into(),
         }
     }
 }

@@ -3,6 +3,7 @@
 mod conformance;
 mod deploy;
 mod helpers;
+mod localstripe;
 mod receiver;
 mod smtp_sink;
 
@@ -30,6 +31,7 @@ mod metering;
 mod openapi;
 mod operators;
 mod password_reset;
+mod payments;
 mod products;
 mod revocation;
 mod schema;

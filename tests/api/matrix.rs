@@ -74,6 +74,8 @@ fn table() -> Vec<Row> {
         // No SAASKIT_METRICS_TOKEN in tests: the endpoint does not exist for anyone.
         row!("GET",    "/metrics",                            [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
         row!("GET",    "/api/v1/plans",                       [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        // Stripe's events: checked by signature, not by token; no secret is configured here.
+        row!("POST",   "/webhooks/stripe",                    [409, 409, 409, 409, 409, 409, 409, 409, 409, 409, 409]),
         row!("POST",   "/api/v1/signup",                      [201, 201, 201, 201, 201, 201, 201, 201, 201, 201, 201]),
         row!("POST",   "/api/v1/login",                       [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
         row!("POST",   "/api/v1/password/reset",              [202, 202, 202, 202, 202, 202, 202, 202, 202, 202, 202]),
@@ -162,6 +164,14 @@ fn table() -> Vec<Row> {
         row!("POST",   "/api/v1/webhooks/{id}/test",          [401, 202, 202, 403, 403, 403, 401, 401, 404, 401, 401]),
         row!("GET",    "/api/v1/webhooks/{id}/deliveries",    [401, 200, 200, 403, 403, 403, 401, 401, 404, 401, 401]),
         row!("POST",   "/api/v1/webhooks/{id}/deliveries/{delivery_id}/retry", [401, 202, 202, 403, 403, 403, 401, 401, 404, 401, 401]),
+        // Payments: owners and admins. The tests configure no payment provider, so whoever may
+        // pay is told 409 `payments_not_configured`; reading works without one.
+        row!("POST",   "/api/v1/billing/setup-intent",        [401, 409, 409, 403, 403, 403, 401, 401, 409, 401, 401]),
+        row!("GET",    "/api/v1/billing/payment-method",      [401, 200, 200, 403, 403, 403, 401, 401, 200, 401, 401]),
+        row!("POST",   "/api/v1/billing/payment-method",      [401, 409, 409, 403, 403, 403, 401, 401, 409, 401, 401]),
+        row!("DELETE", "/api/v1/billing/payment-method",      [401, 409, 409, 403, 403, 403, 401, 401, 409, 401, 401]),
+        row!("POST",   "/api/v1/billing/top-up",              [401, 409, 409, 403, 403, 403, 401, 401, 409, 401, 401]),
+        row!("GET",    "/api/v1/billing/payments",            [401, 200, 200, 403, 403, 403, 401, 401, 200, 401, 401]),
 
         // SDK: `sdk` (API keys; sessions and bots through `dashboard`).
         //                                                    anon  own   adm   mem   bot   sdk   rvk   exp   oth   dusr  dbiz
@@ -524,6 +534,10 @@ async fn prepare(app: &TestApp, w: &World, verb: &str, template: &str) -> (Strin
             with(json!({"application_id": id, "page": "/pricing", "duration_ms": 1200}))
         }
         ("POST", "/api/v1/usage") => with(json!({"meter": "api_calls", "quantity": 1})),
+        ("POST", "/api/v1/billing/payment-method") => {
+            with(json!({"payment_method": "pm_card_visa"}))
+        }
+        ("POST", "/api/v1/billing/top-up") => with(json!({"amount": 1000})),
         // Scheduling a change never conflicts with the previous caller's (changing now to the
         // plan already held would).
         ("POST", "/api/v1/subscription/change") => {

@@ -42,6 +42,9 @@ pub enum ChangeError {
     NoSubscription,
     #[error("the subscription changed meanwhile; retry")]
     Conflict,
+    /// The card on file was charged for what the credits did not cover, and it did not succeed.
+    #[error(transparent)]
+    Payment(Box<crate::payments::PaymentError>),
     #[error(transparent)]
     Unexpected(#[from] anyhow::Error),
 }
@@ -186,7 +189,34 @@ pub async fn preview(
 
 /// Makes a change: now (a new cycle starts at once on the new plan, the unused part of the old
 /// one credited, the new price charged) or at the period end (scheduled; the sweep applies it).
+///
+/// A change made now that the credits do not cover is paid by the card on file, when payments
+/// are configured and there is one: what is missing (at least the provider's minimum) is
+/// charged with the customer present, then the change is made from the credits it bought.
 pub async fn change(
+    app: &App,
+    principal: &Principal,
+    plan_code: &str,
+    when: When,
+) -> Result<Preview, ChangeError> {
+    match change_from_credits(app, principal, plan_code, when).await {
+        Err(ChangeError::InsufficientCredits { due, balance })
+            if when == When::Now && app.payments.is_some() =>
+        {
+            match crate::payments::pay_for_change(app, principal, due - balance).await {
+                Ok(()) => change_from_credits(app, principal, plan_code, when).await,
+                // No card: the credits are what is missing.
+                Err(crate::payments::PaymentError::NoPaymentMethod) => {
+                    Err(ChangeError::InsufficientCredits { due, balance })
+                }
+                Err(err) => Err(ChangeError::Payment(Box::new(err))),
+            }
+        }
+        other => other,
+    }
+}
+
+async fn change_from_credits(
     app: &App,
     principal: &Principal,
     plan_code: &str,

@@ -51,8 +51,14 @@ impl PlanTerms {
     }
 }
 
-/// Sweeps every subscription due at `now`.
+/// Sweeps every subscription due at `now`: first the renewals a card on file pays for are
+/// charged ([`crate::payments::renewals::collect`]; nothing without a payment provider), so that
+/// the credit is in the ledger when the sweep reads it.
 pub async fn sweep(app: &App, now: Timestamp) -> anyhow::Result<SweepReport> {
+    if let Err(err) = crate::payments::renewals::collect(app, now).await {
+        // The sweep goes on: an unpaid renewal goes past due and is tried again.
+        tracing::error!(error = format!("{err:#}"), "charging renewals failed");
+    }
     let plans: HashMap<Uuid, Plan> = {
         let mut tx = app.db.read().await?;
         plans::all(tx.conn())

@@ -190,7 +190,8 @@ enum BusinessCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Show one business: plan, status, current period and credit balance.
+    /// Show one business: plan, status, current period, credit balance, the card on file and
+    /// the last payment.
     Show {
         id: uuid::Uuid,
         /// One JSON object instead of text.

@@ -239,10 +239,66 @@ pub(super) async fn business(app: &App, cmd: BusinessCommand) -> anyhow::Result<
         }
         BusinessCommand::Show { id, json } => {
             let b = admin::business_summary(app, id).await?;
+            let (account, last) = {
+                let mut tx = app.db.read().await?;
+                (
+                    crate::store::payments::account(tx.conn(), id).await?,
+                    crate::store::payments::last(tx.conn(), id).await?,
+                )
+            };
+            let card = account.as_ref().and_then(|a| {
+                Some(json!({
+                    "id": a.payment_method_id.as_ref()?,
+                    "brand": a.card_brand, "last4": a.card_last4,
+                    "exp_month": a.card_exp_month, "exp_year": a.card_exp_year,
+                }))
+            });
+            let last_payment = last.as_ref().map(|p| {
+                json!({
+                    "id": p.id, "purpose": p.purpose, "amount": p.amount, "currency": p.currency,
+                    "status": p.status, "provider_payment_id": p.provider_payment_id,
+                    "decline_code": p.decline_code, "created_at": p.created_at,
+                })
+            });
+            let flagged = account.as_ref().and_then(|a| a.flag_reason.clone());
             if json {
-                println!("{}", summary_json(&b));
+                let mut doc = summary_json(&b);
+                doc["payment_method"] = card.unwrap_or(serde_json::Value::Null);
+                doc["last_payment"] = last_payment.unwrap_or(serde_json::Value::Null);
+                doc["flagged"] = flagged.map_or(serde_json::Value::Null, serde_json::Value::from);
+                println!("{doc}");
             } else {
                 println!("{}", summary_text(&b));
+                let card = account
+                    .as_ref()
+                    .and_then(|a| {
+                        Some(format!(
+                            "{} ending {} (expires {:02}/{})",
+                            a.card_brand.as_deref()?,
+                            a.card_last4.as_deref()?,
+                            a.card_exp_month.unwrap_or(0),
+                            a.card_exp_year.unwrap_or(0)
+                        ))
+                    })
+                    .unwrap_or_else(|| "-".into());
+                println!("payment method: {card}");
+                let last = last
+                    .map(|p| {
+                        format!(
+                            "{} {} {} ({}{}) {}",
+                            p.purpose,
+                            crate::web::format::money(p.amount, &p.currency),
+                            p.status,
+                            p.provider_payment_id.as_deref().unwrap_or("-"),
+                            p.decline_code.map(|c| format!(", {c}")).unwrap_or_default(),
+                            p.created_at.to_rfc3339()
+                        )
+                    })
+                    .unwrap_or_else(|| "-".into());
+                println!("last payment:   {last}");
+                if let Some(reason) = flagged {
+                    println!("flagged:        {reason}");
+                }
             }
         }
         BusinessCommand::SetPlan { id, plan } => {

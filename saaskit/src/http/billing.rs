@@ -184,6 +184,7 @@ impl From<ChangeError> for ApiError {
             ChangeError::Conflict => {
                 ApiError::conflict("conflict", "The subscription changed meanwhile; retry.")
             }
+            ChangeError::Payment(e) => (*e).into(),
             ChangeError::Unexpected(e) => e.into(),
         }
     }

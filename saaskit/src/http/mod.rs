@@ -13,6 +13,7 @@ pub mod keys;
 pub mod members;
 pub mod openapi;
 pub mod passwords;
+pub mod payments;
 pub mod sessions;
 pub mod usage;
 pub mod verification;
@@ -110,6 +111,14 @@ pub fn api_route_table() -> Vec<Route> {
         routes!(webhooks::test_webhook),
         routes!(webhooks::list_webhook_deliveries),
         routes!(webhooks::retry_webhook_delivery),
+        routes!(payments::create_setup_intent),
+        routes!(
+            payments::get_payment_method,
+            payments::set_payment_method,
+            payments::delete_payment_method
+        ),
+        routes!(payments::top_up),
+        routes!(payments::list_payments),
     ]
 }
 
@@ -120,6 +129,7 @@ pub fn root_route_table() -> Vec<Route> {
         routes!(health::get_readiness),
         routes!(health::get_metrics),
         routes!(openapi::get_docs),
+        routes!(payments::receive_stripe_event),
     ]
 }
 

@@ -42,6 +42,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
     tags(
         (name = "accounts", description = "Signup, login, sessions and passwords."),
         (name = "billing", description = "The plan catalog and the business's subscription."),
+        (name = "payments", description = "Money in through Stripe: the card on file, top-ups, the payment history, and Stripe's events. Answers 409 `payments_not_configured` where no provider is set."),
         (name = "invitations", description = "Inviting people into a business."),
         (name = "members", description = "The people and bots of a business."),
         (name = "api-keys", description = "API keys (`sk_live_…`, scope `sdk`) and leaked secrets."),

@@ -97,6 +97,21 @@ mail!(
     html "mail/webhook_disabled/body.html"
 );
 
+mail!(
+    /// To a business's owners when a renewal's charge to the card on file was declined.
+    payment_failed::PaymentFailed { business_name, amount, reason, next_attempt, link }
+    subject "mail/payment_failed/subject.txt",
+    text "mail/payment_failed/body.txt",
+    html "mail/payment_failed/body.html"
+);
+mail!(
+    /// To a business's owners and the staff when a card payment is disputed.
+    payment_disputed::PaymentDisputed { business_name, amount, reason, link }
+    subject "mail/payment_disputed/subject.txt",
+    text "mail/payment_disputed/body.txt",
+    html "mail/payment_disputed/body.html"
+);
+
 /// The filters templates may use beside askama's own (pages use them too).
 pub(crate) mod filters {
     /// `{{ name | quoted }}`: see [`super::quoted`].
@@ -195,8 +210,12 @@ mod tests {
     }
 
     /// The values that are ours (or the recipient's own address) and need no quoting.
-    const OURS: [&str; 6] = [
+    const OURS: [&str; 9] = [
         "link",
+        "amount",
+        // A sentence of ours, or the provider's dispute reason code (`fraudulent`).
+        "reason",
+        "next_attempt",
         "role",
         "valid_days",
         "valid_hours",
@@ -235,6 +254,44 @@ mod tests {
     }
 
     #[test]
+    fn the_payment_mails_say_what_why_and_what_next() {
+        let failed = PaymentFailed {
+            business_name: "Acme.example",
+            amount: "29.00 USD",
+            reason: "the card has insufficient funds",
+            next_attempt: "We will try the card on file again on 2 Mar 2026, 12:00 UTC.",
+            link: "https://app.example.com/billing",
+        }
+        .render()
+        .expect("render");
+        assert_eq!(
+            failed.subject,
+            "A payment for your subscription was declined"
+        );
+        for body in [&failed.text, &failed.html] {
+            assert!(body.contains("29.00 USD"), "{body}");
+            assert!(body.contains("“Acme[.]example”"), "{body}");
+            assert!(body.contains("insufficient funds"), "{body}");
+            assert!(body.contains("2 Mar 2026, 12:00 UTC"), "{body}");
+            assert!(body.contains("https://app.example.com/billing"), "{body}");
+        }
+        let disputed = PaymentDisputed {
+            business_name: "Acme",
+            amount: "29.00 USD",
+            reason: "fraudulent",
+            link: "https://app.example.com/billing",
+        }
+        .render()
+        .expect("render");
+        assert_eq!(disputed.subject, "A card payment was disputed");
+        assert!(
+            disputed.text.contains("reason given: fraudulent"),
+            "{}",
+            disputed.text
+        );
+    }
+
+    #[test]
     fn every_chosen_value_in_every_template_is_quoted() {
         for sources in [
             PasswordReset::SOURCES,
@@ -242,6 +299,8 @@ mod tests {
             EmailVerification::SOURCES,
             AccountExists::SOURCES,
             WebhookDisabled::SOURCES,
+            PaymentFailed::SOURCES,
+            PaymentDisputed::SOURCES,
         ] {
             for (i, path) in sources.iter().enumerate() {
                 let text = source(path);

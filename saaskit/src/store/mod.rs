@@ -11,6 +11,7 @@ pub mod ledger;
 pub mod members;
 pub mod one_time_keys;
 pub mod outbox;
+pub mod payments;
 pub mod plans;
 pub mod rate_limits;
 pub mod subscriptions;

@@ -538,6 +538,11 @@ async fn prepare(app: &TestApp, w: &World, verb: &str, template: &str) -> (Strin
             with(json!({"payment_method": "pm_card_visa"}))
         }
         ("POST", "/api/v1/billing/top-up") => with(json!({"amount": 1000})),
+        ("DELETE", "/api/v1/billing/payment-method") => plain(),
+        // A Stripe event (unsigned: no secret is configured, so the signature is never read).
+        ("POST", "/webhooks/stripe") => {
+            with(json!({"id": "evt_matrix", "type": "ping", "created": 0, "data": {"object": {}}}))
+        }
         // Scheduling a change never conflicts with the previous caller's (changing now to the
         // plan already held would).
         ("POST", "/api/v1/subscription/change") => {
@@ -663,6 +668,7 @@ fn bodyless_post(template: &str) -> bool {
             | "/api/v1/subscription/cancel"
             | "/api/v1/subscription/resume"
             | "/api/v1/email/verify/resend"
+            | "/api/v1/billing/setup-intent"
     )
 }
 

@@ -90,7 +90,7 @@ pub const PERMISSIONS: [(Permission, &str, [bool; 4]); 8] = [
     ),
     (
         Permission::ManageBilling,
-        "change, cancel or resume the subscription",
+        "change, cancel or resume the subscription; pay, see payments, manage the card on file",
         [true, true, false, false],
     ),
     (

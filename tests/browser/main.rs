@@ -59,5 +59,6 @@ mod applications;
 mod auth;
 mod billing;
 mod keys;
+mod payments;
 mod team;
 mod webhooks;

@@ -375,6 +375,15 @@ pub struct AdminBusiness {
     #[schema(required = true)]
     pub current_period_end: Option<Timestamp>,
     pub credit_balance: i64,
+    /// The card on file (payments through Stripe); null without one.
+    #[schema(required = true)]
+    pub payment_method: Option<crate::payments::CardView>,
+    /// Why the business is flagged for staff (a disputed payment: `dispute dp_…`); null if it
+    /// is not.
+    #[schema(required = true)]
+    pub flagged: Option<String>,
+    #[schema(required = true)]
+    pub flagged_at: Option<Timestamp>,
 }
 
 /// `GET /api/v1/admin/businesses/{id}`
@@ -398,7 +407,18 @@ pub async fn admin_get_business(
 ) -> ApiResult<Json<AdminBusiness>> {
     staff(&p)?;
     let b = admin::business_summary(&app, business_id(path)?).await?;
+    let account = {
+        let mut tx = app.db.read().await?;
+        crate::store::payments::account(tx.conn(), b.id).await?
+    };
+    let payment_method = account.as_ref().and_then(crate::payments::CardView::of);
+    let (flagged, flagged_at) = account
+        .map(|a| (a.flag_reason, a.flagged_at))
+        .unwrap_or_default();
     Ok(Json(AdminBusiness {
+        payment_method,
+        flagged,
+        flagged_at,
         id: b.id,
         name: b.name,
         active: b.is_active,

@@ -147,25 +147,21 @@ pub async fn set_payment_method(
     Dashboard(p): Dashboard,
     ApiJson(body): ApiJson<PaymentMethodRequest>,
 ) -> ApiResult<Json<CardView>> {
-    let pm = body.payment_method.unwrap_or_default();
-    let pm = pm.trim();
-    if pm.is_empty() {
+    let given = body.payment_method.unwrap_or_default();
+    if given.trim().is_empty() {
         return Err(ApiError::validation(vec![FieldError::new(
             "payment_method",
             "required",
             "This field is required.",
         )]));
     }
-    if pm.len() > 255
-        || !pm.starts_with("pm_")
-        || !pm.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    {
+    let Some(pm) = payments::payment_method_id(&given) else {
         return Err(ApiError::validation(vec![FieldError::new(
             "payment_method",
             "invalid_payment_method",
             "A Stripe payment method id: `pm_` followed by letters and digits.",
         )]));
-    }
+    };
     Ok(Json(payments::set_payment_method(&app, &p, pm).await?))
 }
 
@@ -307,6 +303,16 @@ pub async fn list_payments(
     Ok(Json(PaymentPage { data, next_cursor }))
 }
 
+/// What `/webhooks/stripe` answers an event it accepted.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StripeEventReceived {
+    /// Always `true`.
+    pub received: bool,
+    /// `applied`, `duplicate` (seen before: nothing done) or `ignored` (a type saaskit does not
+    /// act on, or about something it does not know).
+    pub outcome: String,
+}
+
 /// `POST /webhooks/stripe`: Stripe's events, checked by signature.
 #[utoipa::path(
     post,
@@ -320,7 +326,7 @@ pub async fn list_payments(
                    and number of deliveries; types saaskit does not act on are acknowledged.",
     request_body(content = serde_json::Value, description = "A Stripe event, as Stripe sends it."),
     responses(
-        (status = 200, description = "Received (applied, already applied, or ignored)."),
+        (status = 200, description = "Received (applied, already applied, or ignored).", body = StripeEventReceived),
         (status = 400, description = "`invalid_signature`: missing, wrong or stale; `invalid_event`."),
         (status = 409, description = "`payments_not_configured`: no webhook secret is set."),
     ),
@@ -336,7 +342,10 @@ pub async fn receive_stripe_event(
     match events::receive(&app, signature, &body).await {
         Ok(received) => (
             StatusCode::OK,
-            Json(json!({"received": true, "outcome": format!("{received:?}").to_lowercase()})),
+            Json(StripeEventReceived {
+                received: true,
+                outcome: format!("{received:?}").to_lowercase(),
+            }),
         )
             .into_response(),
         Err(ReceiveError::NotConfigured) => ApiError::conflict(

@@ -47,6 +47,17 @@ pub const MAX_AMOUNT: i64 = 99_999_999;
 /// The currency of a business without a subscription.
 pub const DEFAULT_CURRENCY: &str = "USD";
 
+/// A Stripe payment method id as Stripe.js makes it (`pm_` and letters, digits, `_`), trimmed;
+/// `None` for anything else. It goes into the provider's URLs, so nothing else may pass.
+pub fn payment_method_id(text: &str) -> Option<&str> {
+    let id = text.trim();
+    (id.len() > 3
+        && id.len() <= 255
+        && id.starts_with("pm_")
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    .then_some(id)
+}
+
 /// The payment provider, when one is configured (`SAASKIT_STRIPE_SECRET_KEY`).
 #[derive(Debug, Clone)]
 pub struct Payments {
@@ -156,7 +167,7 @@ pub struct CardView {
 }
 
 impl CardView {
-    fn of(account: &Account) -> Option<CardView> {
+    pub fn of(account: &Account) -> Option<CardView> {
         Some(CardView {
             id: account.payment_method_id.clone()?,
             brand: account.card_brand.clone().unwrap_or_default(),
@@ -461,9 +472,16 @@ pub async fn remove_payment_method(app: &App, principal: &Principal) -> Result<(
         let mut tx = app.db.read().await?;
         store::account(tx.conn(), principal.business_id).await?
     };
-    let Some(pm) = account.and_then(|a| a.payment_method_id) else {
+    let Some((customer, pm)) =
+        account.and_then(|a| a.payment_method_id.map(|pm| (a.customer_id, pm)))
+    else {
         return Ok(());
     };
+    payments
+        .stripe
+        .clear_default(&customer, &format!("clear:{}", Uuid::now_v7()))
+        .await
+        .map_err(unavailable)?;
     match payments
         .stripe
         .detach(&pm, &format!("detach:{}", Uuid::now_v7()))
@@ -933,5 +951,38 @@ fn card_note(payment: &Payment) -> String {
     match (&payment.card_brand, &payment.card_last4) {
         (Some(brand), Some(last4)) => format!("Card payment ({brand} ending {last4})"),
         _ => "Card payment".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{origin_of, payment_method_id};
+
+    #[test]
+    fn only_stripe_payment_method_ids_are_sent_on() {
+        assert_eq!(payment_method_id(" pm_1AbC_2 "), Some("pm_1AbC_2"));
+        for bad in [
+            "",
+            "pm_",
+            "card_123",
+            "pm_1/../customers",
+            "pm_1?x=1",
+            "pm_ 1",
+        ] {
+            assert_eq!(payment_method_id(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn an_origin_is_scheme_and_host() {
+        assert_eq!(
+            origin_of("https://js.stripe.com/v3/").as_deref(),
+            Some("https://js.stripe.com")
+        );
+        assert_eq!(
+            origin_of("http://127.0.0.1:8420/js.stripe.com/v3/").as_deref(),
+            Some("http://127.0.0.1:8420")
+        );
+        assert_eq!(origin_of("nonsense"), None);
     }
 }

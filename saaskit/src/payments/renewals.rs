@@ -205,9 +205,11 @@ async fn resume(app: &App, now: Timestamp, report: &mut CollectReport) -> anyhow
         store::unsettled(tx.conn(), now.plus(-RESUME_AFTER), 100).await?
     };
     for payment in stale {
-        // Only a payment the provider never answered about; one it answered `processing` for
-        // settles by webhook.
-        if payment.provider_payment_id.is_some() {
+        // Only a renewal the provider never answered about: one it answered `processing` for
+        // settles by webhook, and so does a top-up or plan change cut short (its customer was
+        // told it is unknown, and may try again; Stripe's event settles the first if it went
+        // through).
+        if payment.provider_payment_id.is_some() || payment.purpose != "renewal" {
             continue;
         }
         let account = {
@@ -234,8 +236,8 @@ async fn resume(app: &App, now: Timestamp, report: &mut CollectReport) -> anyhow
             period_start: payment.period_start,
             attempt: payment.attempt,
             actor: Actor::System,
-            off_session: payment.purpose != "top_up",
-            description: "Payment (resumed)".into(),
+            off_session: true,
+            description: "Renewal (resumed)".into(),
         };
         match super::call_and_record(app, payments, &payment, &account.customer_id, &pm, &request)
             .await

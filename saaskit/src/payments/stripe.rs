@@ -249,6 +249,22 @@ impl Stripe {
         card_of(&attached).map_err(StripeError::Unavailable)
     }
 
+    /// Leaves the customer without a default payment method (detaching a card does not).
+    pub async fn clear_default(
+        &self,
+        customer: &str,
+        idempotency_key: &str,
+    ) -> Result<(), StripeError> {
+        self.request(
+            reqwest::Method::POST,
+            &format!("/v1/customers/{}", path_segment(customer)),
+            &[("invoice_settings[default_payment_method]", String::new())],
+            Some(idempotency_key),
+        )
+        .await
+        .map(|_| ())
+    }
+
     pub async fn detach(
         &self,
         payment_method: &str,

@@ -300,11 +300,12 @@ pub async fn last(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<Option<Payment
     Ok(list(c, business_id, None, 1).await?.into_iter().next())
 }
 
-/// Payments still `pending` since before `before` (their provider call was cut short).
+/// Renewal payments still `pending`, unanswered by the provider, since before `before` (their
+/// provider call was cut short).
 pub async fn unsettled(c: Conn<'_>, before: Timestamp, limit: i64) -> sqlx::Result<Vec<Payment>> {
     let sql = format!(
         "SELECT {PAYMENT_COLUMNS} FROM payments WHERE status = 'pending' AND updated_at < $1 \
-         ORDER BY updated_at LIMIT $2"
+         AND purpose = 'renewal' AND provider_payment_id IS NULL ORDER BY updated_at LIMIT $2"
     );
     on_conn!(c, c => sqlx::query_as(sqlx::AssertSqlSafe(sql))
         .bind(before)

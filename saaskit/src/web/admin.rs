@@ -9,7 +9,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use super::auth::{Empty, Notice};
-use super::format::{day, money};
+use super::format::{day, money, parse_amount};
 use super::session::{SignedIn, Submitted};
 use super::{Chrome, FormErrors, not_found_page, problem_page, render};
 use crate::app::AppState;
@@ -199,32 +199,6 @@ pub async fn show_business(
     .await
 }
 
-/// An amount as staff type it, in the currency's units (`12.50`, `-3`): minor units.
-fn parse_amount(text: &str) -> Option<i64> {
-    let text = text.trim();
-    let (negative, digits) = match text.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, text),
-    };
-    let (whole, cents) = match digits.split_once('.') {
-        Some((w, c)) if c.len() <= 2 && !c.is_empty() => (w, format!("{c:0<2}")),
-        Some(_) => return None,
-        None => (digits, "00".to_owned()),
-    };
-    if whole.is_empty()
-        || !whole.bytes().all(|b| b.is_ascii_digit())
-        || !cents.bytes().all(|b| b.is_ascii_digit())
-    {
-        return None;
-    }
-    let minor = whole
-        .parse::<i64>()
-        .ok()?
-        .checked_mul(100)?
-        .checked_add(cents.parse().ok()?)?;
-    Some(if negative { -minor } else { minor })
-}
-
 pub async fn grant_credits(
     State(app): State<AppState>,
     signed_in: SignedIn,
@@ -326,31 +300,6 @@ pub async fn deactivate_business(
         ))
         .into_response(),
         Err(e) => refused(&app, &signed_in, id, CreditsForm::default(), e.into()).await,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::parse_amount;
-
-    #[test]
-    fn amounts_are_read_in_the_currency_units() {
-        assert_eq!(parse_amount("12.50"), Some(1250));
-        assert_eq!(parse_amount("12.5"), Some(1250));
-        assert_eq!(parse_amount("-3"), Some(-300));
-        assert_eq!(parse_amount(" 7 "), Some(700));
-        for bad in [
-            "",
-            "-",
-            "1.234",
-            "1.",
-            ".5",
-            "abc",
-            "1e3",
-            "99999999999999999999",
-        ] {
-            assert_eq!(parse_amount(bad), None, "{bad}");
-        }
     }
 }
 

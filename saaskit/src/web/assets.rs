@@ -1,4 +1,4 @@
-//! The pages' assets (one stylesheet, one small script), embedded in the binary and served
+//! The pages' assets (one stylesheet, one small script, and `/billing`'s card form script), embedded in the binary and served
 //! under names that carry a digest of their content: a new build with a changed file gets a
 //! new name, so browsers may keep each one for a year without ever showing a stale one.
 
@@ -46,10 +46,20 @@ pub static SCRIPT: LazyLock<Asset> = LazyLock::new(|| {
     )
 });
 
+/// `/billing`'s script: the card form through Stripe.js, and 3-D Secure for a top-up.
+pub static BILLING_SCRIPT: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        "billing",
+        "js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/billing.js"),
+    )
+});
+
 /// `GET /assets/{name}`: an asset by its digest-bearing name; any other name is not there.
 pub async fn get_asset(Path(name): Path<String>) -> Response {
     let path = format!("/assets/{name}");
-    let Some(asset) = [&*STYLESHEET, &*SCRIPT]
+    let Some(asset) = [&*STYLESHEET, &*SCRIPT, &*BILLING_SCRIPT]
         .into_iter()
         .find(|a| a.path == path)
     else {

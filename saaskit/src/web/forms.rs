@@ -132,6 +132,10 @@ pub fn notice_text(name: &str) -> Option<&'static str> {
         "plan_changed" => "The plan is changed.",
         "canceled" => "The subscription will stop at the end of the period.",
         "resumed" => "The subscription continues as it was.",
+        "card_saved" => {
+            "The card is saved: it pays renewals your credits do not cover, plan changes and credits you buy."
+        }
+        "card_removed" => "The card is removed: renewals are paid from your credits only.",
         "renamed" => "Your name is saved.",
         "verification_sent" => "A new confirmation link is on its way; older links no longer work.",
         "account_deleted" => "Your account is deleted.",

@@ -5,7 +5,8 @@
 //!
 //! Every page is sent with a strict Content-Security-Policy (no inline script or style, no
 //! framing), `nosniff` and `Referrer-Policy: same-origin` (page addresses may carry a mailed
-//! key); every submitted form passes [`session::Submitted`]'s same-origin and CSRF checks.
+//! key) — only `/billing`, with payments configured, lets Stripe.js in ([`ThirdParty`]); every
+//! submitted form passes [`session::Submitted`]'s same-origin and CSRF checks.
 
 mod account;
 mod admin;
@@ -102,6 +103,10 @@ fn page_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/billing/change", post(billing::change_plan)),
         ("/billing/cancel", post(billing::cancel_subscription)),
         ("/billing/resume", post(billing::resume_subscription)),
+        ("/billing/card", post(billing::save_card)),
+        ("/billing/card/setup", post(billing::start_card_setup)),
+        ("/billing/card/remove", post(billing::remove_card)),
+        ("/billing/top-up", post(billing::top_up)),
         ("/account", get(account::show_account)),
         ("/account/names", post(account::rename)),
         ("/account/password", post(account::change_password)),
@@ -157,16 +162,63 @@ async fn home(SignedIn { .. }: SignedIn) -> Redirect {
     Redirect::to("/dashboard")
 }
 
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+     connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+/// Origins beyond our own that one page lets in, put in its response's extensions by its
+/// handler: Stripe.js on `/billing` (its script, its card frame, the API it calls). No other
+/// page loads anything from elsewhere.
+#[derive(Debug, Clone)]
+pub struct ThirdParty {
+    script: String,
+    frame: String,
+    connect: String,
+}
+
+impl ThirdParty {
+    /// What Stripe.js from `js_url` needs: its own origin for the script and the card frame,
+    /// and the API it calls — Stripe's `api.stripe.com` (and `hooks.stripe.com`, 3-D Secure's
+    /// frame) for the real one, the same origin for a stand-in such as localstripe, which
+    /// serves both. `None` for an address that is not a plain origin we can put in a policy.
+    pub fn stripe(js_url: &str) -> Option<ThirdParty> {
+        let origin = crate::payments::origin_of(js_url).filter(|o| {
+            o.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".:/-[]".contains(&b))
+        })?;
+        if origin == "https://js.stripe.com" {
+            Some(ThirdParty {
+                script: origin.clone(),
+                frame: format!("{origin} https://hooks.stripe.com"),
+                connect: "https://api.stripe.com".into(),
+            })
+        } else {
+            Some(ThirdParty {
+                script: origin.clone(),
+                frame: origin.clone(),
+                connect: origin,
+            })
+        }
+    }
+
+    fn policy(&self) -> String {
+        format!(
+            "default-src 'none'; script-src 'self' {}; style-src 'self'; img-src 'self' data:; \
+             frame-src {}; connect-src 'self' {}; form-action 'self'; frame-ancestors 'none'; \
+             base-uri 'none'",
+            self.script, self.frame, self.connect
+        )
+    }
+}
+
 /// The headers every page carries.
 pub async fn harden(mut res: Response) -> Response {
+    let policy = res
+        .extensions()
+        .get::<ThirdParty>()
+        .and_then(|t| HeaderValue::from_str(&t.policy()).ok())
+        .unwrap_or_else(|| HeaderValue::from_static(POLICY));
     let h = res.headers_mut();
-    h.insert(
-        header::CONTENT_SECURITY_POLICY,
-        HeaderValue::from_static(
-            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
-             connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-    );
+    h.insert(header::CONTENT_SECURITY_POLICY, policy);
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
@@ -190,6 +242,17 @@ pub struct Chrome {
     pub notice: Option<&'static str>,
     pub stylesheet: &'static str,
     pub script: &'static str,
+    /// Scripts of this page alone, after ours (Stripe.js, then the page's own).
+    pub page_scripts: Vec<String>,
+    /// The banner of a business whose renewal payment failed (`past_due`).
+    pub past_due: Option<PastDue>,
+}
+
+pub struct PastDue {
+    /// The last day of the grace period.
+    pub until: String,
+    /// Whether the person may update the card or buy credits (owners and admins).
+    pub may_pay: bool,
 }
 
 pub struct Nav {
@@ -234,6 +297,8 @@ impl Chrome {
             notice: None,
             stylesheet: &assets::STYLESHEET.path,
             script: &assets::SCRIPT.path,
+            page_scripts: Vec::new(),
+            past_due: None,
         }
     }
 
@@ -341,4 +406,35 @@ pub fn wants_html(headers: &axum::http::HeaderMap) -> bool {
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("text/html"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ThirdParty;
+
+    #[test]
+    fn stripe_js_is_let_in_from_its_origin_only() {
+        let real = ThirdParty::stripe("https://js.stripe.com/v3/").map(|t| t.policy());
+        let real = real.unwrap_or_default();
+        assert!(
+            real.contains("script-src 'self' https://js.stripe.com;"),
+            "{real}"
+        );
+        assert!(real.contains("frame-src https://js.stripe.com https://hooks.stripe.com;"));
+        assert!(
+            real.contains("connect-src 'self' https://api.stripe.com;"),
+            "{real}"
+        );
+        let local = ThirdParty::stripe("http://127.0.0.1:8420/js.stripe.com/v3/")
+            .map(|t| t.policy())
+            .unwrap_or_default();
+        assert!(
+            local.contains("connect-src 'self' http://127.0.0.1:8420;"),
+            "{local}"
+        );
+        // Nothing that could end a directive or add a source.
+        assert!(ThirdParty::stripe("https://evil.example;script-src *").is_none());
+        assert!(ThirdParty::stripe("https://a.example 'unsafe-inline'/x").is_none());
+        assert!(ThirdParty::stripe("not a url").is_none());
+    }
 }

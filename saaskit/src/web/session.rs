@@ -24,7 +24,7 @@ use serde::de::DeserializeOwned;
 
 use std::sync::Arc;
 
-use super::{Chrome, NavLink};
+use super::{Chrome, NavLink, PastDue};
 use crate::accounts::{self, Principal};
 use crate::app::AppState;
 use crate::config::Config;
@@ -183,12 +183,31 @@ pub struct SignedIn {
     pub csrf: String,
     pub principal: Principal,
     links: Arc<[NavLink]>,
+    /// `SAASKIT_GRACE_PERIOD_DAYS`, for the past-due banner.
+    grace_period_days: u32,
 }
 
 impl SignedIn {
-    /// The layout of a page for this person.
+    /// The layout of a page for this person, with the banner of a renewal payment that failed.
     pub fn chrome(&self, title: impl Into<String>) -> Chrome {
-        Chrome::new(title, &self.csrf, Some(&self.principal), self.links.clone())
+        let mut chrome = Chrome::new(title, &self.csrf, Some(&self.principal), self.links.clone());
+        chrome.past_due = self
+            .principal
+            .subscription
+            .as_ref()
+            .filter(|s| s.status == "past_due")
+            .map(|s| PastDue {
+                // The grace period runs from the end of the unpaid period (`billing::lifecycle`).
+                until: super::format::day(
+                    s.current_period_end
+                        .plus(chrono::Duration::days(i64::from(self.grace_period_days))),
+                ),
+                may_pay: self
+                    .principal
+                    .role()
+                    .is_some_and(|r| r.may(crate::domain::Permission::ManageBilling)),
+            });
+        chrome
     }
 }
 
@@ -202,6 +221,7 @@ impl FromRequestParts<AppState> for SignedIn {
                 csrf: visitor.csrf,
                 principal,
                 links: visitor.links,
+                grace_period_days: app.config.grace_period_days,
             }),
             None => {
                 let here = parts

@@ -19,6 +19,7 @@
 //! same key, which the provider answers instead of charging again.
 
 pub mod events;
+pub mod provider;
 pub mod renewals;
 pub mod signature;
 pub mod stripe;
@@ -37,8 +38,12 @@ use crate::db::{Timestamp, Tx};
 use crate::domain::Permission;
 use crate::store::payments::{self as store, Account, CardOnFile, Payment, Settlement};
 use crate::store::{ledger, subscriptions};
-use stripe::{Charge, Stripe, StripeError};
+pub use provider::Provider;
+use provider::{Charge, ProviderError};
+use stripe::Stripe;
 
+/// The provider's name in `payments.provider` and ledger references (Stripe, the one
+/// [`Provider`] today).
 pub const PROVIDER: &str = "stripe";
 /// The smallest charge (Stripe's minimum for most currencies is 0.50).
 pub const MIN_AMOUNT: i64 = 50;
@@ -61,7 +66,8 @@ pub fn payment_method_id(text: &str) -> Option<&str> {
 /// The payment provider, when one is configured (`SAASKIT_STRIPE_SECRET_KEY`).
 #[derive(Debug, Clone)]
 pub struct Payments {
-    pub stripe: Stripe,
+    /// Who takes the money (the boundary every payment goes through).
+    pub provider: Provider,
     pub publishable_key: Option<String>,
     pub js_url: String,
     pub webhook_secrets: Vec<String>,
@@ -77,7 +83,7 @@ impl Payments {
             return Ok(None);
         };
         Ok(Some(Payments {
-            stripe: Stripe::new(&config.stripe_api_base, secret)?,
+            provider: Provider::Stripe(Stripe::new(&config.stripe_api_base, secret)?),
             publishable_key: config.stripe_publishable_key.clone(),
             js_url: config.stripe_js_url.clone(),
             webhook_secrets: config
@@ -304,7 +310,7 @@ async fn ensure_account(
         }
     }
     let customer = payments
-        .stripe
+        .provider
         .create_customer(
             &business_id.to_string(),
             business_name,
@@ -338,9 +344,9 @@ async fn ensure_account(
     Ok(stored)
 }
 
-fn unavailable(err: StripeError) -> PaymentError {
+fn unavailable(err: ProviderError) -> PaymentError {
     match err {
-        StripeError::Unavailable(e) => PaymentError::Unavailable(e),
+        ProviderError::Unavailable(e) => PaymentError::Unavailable(e),
         refused => PaymentError::Unexpected(refused.into()),
     }
 }
@@ -364,7 +370,7 @@ pub async fn setup_intent(app: &App, principal: &Principal) -> Result<SetupInten
     )
     .await?;
     let client_secret = payments
-        .stripe
+        .provider
         .create_setup_intent(&account.customer_id, &format!("setup:{}", Uuid::now_v7()))
         .await
         .map_err(unavailable)?;
@@ -391,7 +397,7 @@ pub async fn set_payment_method(
     )
     .await?;
     let card = match payments
-        .stripe
+        .provider
         .attach_default(
             &account.customer_id,
             payment_method,
@@ -400,7 +406,7 @@ pub async fn set_payment_method(
         .await
     {
         Ok(card) => card,
-        Err(StripeError::Refused { message, code, .. }) => {
+        Err(ProviderError::Refused { message, code, .. }) => {
             return Err(PaymentError::InvalidPaymentMethod(if message.is_empty() {
                 code
             } else {
@@ -437,7 +443,7 @@ pub async fn set_payment_method(
         .payment_method_id
         .filter(|old| *old != card.payment_method)
         && let Err(err) = payments
-            .stripe
+            .provider
             .detach(&old, &format!("detach:{}", Uuid::now_v7()))
             .await
     {
@@ -478,17 +484,17 @@ pub async fn remove_payment_method(app: &App, principal: &Principal) -> Result<(
         return Ok(());
     };
     payments
-        .stripe
+        .provider
         .clear_default(&customer, &format!("clear:{}", Uuid::now_v7()))
         .await
         .map_err(unavailable)?;
     match payments
-        .stripe
+        .provider
         .detach(&pm, &format!("detach:{}", Uuid::now_v7()))
         .await
     {
         // Already detached at the provider (by its dashboard): forget it here too.
-        Ok(()) | Err(StripeError::Refused { .. }) => {}
+        Ok(()) | Err(ProviderError::Refused { .. }) => {}
         Err(other) => return Err(unavailable(other)),
     }
     let now = app.clock.now();
@@ -765,7 +771,7 @@ async fn call_and_record(
     r: &ChargeRequest,
 ) -> Result<Charged, NotCharged> {
     let outcome = match payments
-        .stripe
+        .provider
         .charge(
             customer,
             payment_method,
@@ -787,12 +793,12 @@ async fn call_and_record(
         },
         Ok(outcome) => outcome,
         // Whether it happened is unknown: the payment stays pending, to be resumed.
-        Err(StripeError::Unavailable(e)) => {
+        Err(ProviderError::Unavailable(e)) => {
             tracing::warn!(payment_id = %payment.id, error = format!("{e:#}"), "payment provider unavailable; the payment will be resumed");
             return Err(PaymentError::Unavailable(e).into());
         }
         // Refused outright (an amount or currency it does not take…): a failure to show.
-        Err(StripeError::Refused { code, message, .. }) => Charge::Declined {
+        Err(ProviderError::Refused { code, message, .. }) => Charge::Declined {
             intent: None,
             charge: None,
             code,

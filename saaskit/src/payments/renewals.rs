@@ -162,7 +162,7 @@ async fn collect_one(
     };
     match super::charge(app, &request).await {
         Ok(charged) => match charged.charge {
-            super::Charge::Succeeded { .. } => report.charged += 1,
+            super::provider::Charge::Succeeded { .. } => report.charged += 1,
             _ => report.declined += 1,
         },
         Err(NotCharged::Claimed(held)) => {

@@ -8,58 +8,10 @@ use anyhow::Context as _;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::provider::{Card, Charge, ProviderError};
+
 /// The API version every request pins, so that Stripe's answers keep the shape read here.
 pub const API_VERSION: &str = "2024-06-20";
-
-/// A card as saaskit shows it: never its number.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Card {
-    pub payment_method: String,
-    pub brand: String,
-    pub last4: String,
-    pub exp_month: i64,
-    pub exp_year: i64,
-}
-
-/// What a charge came to.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Charge {
-    Succeeded {
-        intent: String,
-        charge: Option<String>,
-    },
-    /// The customer must act (3-D Secure): the client finishes with Stripe.js and
-    /// `client_secret`; the outcome arrives as a webhook.
-    RequiresAction {
-        intent: String,
-        client_secret: String,
-    },
-    /// Still being processed by the card network: the outcome arrives as a webhook.
-    Processing { intent: String },
-    Declined {
-        intent: Option<String>,
-        charge: Option<String>,
-        /// The issuer's decline code (`insufficient_funds`…) or, without one, Stripe's error code.
-        code: String,
-        message: String,
-    },
-}
-
-/// Why a call failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StripeError {
-    /// Stripe refused the request (4xx): `code`/`param` say why (`resource_missing`…).
-    #[error("Stripe refused the request ({status}, {code}): {message}")]
-    Refused {
-        status: u16,
-        code: String,
-        param: Option<String>,
-        message: String,
-    },
-    /// No answer, or a server error: whether it happened is unknown (retry with the same key).
-    #[error("Stripe could not be reached or failed: {0:#}")]
-    Unavailable(anyhow::Error),
-}
 
 #[derive(Debug, Clone)]
 pub struct Stripe {
@@ -112,7 +64,7 @@ impl Stripe {
         path: &str,
         form: &[(&str, String)],
         idempotency_key: Option<&str>,
-    ) -> Result<Result<Value, (u16, ErrorDetail)>, StripeError> {
+    ) -> Result<Result<Value, (u16, ErrorDetail)>, ProviderError> {
         let url = format!("{}{path}", self.base);
         let mut request = self
             .http
@@ -129,25 +81,25 @@ impl Stripe {
             .send()
             .await
             .with_context(|| format!("{method} {path}"))
-            .map_err(StripeError::Unavailable)?;
+            .map_err(ProviderError::Unavailable)?;
         let status = response.status();
         let body: Value = response
             .json()
             .await
             .with_context(|| format!("reading the answer to {method} {path} ({status})"))
-            .map_err(StripeError::Unavailable)?;
+            .map_err(ProviderError::Unavailable)?;
         if status.is_success() {
             return Ok(Ok(body));
         }
         if status.is_server_error() || status.as_u16() == 429 {
-            return Err(StripeError::Unavailable(anyhow::anyhow!(
+            return Err(ProviderError::Unavailable(anyhow::anyhow!(
                 "{method} {path} answered {status}: {body}"
             )));
         }
         let detail = serde_json::from_value::<ErrorBody>(body.clone())
             .map(|b| b.error)
             .map_err(|_| {
-                StripeError::Unavailable(anyhow::anyhow!(
+                ProviderError::Unavailable(anyhow::anyhow!(
                     "{method} {path} answered {status} without an error object: {body}"
                 ))
             })?;
@@ -161,10 +113,10 @@ impl Stripe {
         path: &str,
         form: &[(&str, String)],
         idempotency_key: Option<&str>,
-    ) -> Result<Value, StripeError> {
+    ) -> Result<Value, ProviderError> {
         self.call(method, path, form, idempotency_key)
             .await?
-            .map_err(|(status, e)| StripeError::Refused {
+            .map_err(|(status, e)| ProviderError::Refused {
                 status,
                 code: e.code.or(e.kind).unwrap_or_else(|| "unknown".into()),
                 param: e.param,
@@ -178,7 +130,7 @@ impl Stripe {
         business_id: &str,
         name: &str,
         idempotency_key: &str,
-    ) -> Result<String, StripeError> {
+    ) -> Result<String, ProviderError> {
         let form = [
             ("name", name.to_owned()),
             ("metadata[business_id]", business_id.to_owned()),
@@ -191,7 +143,7 @@ impl Stripe {
                 Some(idempotency_key),
             )
             .await?;
-        string_at(&customer, "id").map_err(StripeError::Unavailable)
+        string_at(&customer, "id").map_err(ProviderError::Unavailable)
     }
 
     /// A SetupIntent to save a card for later, off-session use: its client secret, for Stripe.js.
@@ -199,7 +151,7 @@ impl Stripe {
         &self,
         customer: &str,
         idempotency_key: &str,
-    ) -> Result<String, StripeError> {
+    ) -> Result<String, ProviderError> {
         let form = [
             ("customer", customer.to_owned()),
             ("usage", "off_session".to_owned()),
@@ -213,7 +165,7 @@ impl Stripe {
                 Some(idempotency_key),
             )
             .await?;
-        string_at(&intent, "client_secret").map_err(StripeError::Unavailable)
+        string_at(&intent, "client_secret").map_err(ProviderError::Unavailable)
     }
 
     /// Attaches `payment_method` to `customer` and makes it the default for invoices and
@@ -223,7 +175,7 @@ impl Stripe {
         customer: &str,
         payment_method: &str,
         idempotency_key: &str,
-    ) -> Result<Card, StripeError> {
+    ) -> Result<Card, ProviderError> {
         let path = format!(
             "/v1/payment_methods/{}/attach",
             path_segment(payment_method)
@@ -246,7 +198,7 @@ impl Stripe {
             Some(&format!("{idempotency_key}:default")),
         )
         .await?;
-        card_of(&attached).map_err(StripeError::Unavailable)
+        card_of(&attached).map_err(ProviderError::Unavailable)
     }
 
     /// Leaves the customer without a default payment method (detaching a card does not).
@@ -254,7 +206,7 @@ impl Stripe {
         &self,
         customer: &str,
         idempotency_key: &str,
-    ) -> Result<(), StripeError> {
+    ) -> Result<(), ProviderError> {
         self.request(
             reqwest::Method::POST,
             &format!("/v1/customers/{}", path_segment(customer)),
@@ -269,7 +221,7 @@ impl Stripe {
         &self,
         payment_method: &str,
         idempotency_key: &str,
-    ) -> Result<(), StripeError> {
+    ) -> Result<(), ProviderError> {
         let path = format!(
             "/v1/payment_methods/{}/detach",
             path_segment(payment_method)
@@ -293,7 +245,7 @@ impl Stripe {
         payment_id: &str,
         description: &str,
         idempotency_key: &str,
-    ) -> Result<Charge, StripeError> {
+    ) -> Result<Charge, ProviderError> {
         let mut form = vec![
             ("amount", amount.to_string()),
             ("currency", currency.to_ascii_lowercase()),
@@ -317,7 +269,7 @@ impl Stripe {
             )
             .await?;
         match answer {
-            Ok(intent) => intent_outcome(&intent).map_err(StripeError::Unavailable),
+            Ok(intent) => intent_outcome(&intent).map_err(ProviderError::Unavailable),
             Err((status, e)) if status == 402 || e.kind.as_deref() == Some("card_error") => {
                 let intent = e
                     .payment_intent
@@ -340,7 +292,7 @@ impl Stripe {
                     message: e.message.unwrap_or_default(),
                 })
             }
-            Err((status, e)) => Err(StripeError::Refused {
+            Err((status, e)) => Err(ProviderError::Refused {
                 status,
                 code: e.code.or(e.kind).unwrap_or_else(|| "unknown".into()),
                 param: e.param,

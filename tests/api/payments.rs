@@ -345,6 +345,15 @@ payment_test! {
         assert_eq!((status, problem["code"].as_str()), (StatusCode::CONFLICT, Some("payments_not_configured")), "{problem}");
         drop(plain);
 
+        // The business's own integrations hear about payments (the endpoint's address does not
+        // resolve here: the deliveries wait, and are listed).
+        let (status, endpoint) = app.post("/api/v1/webhooks", Some(&owner), json!({
+            "url": "https://hooks.example.com/payments",
+            "events": ["payment.succeeded", "payment.failed"],
+        })).await;
+        assert_eq!(status, StatusCode::CREATED, "{endpoint}");
+        let endpoint = endpoint["id"].as_str().expect("the endpoint's id").to_owned();
+
         save_card(&app, &owner, &ls, cards::GOOD).await;
         let (status, paid) = top_up(&app, &owner, 2500).await;
         assert_eq!(status, StatusCode::CREATED, "{paid}");
@@ -393,6 +402,32 @@ payment_test! {
         assert_eq!(listed[0]["decline_code"], "card_declined");
         assert_eq!(listed[0]["card"]["last4"], "0341");
         assert!(kinds_and_amounts(&listed[0]).is_empty());
+
+        // Two successes and a decline, each told once, with what it moved.
+        let (status, deliveries) = app.get(&format!("/api/v1/webhooks/{endpoint}/deliveries"), Some(&owner)).await;
+        assert_eq!(status, StatusCode::OK, "{deliveries}");
+        let told: Vec<(String, i64, String)> = deliveries["data"]
+            .as_array()
+            .expect("deliveries")
+            .iter()
+            .map(|d| {
+                let data = &d["payload"]["data"];
+                (
+                    d["event_type"].as_str().unwrap_or_default().to_owned(),
+                    data["payment"]["amount"].as_i64().unwrap_or(-1),
+                    data["payment"]["status"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            told,
+            [
+                ("payment.failed".to_owned(), 700, "failed".to_owned()),
+                ("payment.succeeded".to_owned(), 1000, "succeeded".to_owned()),
+                ("payment.succeeded".to_owned(), 2500, "succeeded".to_owned()),
+            ],
+            "{deliveries:#}"
+        );
 
         // 3-D Secure: 402 with what Stripe.js needs; the credits arrive with Stripe's webhook.
         save_card(&app, &owner, &ls, cards::REQUIRES_3DS).await;

@@ -228,6 +228,17 @@ async fn refunded(tx: &mut Tx, charge: &Value, now: Timestamp) -> anyhow::Result
         .target("payment", payment.id)
         .details(json!({"amount": added, "refunded_total": total, "currency": payment.currency}));
     audit::record(tx.conn(), now, event).await?;
+    super::emit(
+        tx,
+        &payment,
+        "payment.refunded",
+        &payment.status,
+        -added,
+        None,
+        None,
+        now,
+    )
+    .await?;
     Ok(true)
 }
 
@@ -294,6 +305,17 @@ async fn dispute(app: &App, tx: &mut Tx, d: &Value, now: Timestamp) -> anyhow::R
             now,
         )
         .await?;
+        super::emit(
+            tx,
+            &payment,
+            "payment.disputed",
+            &payment.status,
+            -amount,
+            None,
+            None,
+            now,
+        )
+        .await?;
         mail_disputed(app, tx, &payment, amount, reason, now).await?;
     }
     if status == "won"
@@ -305,6 +327,17 @@ async fn dispute(app: &App, tx: &mut Tx, d: &Value, now: Timestamp) -> anyhow::R
     {
         changed = true;
         store::add_to_total(tx.conn(), payment.id, 0, -amount, now).await?;
+        super::emit(
+            tx,
+            &payment,
+            "payment.disputed",
+            &payment.status,
+            amount,
+            None,
+            None,
+            now,
+        )
+        .await?;
     }
     Ok(changed)
 }

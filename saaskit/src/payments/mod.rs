@@ -877,6 +877,17 @@ pub(crate) async fn record_outcome(
                         "purpose": payment.purpose, "provider_payment_id": intent,
                     }));
                 audit::record(tx.conn(), now, event).await?;
+                emit(
+                    tx,
+                    payment,
+                    "payment.succeeded",
+                    "succeeded",
+                    payment.amount,
+                    Some(intent),
+                    None,
+                    now,
+                )
+                .await?;
             }
             Ok(moved || credited)
         }
@@ -936,6 +947,17 @@ pub(crate) async fn record_outcome(
                         "purpose": payment.purpose, "decline_code": code,
                     }));
                 audit::record(tx.conn(), now, event).await?;
+                emit(
+                    tx,
+                    payment,
+                    "payment.failed",
+                    "failed",
+                    0,
+                    intent.as_deref(),
+                    Some(code),
+                    now,
+                )
+                .await?;
                 if payment.purpose == "renewal" {
                     renewals::mail_declined(app, tx, payment, code, now).await?;
                 }
@@ -943,6 +965,39 @@ pub(crate) async fn record_outcome(
             Ok(moved)
         }
     }
+}
+
+#[allow(clippy::too_many_arguments)]
+/// Tells the business's webhook endpoints about `payment` (`payment.succeeded`, …): `amount` is
+/// what the event moved in the ledger.
+pub(crate) async fn emit(
+    tx: &mut Tx,
+    payment: &Payment,
+    event_type: &str,
+    status: &str,
+    amount: i64,
+    provider_payment_id: Option<&str>,
+    decline_code: Option<&str>,
+    now: Timestamp,
+) -> sqlx::Result<()> {
+    crate::webhooks::emit(
+        tx.conn(),
+        now,
+        payment.business_id,
+        event_type,
+        json!({
+            "business_id": payment.business_id,
+            "payment": {
+                "id": payment.id, "purpose": payment.purpose, "amount": payment.amount,
+                "currency": payment.currency, "status": status,
+                "provider_payment_id": provider_payment_id.or(payment.provider_payment_id.as_deref()),
+                "decline_code": decline_code,
+            },
+            "amount": amount,
+        }),
+    )
+    .await
+    .map(|_| ())
 }
 
 fn system_or(payment: &Payment) -> Actor {

@@ -73,6 +73,24 @@ fn api_key() -> Value {
     }))
 }
 
+fn payment_event() -> Value {
+    object(json!({
+        "business_id": id(),
+        "payment": object(json!({
+            "id": id(),
+            "purpose": {"type": "string", "enum": ["top_up", "renewal", "plan_change"]},
+            "amount": {"type": "integer"},
+            "currency": {"type": "string"},
+            "status": {"type": "string", "enum": ["pending", "requires_action", "succeeded", "failed"]},
+            "provider_payment_id": {"type": ["string", "null"]},
+            "decline_code": {"type": ["string", "null"]},
+        })),
+        // What this event moved in the ledger (minor units; negative for a refund or an
+        // opened dispute).
+        "amount": {"type": "integer"},
+    }))
+}
+
 /// A JSON Schema, made when asked for.
 type SchemaFn = fn() -> Value;
 
@@ -149,6 +167,27 @@ pub const BUILTIN: &[(&str, &str, SchemaFn)] = &[
     ),
     ("api_key.created", "An API key was created.", api_key),
     ("api_key.revoked", "An API key was revoked.", api_key),
+    (
+        "payment.succeeded",
+        "A card payment succeeded and its amount was credited.",
+        payment_event,
+    ),
+    (
+        "payment.failed",
+        "A card payment was declined (`decline_code` says why).",
+        payment_event,
+    ),
+    (
+        "payment.refunded",
+        "Part or all of a card payment was refunded and taken from the credits.",
+        payment_event,
+    ),
+    (
+        "payment.disputed",
+        "A card payment was disputed (its amount taken from the credits), or a dispute was won \
+         (given back: a positive `amount`).",
+        payment_event,
+    ),
 ];
 
 /// Every event type of saaskit and the registered products, in a stable order.

@@ -669,7 +669,7 @@ payment_test! {
 
 /// `saaskit …` against the scenario's database, as an operator runs it.
 fn operator(app: &TestApp, args: &[&str]) -> (bool, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_saaskit"))
+    let out = crate::cli::saaskit()
         .args(args)
         .env("SAASKIT_DATABASE_URL", &app.test_db.url)
         .output()

@@ -55,10 +55,6 @@ impl PlanTerms {
 /// charged ([`crate::payments::renewals::collect`]; nothing without a payment provider), so that
 /// the credit is in the ledger when the sweep reads it.
 pub async fn sweep(app: &App, now: Timestamp) -> anyhow::Result<SweepReport> {
-    if let Err(err) = crate::payments::renewals::collect(app, now).await {
-        // The sweep goes on: an unpaid renewal goes past due and is tried again.
-        tracing::error!(error = format!("{err:#}"), "charging renewals failed");
-    }
     let plans: HashMap<Uuid, Plan> = {
         let mut tx = app.db.read().await?;
         plans::all(tx.conn())
@@ -68,6 +64,10 @@ pub async fn sweep(app: &App, now: Timestamp) -> anyhow::Result<SweepReport> {
             .collect()
     };
     let grace = Duration::days(i64::from(app.config.grace_period_days));
+    if let Err(err) = crate::payments::renewals::collect(app, &plans, grace, now).await {
+        // The sweep goes on: an unpaid renewal goes past due and is tried again.
+        tracing::error!(error = format!("{err:#}"), "charging renewals failed");
+    }
     let worker = || walk(app, &plans, grace, now);
     // PostgreSQL spreads the work over several connections (pages claimed with SKIP LOCKED never
     // overlap); SQLite has one writer, so one walk.

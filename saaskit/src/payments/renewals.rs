@@ -24,7 +24,7 @@ use crate::app::App;
 use crate::audit::Actor;
 use crate::db::{Timestamp, Tx};
 use crate::store::payments::{self as store, DueRenewal, Payment};
-use crate::store::plans::{self, Plan};
+use crate::store::plans::Plan;
 use crate::store::{businesses, ledger, members};
 
 /// How long before a period ends its renewal is charged, so that the credit is there when it
@@ -78,22 +78,19 @@ pub fn attempt_due(
     Some((index as i64, times[index]))
 }
 
-/// Charges what the due renewals need. Nothing without a provider.
-pub async fn collect(app: &App, now: Timestamp) -> anyhow::Result<CollectReport> {
+/// Charges what the due renewals need (`plans` and `grace` as the sweep read them). Nothing
+/// without a provider.
+pub async fn collect(
+    app: &App,
+    plans: &HashMap<Uuid, Plan>,
+    grace: Duration,
+    now: Timestamp,
+) -> anyhow::Result<CollectReport> {
     let mut report = CollectReport::default();
     if app.payments.is_none() {
         return Ok(report);
     }
     resume(app, now, &mut report).await?;
-    let grace = Duration::days(i64::from(app.config.grace_period_days));
-    let plans: HashMap<Uuid, Plan> = {
-        let mut tx = app.db.read().await?;
-        plans::all(tx.conn())
-            .await?
-            .into_iter()
-            .map(|p| (p.id, p))
-            .collect()
-    };
     let mut after = (Timestamp::from_micros(0).unwrap_or(now), Uuid::nil());
     loop {
         let page = {
@@ -103,7 +100,7 @@ pub async fn collect(app: &App, now: Timestamp) -> anyhow::Result<CollectReport>
         let Some(last) = page.last() else { break };
         after = (last.current_period_end, last.subscription_id);
         for due in &page {
-            if let Err(err) = collect_one(app, &plans, grace, due, now, &mut report).await {
+            if let Err(err) = collect_one(app, plans, grace, due, now, &mut report).await {
                 report.errors += 1;
                 tracing::error!(subscription_id = %due.subscription_id, error = format!("{err:#}"), "could not charge a renewal");
             }

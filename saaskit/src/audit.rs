@@ -100,6 +100,11 @@ actions! {
     PaymentFailed => "payment.failed",
     PaymentRefunded => "payment.refunded",
     PaymentDisputed => "payment.disputed",
+    TotpEnabled => "mfa.totp_enabled",
+    TotpDisabled => "mfa.totp_disabled",
+    RecoveryCodesRegenerated => "mfa.recovery_codes_regenerated",
+    RecoveryCodeUsed => "mfa.recovery_code_used",
+    BusinessUpdated => "business.updated",
 }
 
 impl Action {

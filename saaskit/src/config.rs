@@ -71,6 +71,15 @@ pub struct Config {
     )]
     pub mail_from: String,
 
+    /// The name authenticator apps show beside a person's two-factor codes (no `:`).
+    #[arg(
+        long,
+        env = "SAASKIT_TOTP_ISSUER",
+        default_value = "saaskit",
+        global = true
+    )]
+    pub totp_issuer: String,
+
     /// Code of the plan every new business is subscribed to at signup.
     #[arg(
         long,
@@ -559,6 +568,11 @@ impl Config {
         if self.default_plan.trim().is_empty() {
             anyhow::bail!("SAASKIT_DEFAULT_PLAN may not be empty");
         }
+        if self.totp_issuer.trim().is_empty() || self.totp_issuer.contains(':') {
+            anyhow::bail!(
+                "SAASKIT_TOTP_ISSUER must be a name without `:` (authenticator apps split on it)"
+            );
+        }
         if self.backup_every.is_some() {
             if self.backup_dir.is_none() {
                 anyhow::bail!("SAASKIT_BACKUP_EVERY needs SAASKIT_BACKUP_DIR: where to put them");
@@ -585,6 +599,7 @@ impl Config {
             mail_dir: PathBuf::from("./mail"),
             smtp_url: None,
             mail_from: "saaskit <no-reply@saaskit.localhost>".into(),
+            totp_issuer: "saaskit".into(),
             default_plan: "free-trial".into(),
             grace_period_days: 3,
             renew_every: 60,

@@ -407,12 +407,24 @@ impl Contract {
     fn undocumented(&self, instance: &Value, schema: &Value, at: &str, out: &mut Vec<String>) {
         let schema = self.resolve(schema);
         if let Some(branches) = schema.get("oneOf").or_else(|| schema.get("anyOf")) {
-            // Ours are `T or null`: the branch of a non-null value is the non-null one.
+            // `T or null`, or one of several shapes (a login's session or its second step): a
+            // value is described if one branch describes all its members. Otherwise the branch
+            // that leaves the fewest undescribed is the one meant, and those are reported.
+            if instance.is_null() {
+                return;
+            }
+            let mut fewest: Option<Vec<String>> = None;
             for branch in branches.as_array().into_iter().flatten() {
-                if self.resolve(branch)["type"] != "null" && !instance.is_null() {
-                    self.undocumented(instance, branch, at, out);
+                if self.resolve(branch)["type"] == "null" {
+                    continue;
+                }
+                let mut missing = Vec::new();
+                self.undocumented(instance, branch, at, &mut missing);
+                if fewest.as_ref().is_none_or(|f| missing.len() < f.len()) {
+                    fewest = Some(missing);
                 }
             }
+            out.extend(fewest.unwrap_or_default());
             return;
         }
         match instance {

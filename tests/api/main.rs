@@ -28,6 +28,7 @@ mod matrix;
 mod me;
 mod members;
 mod metering;
+mod mfa;
 mod openapi;
 mod operators;
 mod password_reset;

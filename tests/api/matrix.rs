@@ -79,6 +79,11 @@ fn table() -> Vec<Row> {
         row!("POST",   "/api/v1/signup",                      [201, 201, 201, 201, 201, 201, 201, 201, 201, 201, 201]),
         row!("POST",   "/api/v1/login",                       [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
         row!("POST",   "/api/v1/password/reset",              [202, 202, 202, 202, 202, 202, 202, 202, 202, 202, 202]),
+        // An unknown token: 401 `invalid_mfa_token`.
+        row!("POST",   "/api/v1/login/mfa",                   [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
+        row!("POST",   "/api/v1/login/magic-link",            [202, 202, 202, 202, 202, 202, 202, 202, 202, 202, 202]),
+        // An unknown key: 404 `key_not_found`.
+        row!("POST",   "/api/v1/login/magic-link/confirm",    [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
         // An unknown key: 404 `key_not_found`.
         row!("POST",   "/api/v1/password/reset/confirm",      [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
         // An unknown key: 404 `key_not_found`.
@@ -108,6 +113,15 @@ fn table() -> Vec<Row> {
         // Bots have no password.
         row!("POST",   "/api/v1/password/change",             [401, 200, 200, 200, 403, 403, 401, 401, 200, 401, 401]),
         row!("GET",    "/api/v1/businesses",                  [401, 200, 200, 200, 200, 403, 401, 401, 200, 401, 401]),
+        row!("GET",    "/api/v1/business",                    [401, 200, 200, 200, 200, 403, 401, 401, 200, 401, 401]),
+        // Second factors are people's: bots have none.
+        row!("GET",    "/api/v1/mfa",                         [401, 200, 200, 200, 403, 403, 401, 401, 200, 401, 401]),
+        row!("POST",   "/api/v1/mfa/totp/setup",              [401, 200, 200, 200, 403, 403, 401, 401, 200, 401, 401]),
+        // A wrong code for the set-up just made.
+        row!("POST",   "/api/v1/mfa/totp/confirm",            [401, 422, 422, 422, 403, 403, 401, 401, 422, 401, 401]),
+        // With a wrong password (the matrix must not change its callers' sign-in).
+        row!("DELETE", "/api/v1/mfa/totp",                    [401, 422, 422, 422, 403, 403, 401, 401, 422, 401, 401]),
+        row!("POST",   "/api/v1/mfa/recovery-codes",          [401, 422, 422, 422, 403, 403, 401, 401, 422, 401, 401]),
         // To a business the caller does not belong to (switching ends the caller's session;
         // the switch itself is tested in tests/api/teams.rs).
         row!("POST",   "/api/v1/sessions/switch",             [401, 404, 404, 404, 403, 403, 401, 401, 404, 401, 401]),
@@ -122,6 +136,8 @@ fn table() -> Vec<Row> {
 
         // Dashboard writes: `dashboard`, role as noted.      anon  own   adm   mem   bot   sdk   rvk   exp   oth   dusr  dbiz
         row!("POST",   "/api/v1/applications",                [401, 201, 201, 201, 201, 403, 401, 401, 201, 401, 401]),
+        // Renaming: owners and admins.
+        row!("PATCH",  "/api/v1/business",                    [401, 200, 200, 403, 403, 403, 401, 401, 200, 401, 401]),
         row!("PATCH",  "/api/v1/applications/{id}",           [401, 200, 200, 200, 200, 403, 401, 401, 404, 401, 401]),
         row!("DELETE", "/api/v1/applications/{id}",           [401, 204, 204, 403, 403, 403, 401, 401, 404, 401, 401]),
         row!("POST",   "/api/v1/subscription/change",         [401, 200, 200, 403, 403, 403, 401, 401, 200, 401, 401]),
@@ -629,7 +645,14 @@ async fn prepare(app: &TestApp, w: &World, verb: &str, template: &str) -> (Strin
             (at(&id), None)
         }
         ("POST", "/api/v1/sessions/switch") => with(json!({"business_id": w.victim_business})),
-        ("DELETE", "/api/v1/me") => with(json!({"password": "not the password"})),
+        ("DELETE", "/api/v1/me")
+        | ("DELETE", "/api/v1/mfa/totp")
+        | ("POST", "/api/v1/mfa/recovery-codes") => with(json!({"password": "not the password"})),
+        ("POST", "/api/v1/mfa/totp/confirm") => with(json!({"code": "not a code"})),
+        ("POST", "/api/v1/login/mfa") => with(json!({"mfa_token": "unknown", "code": "123456"})),
+        ("POST", "/api/v1/login/magic-link") => with(json!({"email": "nobody@example.com"})),
+        ("POST", "/api/v1/login/magic-link/confirm") => with(json!({"key": "unknown"})),
+        ("PATCH", "/api/v1/business") => with(json!({"name": "Matrix business"})),
         ("POST", "/api/v1/admin/plans") => with(json!({
             "code": w.unique("matrix-plan-"),
             "name": "Matrix",
@@ -669,12 +692,14 @@ fn bodyless_post(template: &str) -> bool {
             | "/api/v1/subscription/resume"
             | "/api/v1/email/verify/resend"
             | "/api/v1/billing/setup-intent"
+            | "/api/v1/mfa/totp/setup"
     )
 }
 
 /// The problem code a refusal must carry.
 fn expected_code(caller: usize, row: &Row, status: u16) -> Option<&'static str> {
     match status {
+        401 if row.path == "/api/v1/login/mfa" => Some("invalid_mfa_token"),
         401 => Some("unauthenticated"),
         403 if row.path == "/api/v1/invitations/{invitation}/accept" => {
             Some(if caller == BOT || caller == SDK_KEY {
@@ -688,7 +713,8 @@ fn expected_code(caller: usize, row: &Row, status: u16) -> Option<&'static str> 
         403 if row.path == "/api/v1/password/change"
             || row.path == "/api/v1/sessions/switch"
             || row.path == "/api/v1/me"
-            || row.path == "/api/v1/email/verify/resend" =>
+            || row.path == "/api/v1/email/verify/resend"
+            || row.path.starts_with("/api/v1/mfa") =>
         {
             Some("not_a_person")
         }

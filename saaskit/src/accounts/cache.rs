@@ -121,6 +121,7 @@ mod tests {
             business_id: Uuid::now_v7(),
             business_name: "b".into(),
             business_created_at: at(0),
+            business_require_mfa: false,
             member: None,
             subscription: None,
             plan: None,

@@ -4,6 +4,8 @@
 pub mod cache;
 pub mod hashing;
 pub mod keys;
+pub mod magic;
+pub mod mfa;
 pub mod reset;
 pub mod sessions;
 pub mod verification;
@@ -175,6 +177,7 @@ pub async fn signup(
         id: Uuid::now_v7(),
         name: new.business_name.as_str().to_owned(),
         is_active: true,
+        require_mfa: false,
         created_at: now,
         updated_at: now,
     };
@@ -275,6 +278,14 @@ pub struct LoggedIn {
     pub business: Business,
 }
 
+/// Where a first factor (a password, a magic link) leads: a session, or the second step when
+/// the person signs in with two factors ([`mfa::complete_login`]).
+#[derive(Debug)]
+pub enum SignIn {
+    Session(Box<LoggedIn>),
+    SecondFactor(mfa::Challenge),
+}
+
 #[derive(Debug, Error)]
 pub enum LoginError {
     /// Unknown email, wrong password, inactive account or no business: deliberately one case,
@@ -310,7 +321,7 @@ pub async fn login(
     email: &str,
     password: &str,
     client: ClientInfo,
-) -> Result<LoggedIn, LoginError> {
+) -> Result<SignIn, LoginError> {
     let key = Email::key_of(email);
     let ip = client.ip.as_deref();
     let c = &app.config;
@@ -372,9 +383,42 @@ pub async fn login(
     if !verification::may_open_session(app, &user) {
         return Err(LoginError::EmailNotVerified);
     }
-
     let now = app.clock.now();
-    let mut tx = app.db.begin().await?;
+    let tx = app.db.begin().await?;
+    after_first_factor(app, tx, user, now, client, "password").await
+}
+
+/// The first factor is proven (`method`: `password`, `magic_link`): the session, or the second
+/// step if the person has a second factor. Commits `tx`, which may hold the first factor's
+/// own writes (a magic link's use).
+pub(crate) async fn after_first_factor(
+    app: &App,
+    mut tx: crate::db::Tx,
+    user: User,
+    now: Timestamp,
+    client: ClientInfo,
+    method: &str,
+) -> Result<SignIn, LoginError> {
+    if mfa::has_second_factor(tx.conn(), user.id).await? {
+        let challenge = mfa::challenge(&mut tx, &user, now).await?;
+        tx.commit().await?;
+        return Ok(SignIn::SecondFactor(challenge));
+    }
+    Ok(SignIn::Session(Box::new(
+        finish_login(app, tx, user, now, client, method).await?,
+    )))
+}
+
+/// Opens the session of a login whose factors are all proven, for the user's default business,
+/// and records it (`method`: how the last factor was proven). Commits `tx`.
+pub(crate) async fn finish_login(
+    app: &App,
+    mut tx: crate::db::Tx,
+    user: User,
+    now: Timestamp,
+    client: ClientInfo,
+    method: &str,
+) -> Result<LoggedIn, LoginError> {
     let Some(business_id) = members::default_business_of(tx.conn(), user.id).await? else {
         return Err(LoginError::InvalidCredentials);
     };
@@ -387,7 +431,8 @@ pub async fn login(
         now,
         Event::new(Action::LoginSucceeded, Actor::User(user.id))
             .business(business.id)
-            .target("session", session.token_id),
+            .target("session", session.token_id)
+            .details(json!({"method": method})),
     )
     .await?;
     // A new session changes no other token's auth context.
@@ -484,6 +529,8 @@ pub struct Principal {
     pub business_id: Uuid,
     pub business_name: String,
     pub business_created_at: Timestamp,
+    /// Whether the business requires its members to sign in with a second factor.
+    pub business_require_mfa: bool,
     /// The person or bot behind the token; `None` for an API key, which belongs to the business.
     pub member: Option<Membership>,
     pub subscription: Option<CurrentSubscription>,
@@ -569,6 +616,8 @@ pub struct Membership {
     pub is_staff: bool,
     pub email_verified_at: Option<Timestamp>,
     pub user_created_at: Timestamp,
+    /// Whether the user signs in with a second factor.
+    pub has_second_factor: bool,
 }
 
 impl Principal {
@@ -590,6 +639,13 @@ impl Principal {
 
     pub fn is_staff(&self) -> bool {
         self.member.as_ref().is_some_and(|m| m.is_staff)
+    }
+
+    /// A person whose business requires a second factor they do not have yet: until they set one
+    /// up, they may only do that, read `me` and log out
+    /// ([`mfa::api_allows_before_enrolment`], [`mfa::page_allows_before_enrolment`]).
+    pub fn mfa_enrollment_required(&self) -> bool {
+        self.business_require_mfa && self.person().is_some_and(|m| !m.has_second_factor)
     }
 }
 
@@ -716,6 +772,7 @@ fn principal_from(row: AuthRow) -> anyhow::Result<Principal> {
             is_staff: row.user_is_staff.unwrap_or(false),
             email_verified_at: row.user_email_verified_at,
             user_created_at,
+            has_second_factor: row.user_has_mfa.unwrap_or(false),
         }),
         _ => None,
     };
@@ -752,6 +809,7 @@ fn principal_from(row: AuthRow) -> anyhow::Result<Principal> {
         business_id: row.business_id,
         business_name: row.business_name,
         business_created_at: row.business_created_at,
+        business_require_mfa: row.business_require_mfa,
         member,
         subscription,
         plan: None,

@@ -104,7 +104,7 @@ pub async fn revoke_others(app: &App, principal: &Principal) -> Result<u64, Sess
 
 /// Checks the caller's current password (counted like failed logins to the account); returns
 /// the caller's user id and membership.
-async fn check_password(
+pub(crate) async fn check_password(
     app: &App,
     principal: &Principal,
     current: &str,
@@ -278,9 +278,17 @@ pub async fn delete_account(
         closed.push(m.business_id);
     }
     tokens::revoke_all_of_user(tx.conn(), user, now).await?;
-    for purpose in [super::reset::PURPOSE, super::verification::PURPOSE] {
+    for purpose in [
+        super::reset::PURPOSE,
+        super::verification::PURPOSE,
+        super::magic::PURPOSE,
+        super::mfa::CHALLENGE_PURPOSE,
+    ] {
         one_time_keys::revoke_for_user(tx.conn(), user, purpose, now).await?;
     }
+    // Second factors are personal secrets: erased with the rest.
+    crate::store::mfa::delete_totp(tx.conn(), user).await?;
+    crate::store::mfa::delete_recovery_codes(tx.conn(), user).await?;
     users::erase(tx.conn(), user, now).await?;
     events.push(
         Event::new(Action::AccountDeleted, Actor::User(user))

@@ -240,6 +240,9 @@ enum UserCommand {
     MakeStaff { email: String },
     /// Take staff rights away.
     RemoveStaff { email: String },
+    /// Turn off a person's two-factor sign-in (their authenticator and recovery codes are lost):
+    /// they sign in with their password alone, and are mailed that it happened.
+    ResetMfa { email: String },
 }
 
 fn parse_limit(s: &str) -> Result<(String, i64), String> {

@@ -320,6 +320,20 @@ pub(super) async fn user(app: &App, cmd: UserCommand) -> anyhow::Result<()> {
     let (email, staff) = match cmd {
         UserCommand::MakeStaff { email } => (email, true),
         UserCommand::RemoveStaff { email } => (email, false),
+        UserCommand::ResetMfa { email } => {
+            let was_on = crate::accounts::mfa::reset(app, &email, None)
+                .await
+                .with_context(|| format!("resetting the two-factor sign-in of {email}"))?;
+            println!(
+                "{email} {}",
+                if was_on {
+                    "signs in with a password alone now (two-factor sign-in turned off)"
+                } else {
+                    "had no two-factor sign-in: nothing changed"
+                }
+            );
+            return Ok(());
+        }
     };
     admin::set_staff(app, &email, staff)
         .await
@@ -454,6 +468,11 @@ async fn reseal_everything(app: &App) -> anyhow::Result<()> {
     let endpoints = crate::webhooks::reseal_secrets(&app.db, &app.sealer).await?;
     println!(
         "re-sealed {endpoints} webhook endpoint secret(s) under key {}",
+        app.sealer.current_id()
+    );
+    let seeds = crate::accounts::mfa::reseal_secrets(&app.db, &app.sealer).await?;
+    println!(
+        "re-sealed {seeds} two-factor seed(s) under key {}",
         app.sealer.current_id()
     );
     Ok(())

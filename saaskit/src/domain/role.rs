@@ -78,11 +78,15 @@ pub enum Permission {
     ReadAuditLog,
     /// Register, change and remove webhook endpoints; see and retry their deliveries.
     ManageWebhooks,
+    /// Rename the business.
+    ManageBusiness,
+    /// Require every member to sign in with a second factor.
+    ManageSecurity,
 }
 
 /// The roles table: each permission, as the README words it, and whether an owner, an admin, a
 /// member and a bot have it (in that order). The README's table is checked against this one.
-pub const PERMISSIONS: [(Permission, &str, [bool; 4]); 8] = [
+pub const PERMISSIONS: [(Permission, &str, [bool; 4]); 10] = [
     (
         Permission::UseProduct,
         "use the product: read the business's data, create and edit its resources",
@@ -122,6 +126,16 @@ pub const PERMISSIONS: [(Permission, &str, [bool; 4]); 8] = [
         Permission::ManageWebhooks,
         "manage webhook endpoints; see and retry their deliveries",
         [true, true, false, false],
+    ),
+    (
+        Permission::ManageBusiness,
+        "rename the business",
+        [true, true, false, false],
+    ),
+    (
+        Permission::ManageSecurity,
+        "require every member to sign in with a second factor",
+        [true, false, false, false],
     ),
 ];
 

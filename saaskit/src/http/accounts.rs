@@ -53,6 +53,8 @@ pub struct BusinessView {
     pub id: Uuid,
     pub name: String,
     pub created_at: Timestamp,
+    /// Whether its members must sign in with a second factor (`PATCH /api/v1/business`).
+    pub require_mfa: bool,
 }
 
 impl From<&crate::store::users::User> for UserView {
@@ -75,6 +77,7 @@ impl From<&crate::store::businesses::Business> for BusinessView {
             id: b.id,
             name: b.name.clone(),
             created_at: b.created_at,
+            require_mfa: b.require_mfa,
         }
     }
 }
@@ -303,6 +306,60 @@ pub struct LoginResponse {
     pub business: BusinessView,
 }
 
+impl From<accounts::LoggedIn> for LoginResponse {
+    fn from(done: accounts::LoggedIn) -> Self {
+        LoginResponse {
+            token: done.session.token,
+            token_expires_at: done.session.expires_at,
+            user: UserView::from(&done.user),
+            business: BusinessView::from(&done.business),
+        }
+    }
+}
+
+/// The first factor is right and the person signs in with two: no session yet.
+/// `POST /api/v1/login/mfa` with the token and a code completes the login.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct MfaRequired {
+    /// Always `true`.
+    pub mfa_required: bool,
+    /// Single-use, valid five minutes.
+    pub mfa_token: String,
+    pub mfa_token_expires_at: Timestamp,
+    /// What the second step accepts: `totp`, `recovery_code`.
+    pub methods: Vec<&'static str>,
+}
+
+impl From<accounts::mfa::Challenge> for MfaRequired {
+    fn from(challenge: accounts::mfa::Challenge) -> Self {
+        MfaRequired {
+            mfa_required: true,
+            mfa_token: challenge.token,
+            mfa_token_expires_at: challenge.expires_at,
+            methods: accounts::mfa::METHODS.to_vec(),
+        }
+    }
+}
+
+/// What a first factor gets: a session, or the second step.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum LoginAnswer {
+    Session(LoginResponse),
+    SecondFactor(MfaRequired),
+}
+
+impl From<accounts::SignIn> for LoginAnswer {
+    fn from(signed: accounts::SignIn) -> Self {
+        match signed {
+            accounts::SignIn::Session(done) => LoginAnswer::Session((*done).into()),
+            accounts::SignIn::SecondFactor(challenge) => {
+                LoginAnswer::SecondFactor(challenge.into())
+            }
+        }
+    }
+}
+
 impl From<LoginError> for ApiError {
     fn from(err: LoginError) -> Self {
         match err {
@@ -330,7 +387,7 @@ impl From<LoginError> for ApiError {
     description = "Exchanges an email and password for a session token.",
     request_body = LoginRequest,
     responses(
-        (status = 200, description = "A new session.", body = LoginResponse),
+        (status = 200, description = "A new session, or, for a person who signs in with two factors, the second step (`mfa_required`).", body = LoginAnswer),
         (status = 401, description = "`invalid_credentials`: the email or the password is wrong."),
         (status = 403, description = "`email_not_verified`: the password is right, but verified emails are required and this one is not yet."),
         (status = 429, description = "`rate_limited`: too many attempts; `Retry-After` says when to try again."),
@@ -340,7 +397,7 @@ pub async fn login_user(
     State(app): State<AppState>,
     Client(client): Client,
     ApiJson(body): ApiJson<LoginRequest>,
-) -> ApiResult<Json<LoginResponse>> {
+) -> ApiResult<Json<LoginAnswer>> {
     let mut f = Fields::default();
     let email = f.required("email", &body.email);
     let password = f.required("password", &body.password);
@@ -348,13 +405,8 @@ pub async fn login_user(
     let (Some(email), Some(password)) = (email, password) else {
         return Err(ApiError::validation(Vec::new()));
     };
-    let done = login_with(&app, email, password, client).await?;
-    Ok(Json(LoginResponse {
-        token: done.session.token,
-        token_expires_at: done.session.expires_at,
-        user: UserView::from(&done.user),
-        business: BusinessView::from(&done.business),
-    }))
+    let signed = login_with(&app, email, password, client).await?;
+    Ok(Json(signed.into()))
 }
 
 /// `POST /api/v1/logout`: revokes the token that authenticated this request.
@@ -364,7 +416,7 @@ pub(crate) async fn login_with(
     email: &str,
     password: &str,
     client: crate::accounts::ClientInfo,
-) -> ApiResult<accounts::LoggedIn> {
+) -> ApiResult<accounts::SignIn> {
     // Nothing longer than any acceptable password is worth hashing: refuse it like a wrong one.
     // Nor is an email that no account can have (PostgreSQL could not even look up a NUL).
     if password.chars().count() > crate::domain::PASSWORD_MAX_LEN
@@ -398,6 +450,11 @@ pub async fn logout_user(
 pub struct MeResponse {
     pub user: UserView,
     pub business: BusinessView,
+    /// Whether the person signs in with a second factor.
+    pub mfa_enabled: bool,
+    /// The business requires a second factor the person has not set up: until they do, only
+    /// `me`, logout and the two-factor set-up answer (403 `mfa_enrollment_required` elsewhere).
+    pub mfa_enrollment_required: bool,
     pub role: crate::domain::Role,
     /// The caller's membership id in this business (`DELETE /members/{id}` with it leaves).
     pub member_id: uuid::Uuid,
@@ -469,7 +526,10 @@ fn me_view(mut p: Principal) -> ApiResult<MeResponse> {
             id: p.business_id,
             name: p.business_name,
             created_at: p.business_created_at,
+            require_mfa: p.business_require_mfa,
         },
+        mfa_enabled: m.has_second_factor,
+        mfa_enrollment_required: p.business_require_mfa && !m.has_second_factor,
         role: m.role,
         member_id: m.member_id,
         scopes,

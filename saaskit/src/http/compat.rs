@@ -42,6 +42,15 @@ pub struct TokenOnly {
     pub token: String,
 }
 
+/// What the legacy login answers: the token, or the second step of a person who signs in with
+/// two factors (completed at `POST /api/v1/login/mfa`).
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum CompatLoginAnswer {
+    Token(TokenOnly),
+    SecondFactor(crate::http::accounts::MfaRequired),
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub struct CompatSignedUp {
     /// A session token; null while verified emails are required (`SAASKIT_REQUIRE_VERIFIED_EMAIL`)
@@ -210,7 +219,7 @@ pub struct CompatLogin {
     summary = "Log in (legacy)",
     request_body = CompatLogin,
     responses(
-        (status = 200, description = "A session.", body = TokenOnly),
+        (status = 200, description = "A session, or the second step (`mfa_required`) for a person who signs in with two factors.", body = CompatLoginAnswer),
         (status = 401, description = "`invalid_credentials`."),
         (status = 403, description = "`email_not_verified`: the password is right, but verified emails are required and this one is not yet."),
         (status = 429, description = "`rate_limited`: too many attempts; `Retry-After` says when to try again."),
@@ -220,13 +229,18 @@ pub async fn compat_login(
     State(app): State<AppState>,
     client: Client,
     ApiJson(body): ApiJson<CompatLogin>,
-) -> ApiResult<Json<TokenOnly>> {
+) -> ApiResult<Json<CompatLoginAnswer>> {
+    use crate::http::accounts::LoginAnswer;
     let login = crate::http::accounts::LoginRequest {
         email: body.email,
         password: body.password,
     };
-    let Json(done) = crate::http::accounts::login_user(State(app), client, ApiJson(login)).await?;
-    Ok(Json(TokenOnly { token: done.token }))
+    let Json(answer) =
+        crate::http::accounts::login_user(State(app), client, ApiJson(login)).await?;
+    Ok(Json(match answer {
+        LoginAnswer::Session(done) => CompatLoginAnswer::Token(TokenOnly { token: done.token }),
+        LoginAnswer::SecondFactor(step) => CompatLoginAnswer::SecondFactor(step),
+    }))
 }
 
 /// `POST /saas/passwd/reset`: 202 whatever the email; the key goes only to the mailbox.

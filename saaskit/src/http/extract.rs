@@ -243,12 +243,30 @@ impl FromRequestParts<AppState> for Authenticated {
         let token = presented_token(parts).ok_or_else(ApiError::unauthenticated)?;
         match accounts::authenticate(app, token).await? {
             Some(principal) => {
+                if principal.mfa_enrollment_required() {
+                    let path = parts
+                        .extensions
+                        .get::<axum::extract::OriginalUri>()
+                        .map_or_else(|| parts.uri.path(), |o| o.0.path());
+                    if !accounts::mfa::api_allows_before_enrolment(&parts.method, path) {
+                        return Err(mfa_enrollment_required());
+                    }
+                }
                 parts.extensions.insert(Authenticated(principal.clone()));
                 Ok(Authenticated(principal))
             }
             None => Err(ApiError::unauthenticated()),
         }
     }
+}
+
+/// 403 `mfa_enrollment_required`: the business requires a second factor this person lacks.
+pub fn mfa_enrollment_required() -> ApiError {
+    ApiError::forbidden(
+        "mfa_enrollment_required",
+        "This business requires two-factor sign-in: set it up first \
+         (POST /api/v1/mfa/totp/setup, then POST /api/v1/mfa/totp/confirm).",
+    )
 }
 
 /// The caller if the request presents a token (401 if it is not a live one); `None` when it

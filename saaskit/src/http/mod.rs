@@ -5,12 +5,14 @@ pub mod accounts;
 pub mod admin;
 pub mod audit;
 pub mod billing;
+pub mod business;
 pub mod compat;
 pub mod extract;
 pub mod health;
 pub mod invitations;
 pub mod keys;
 pub mod members;
+pub mod mfa;
 pub mod openapi;
 pub mod passwords;
 pub mod payments;
@@ -53,6 +55,15 @@ pub fn api_route_table() -> Vec<Route> {
         routes!(accounts::create_account),
         routes!(accounts::login_user),
         routes!(accounts::logout_user),
+        routes!(mfa::login_mfa),
+        routes!(mfa::request_magic_link),
+        routes!(mfa::confirm_magic_link),
+        routes!(mfa::get_mfa),
+        routes!(mfa::setup_totp),
+        routes!(mfa::confirm_totp),
+        routes!(mfa::disable_totp),
+        routes!(mfa::regenerate_recovery_codes),
+        routes!(business::get_business, business::update_business),
         routes!(accounts::get_current_user, sessions::delete_account),
         routes!(health::get_api_health),
         routes!(openapi::get_openapi),

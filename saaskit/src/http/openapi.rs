@@ -41,6 +41,8 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
     modifiers(&SecuritySchemes),
     tags(
         (name = "accounts", description = "Signup, login, sessions and passwords."),
+        (name = "mfa", description = "Two-factor sign-in: an authenticator app (TOTP) and recovery codes."),
+        (name = "business", description = "The business the caller acts for, and its rules."),
         (name = "billing", description = "The plan catalog and the business's subscription."),
         (name = "payments", description = "Money in through Stripe: the card on file, top-ups, the payment history, and Stripe's events. Answers 409 `payments_not_configured` where no provider is set."),
         (name = "invitations", description = "Inviting people into a business."),

@@ -111,6 +111,20 @@ mail!(
     text "mail/payment_disputed/body.txt",
     html "mail/payment_disputed/body.html"
 );
+mail!(
+    /// To a person who asked to sign in by mail (`POST /api/v1/login/magic-link`).
+    magic_link::MagicLink { first_name, email, valid_minutes, link }
+    subject "mail/magic_link/subject.txt",
+    text "mail/magic_link/body.txt",
+    html "mail/magic_link/body.html"
+);
+mail!(
+    /// To a person whose two-factor sign-in was turned on or off (`change`: `on` or `off`).
+    mfa_changed::MfaChanged { first_name, email, change, link }
+    subject "mail/mfa_changed/subject.txt",
+    text "mail/mfa_changed/body.txt",
+    html "mail/mfa_changed/body.html"
+);
 
 /// The filters templates may use beside askama's own (pages use them too).
 pub(crate) mod filters {
@@ -210,8 +224,11 @@ mod tests {
     }
 
     /// The values that are ours (or the recipient's own address) and need no quoting.
-    const OURS: [&str; 9] = [
+    const OURS: [&str; 11] = [
         "link",
+        "valid_minutes",
+        // `on` or `off`.
+        "change",
         "amount",
         // A sentence of ours, or the provider's dispute reason code (`fraudulent`).
         "reason",
@@ -292,6 +309,41 @@ mod tests {
     }
 
     #[test]
+    fn sign_in_mails_say_what_happened_and_carry_no_secret_in_the_subject() {
+        for (change, words) in [("on", "asks for a code"), ("off", "password only")] {
+            let mail = MfaChanged {
+                first_name: "Ada",
+                email: "ada@example.com",
+                change,
+                link: "https://app.example.com/account/two-factor",
+            }
+            .render()
+            .expect("renders");
+            assert_eq!(mail.subject, format!("Two-factor sign-in turned {change}"));
+            for body in [&mail.text, &mail.html] {
+                assert!(body.contains(words), "{body}");
+                assert!(
+                    body.contains("https://app.example.com/account/two-factor"),
+                    "{body}"
+                );
+            }
+        }
+        let link = "https://app.example.com/magic-login?key=abc";
+        let mail = MagicLink {
+            first_name: "Ada",
+            email: "ada@example.com",
+            valid_minutes: "15",
+            link,
+        }
+        .render()
+        .expect("renders");
+        assert_eq!(mail.subject, "Your sign-in link");
+        for body in [&mail.text, &mail.html] {
+            assert!(body.contains(link) && body.contains("15 minutes"), "{body}");
+        }
+    }
+
+    #[test]
     fn every_chosen_value_in_every_template_is_quoted() {
         for sources in [
             PasswordReset::SOURCES,
@@ -301,6 +353,8 @@ mod tests {
             WebhookDisabled::SOURCES,
             PaymentFailed::SOURCES,
             PaymentDisputed::SOURCES,
+            MagicLink::SOURCES,
+            MfaChanged::SOURCES,
         ] {
             for (i, path) in sources.iter().enumerate() {
                 let text = source(path);

@@ -9,18 +9,21 @@ pub struct Business {
     pub id: Uuid,
     pub name: String,
     pub is_active: bool,
+    /// Whether its members must sign in with a second factor (`PATCH /api/v1/business`).
+    pub require_mfa: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
 pub async fn insert(c: Conn<'_>, business: &Business) -> sqlx::Result<()> {
     on_conn!(c, c => sqlx::query(
-        "INSERT INTO businesses (id, name, is_active, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5)",
+        "INSERT INTO businesses (id, name, is_active, require_mfa, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(business.id)
     .bind(&business.name)
     .bind(business.is_active)
+    .bind(business.require_mfa)
     .bind(business.created_at)
     .bind(business.updated_at)
     .execute(&mut *c)
@@ -30,11 +33,32 @@ pub async fn insert(c: Conn<'_>, business: &Business) -> sqlx::Result<()> {
 
 pub async fn find(c: Conn<'_>, id: Uuid) -> sqlx::Result<Option<Business>> {
     on_conn!(c, c => sqlx::query_as(
-        "SELECT id, name, is_active, created_at, updated_at FROM businesses WHERE id = $1",
+        "SELECT id, name, is_active, require_mfa, created_at, updated_at FROM businesses \
+         WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(&mut *c)
     .await)
+}
+
+/// Sets a business's name and its second-factor rule.
+pub async fn set_settings(
+    c: Conn<'_>,
+    id: Uuid,
+    name: &str,
+    require_mfa: bool,
+    now: Timestamp,
+) -> sqlx::Result<()> {
+    on_conn!(c, c => sqlx::query(
+        "UPDATE businesses SET name = $2, require_mfa = $3, updated_at = $4 WHERE id = $1",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(require_mfa)
+    .bind(now)
+    .execute(&mut *c)
+    .await
+    .map(|_| ()))
 }
 
 /// Serialises writers that decide from a business's state (one pending invitation per email):

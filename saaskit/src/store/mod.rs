@@ -9,6 +9,7 @@ pub mod businesses;
 pub mod events;
 pub mod ledger;
 pub mod members;
+pub mod mfa;
 pub mod one_time_keys;
 pub mod outbox;
 pub mod payments;

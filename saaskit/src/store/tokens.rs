@@ -113,6 +113,9 @@ pub struct AuthRow {
     pub business_id: Uuid,
     pub business_name: String,
     pub business_created_at: Timestamp,
+    pub business_require_mfa: bool,
+    /// Whether the user signs in with a second factor (null for an API key).
+    pub user_has_mfa: Option<bool>,
     pub member_id: Option<Uuid>,
     pub member_role: Option<String>,
     pub subscription_id: Option<Uuid>,
@@ -138,6 +141,9 @@ pub async fn find_auth(
          u.last_name AS user_last_name, u.is_staff AS user_is_staff, \
          u.email_verified_at AS user_email_verified_at, u.created_at AS user_created_at, \
          b.id AS business_id, b.name AS business_name, b.created_at AS business_created_at, \
+         b.require_mfa AS business_require_mfa, \
+         CASE WHEN u.id IS NULL THEN NULL ELSE EXISTS (SELECT 1 FROM user_totp x \
+              WHERE x.user_id = u.id AND x.confirmed_at IS NOT NULL) END AS user_has_mfa, \
          m.id AS member_id, m.role AS member_role, \
          s.id AS subscription_id, s.status AS subscription_status, \
          s.current_period_start AS subscription_period_start, \

@@ -59,6 +59,7 @@ mod applications;
 mod auth;
 mod billing;
 mod keys;
+mod mfa;
 mod payments;
 mod team;
 mod webhooks;

@@ -1,5 +1,6 @@
-//! `/account` (names, password, email confirmation, the businesses one belongs to and switching
-//! between them, deleting the account) and `/sessions` (where one is logged in; ending them).
+//! `/account` (names, password, email confirmation, two-factor sign-in's state, the businesses
+//! one belongs to and switching between them, deleting the account) and `/sessions` (where one is
+//! logged in; ending them).
 
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -11,7 +12,7 @@ use super::auth::{Empty, Notice};
 use super::format::{day, moment};
 use super::session::{self, SignedIn, Submitted};
 use super::{FormErrors, problem_page, render};
-use crate::accounts::{sessions, verification};
+use crate::accounts::{mfa, sessions, verification};
 use crate::app::AppState;
 use crate::domain::PersonName;
 use crate::error::{ApiError, FieldError};
@@ -41,6 +42,7 @@ struct AccountPage {
     verified: bool,
     names: NamesForm,
     businesses: Vec<BusinessRow>,
+    two_factor: mfa::Status,
     errors: FormErrors,
 }
 
@@ -68,6 +70,10 @@ async fn account_page(
             .collect(),
         Err(e) => return problem_page(e.into()),
     };
+    let two_factor = match mfa::status(app, p).await {
+        Ok(s) => s,
+        Err(e) => return problem_page(e.into()),
+    };
     let page = AccountPage {
         chrome: signed_in.chrome("Your account").notice(notice),
         email: me.email.clone(),
@@ -77,6 +83,7 @@ async fn account_page(
             last_name: me.last_name.clone(),
         }),
         businesses,
+        two_factor,
         errors,
     };
     render(status, &page)

@@ -1,8 +1,9 @@
-//! Signing up, logging in and out, a forgotten password, confirming an email address.
+//! Signing up, logging in and out (with a password or a mailed sign-in link), a forgotten
+//! password, confirming an email address.
 //!
-//! A page opened from a mailed link (`/reset-password?key=`, `/verify-email?key=`) does nothing
-//! by being opened: it shows a button, and the POST behind it does the work. Mail scanners that
-//! fetch every link in a message must not use up the key.
+//! A page opened from a mailed link (`/reset-password?key=`, `/verify-email?key=`,
+//! `/magic-login?key=`) does nothing by being opened: it shows a button, and the POST behind it
+//! does the work. Mail scanners that fetch every link in a message must not use up the key.
 
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
@@ -11,7 +12,7 @@ use serde::Deserialize;
 
 use super::session::{self, Submitted, Visitor, local_next};
 use super::{Chrome, FormErrors, problem_page, render, server_error};
-use crate::accounts::{self, reset, verification};
+use crate::accounts::{self, magic, reset, verification};
 use crate::app::AppState;
 use crate::http::accounts::{BusinessInput, SignupRequest, login_with};
 use crate::http::extract::Client;
@@ -157,7 +158,12 @@ pub async fn login(
     }
     let status = if errors.is_empty() {
         match login_with(&app, &form.email, &form.password, client).await {
-            Ok(done) => return signed_in(&app, &done.session.token, &next),
+            Ok(accounts::SignIn::Session(done)) => {
+                return signed_in(&app, &done.session.token, &next);
+            }
+            Ok(accounts::SignIn::SecondFactor(challenge)) => {
+                return second_step_page(&visitor, challenge.token, next, FormErrors::default());
+            }
             Err(err) => {
                 let status = err.status;
                 match FormErrors::from_api(err, &[]) {
@@ -177,6 +183,82 @@ pub async fn login(
         errors,
     };
     render(status, &page)
+}
+
+#[derive(askama::Template)]
+#[template(path = "pages/auth/two_factor.html")]
+struct SecondStepPage {
+    chrome: Chrome,
+    /// The login's second-step key: in the form only (never in a URL), single-use, 5 minutes.
+    mfa_token: String,
+    next: String,
+    errors: FormErrors,
+}
+
+/// The second step of a login (or of a magic link) for a person who signs in with two factors.
+pub(super) fn second_step_page(
+    visitor: &Visitor,
+    mfa_token: String,
+    next: String,
+    errors: FormErrors,
+) -> Response {
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        errors.status()
+    };
+    let page = SecondStepPage {
+        chrome: visitor.chrome("Two-factor sign-in"),
+        mfa_token,
+        next,
+        errors,
+    };
+    render(status, &page)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct SecondStepForm {
+    #[serde(default)]
+    mfa_token: String,
+    #[serde(default)]
+    code: String,
+    next: Option<String>,
+}
+
+/// `POST /login/two-factor`: completes a login with a code (authenticator or recovery).
+pub async fn login_second_step(
+    State(app): State<AppState>,
+    visitor: Visitor,
+    Client(client): Client,
+    Submitted(form): Submitted<SecondStepForm>,
+) -> Response {
+    use crate::accounts::mfa::{self, SecondStepError};
+    let next = local_next(form.next.as_deref()).to_owned();
+    let mut errors = FormErrors::default();
+    if form.code.trim().is_empty() {
+        errors.add("code", "Enter the code from your authenticator app.");
+        return second_step_page(&visitor, form.mfa_token, next, errors);
+    }
+    if form.mfa_token.len() > 128 || form.code.len() > 64 {
+        return Redirect::to("/login?notice=sign_in_expired").into_response();
+    }
+    match mfa::complete_login(&app, &form.mfa_token, &form.code, client).await {
+        Ok(done) => signed_in(&app, &done.session.token, &next),
+        Err(SecondStepError::InvalidToken) => {
+            Redirect::to("/login?notice=sign_in_expired").into_response()
+        }
+        Err(SecondStepError::InvalidCode) => {
+            errors.add(
+                "code",
+                "That code is wrong or was already used. Type the code your app shows now.",
+            );
+            second_step_page(&visitor, form.mfa_token, next, errors)
+        }
+        Err(err) => match FormErrors::from_api(err.into(), &[]) {
+            Ok(errors) => second_step_page(&visitor, form.mfa_token, next, errors),
+            Err(err) => problem_page(err),
+        },
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -341,5 +423,112 @@ pub async fn verify_email(
         }
         Ok(_) => Redirect::to("/login?notice=email_verified").into_response(),
         Err(e) => problem_page(e.into()),
+    }
+}
+
+#[derive(askama::Template)]
+#[template(path = "pages/auth/magic_link.html")]
+struct MagicLinkPage {
+    chrome: Chrome,
+    email: String,
+    errors: FormErrors,
+    valid_minutes: i64,
+}
+
+/// `GET /magic-link`: asks for the address to mail a sign-in link to.
+pub async fn magic_link_page(visitor: Visitor, Query(q): Query<Notice>) -> Response {
+    let page = MagicLinkPage {
+        chrome: visitor
+            .chrome("Sign in with a mailed link")
+            .notice(q.notice.as_deref()),
+        email: String::new(),
+        errors: FormErrors::default(),
+        valid_minutes: magic::KEY_LIFETIME.num_minutes(),
+    };
+    render(StatusCode::OK, &page)
+}
+
+/// `POST /magic-link`: the same answer whether or not the address has an account (the
+/// service mails only a registered one).
+pub async fn request_magic_link(
+    State(app): State<AppState>,
+    visitor: Visitor,
+    Client(client): Client,
+    Submitted(form): Submitted<ForgotForm>,
+) -> Response {
+    let mut errors = FormErrors::default();
+    let mut status = errors.status();
+    if form.email.trim().is_empty() {
+        errors.add("email", "Enter the email address of your account.");
+    } else {
+        match magic::request(&app, form.email.trim(), &client).await {
+            Ok(()) => return Redirect::to("/magic-link?notice=magic_link_sent").into_response(),
+            Err(e) => {
+                let err = crate::error::ApiError::from(e);
+                status = err.status;
+                match FormErrors::from_api(err, &[]) {
+                    Ok(e) => errors = e,
+                    Err(err) => return problem_page(err),
+                }
+            }
+        }
+    }
+    let page = MagicLinkPage {
+        chrome: visitor.chrome("Sign in with a mailed link"),
+        email: form.email,
+        errors,
+        valid_minutes: magic::KEY_LIFETIME.num_minutes(),
+    };
+    render(status, &page)
+}
+
+#[derive(askama::Template)]
+#[template(path = "pages/auth/magic_login.html")]
+struct MagicLoginPage {
+    chrome: Chrome,
+    key: String,
+    /// Why the link did not sign in, as a sentence; the page then offers a new link instead.
+    problem: Option<String>,
+}
+
+/// `GET /magic-login?key=`: a button, nothing more. Opening the link uses no key (mail scanners
+/// fetch links); the POST behind the button does.
+pub async fn magic_login_page(visitor: Visitor, Query(q): Query<Notice>) -> Response {
+    let page = MagicLoginPage {
+        chrome: visitor.chrome("Sign in"),
+        key: q.key.unwrap_or_default(),
+        problem: None,
+    };
+    render(StatusCode::OK, &page)
+}
+
+/// `POST /magic-login`: a session and the dashboard, or the login's second step for a person
+/// with two-factor sign-in (the link replaces the password, not the second factor).
+pub async fn magic_login(
+    State(app): State<AppState>,
+    visitor: Visitor,
+    Client(client): Client,
+    Submitted(form): Submitted<KeyForm>,
+) -> Response {
+    match magic::sign_in(&app, &form.key, client).await {
+        Ok(accounts::SignIn::Session(done)) => signed_in(&app, &done.session.token, "/dashboard"),
+        Ok(accounts::SignIn::SecondFactor(challenge)) => second_step_page(
+            &visitor,
+            challenge.token,
+            "/dashboard".to_owned(),
+            FormErrors::default(),
+        ),
+        Err(e) => {
+            let err = crate::error::ApiError::from(e);
+            if err.status.is_server_error() {
+                return problem_page(err);
+            }
+            let page = MagicLoginPage {
+                chrome: visitor.chrome("Sign in"),
+                key: String::new(),
+                problem: Some(super::forms::sentence(&err)),
+            };
+            render(err.status, &page)
+        }
     }
 }

@@ -111,9 +111,21 @@ pub fn notice_text(name: &str) -> Option<&'static str> {
             "Your account is ready. Confirm your email address with the link we mailed you, then log in."
         }
         "logged_out" => "You are logged out.",
+        "sign_in_expired" => "That sign-in expired or was already completed. Please log in again.",
         "reset_sent" => {
             "If an account uses that address, we have mailed it a link to choose a new password. It works for an hour."
         }
+        "magic_link_sent" => {
+            "If an account uses that address, we have mailed it a sign-in link. It works once, within 15 minutes."
+        }
+        "mfa_disabled" => {
+            "Two-factor sign-in is off: your password alone signs you in. We mailed you a note of the change."
+        }
+        "business_renamed" => "The business is renamed.",
+        "mfa_required" => {
+            "Every member must now sign in with two factors; those without one are asked to set it up before anything else."
+        }
+        "mfa_not_required" => "Members may sign in without a second factor again.",
         "password_changed" => "Your password is changed, and every other session is logged out.",
         "email_verified" => "Your email address is confirmed. Thank you!",
         "joined" => "You joined the business.",
@@ -169,6 +181,16 @@ mod tests {
         assert_eq!(duration_words(61), "2 minutes");
         assert_eq!(duration_words(900), "15 minutes");
         assert_eq!(duration_words(7200), "2 hours");
+    }
+
+    #[test]
+    fn the_sign_in_link_notice_says_how_long_links_last() {
+        let minutes = crate::accounts::magic::KEY_LIFETIME.num_minutes();
+        let said = notice_text("magic_link_sent").unwrap_or_default();
+        assert!(
+            said.contains(&format!("within {minutes} minutes")),
+            "{said}"
+        );
     }
 
     #[test]

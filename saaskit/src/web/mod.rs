@@ -21,6 +21,7 @@ mod invitations;
 mod keys;
 pub mod session;
 mod team;
+mod two_factor;
 mod webhooks;
 
 use std::sync::Arc;
@@ -41,7 +42,16 @@ fn page_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/", get(home)),
         ("/signup", get(auth::signup_page).post(auth::signup)),
         ("/login", get(auth::login_page).post(auth::login)),
+        ("/login/two-factor", post(auth::login_second_step)),
         ("/logout", post(auth::logout)),
+        (
+            "/magic-link",
+            get(auth::magic_link_page).post(auth::request_magic_link),
+        ),
+        (
+            "/magic-login",
+            get(auth::magic_login_page).post(auth::magic_login),
+        ),
         (
             "/forgot-password",
             get(auth::forgot_password_page).post(auth::forgot_password),
@@ -113,11 +123,30 @@ fn page_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/account/verification", post(account::resend_verification)),
         ("/account/delete", post(account::delete_account)),
         ("/account/switch", post(account::switch_business)),
+        ("/account/two-factor", get(two_factor::show_two_factor)),
+        (
+            "/account/two-factor/setup",
+            get(two_factor::show_setup).post(two_factor::start_setup),
+        ),
+        (
+            "/account/two-factor/confirm",
+            post(two_factor::confirm_setup),
+        ),
+        (
+            "/account/two-factor/disable",
+            post(two_factor::disable_two_factor),
+        ),
+        (
+            "/account/two-factor/recovery-codes",
+            post(two_factor::regenerate_recovery_codes),
+        ),
         ("/sessions", get(account::show_sessions)),
         ("/sessions/{id}/end", post(account::end_session)),
         ("/sessions/end-others", post(account::end_other_sessions)),
         ("/audit-log", get(audit::show_audit_log)),
         ("/team", get(team::show_team)),
+        ("/team/name", post(team::rename_business)),
+        ("/team/require-mfa", post(team::require_mfa)),
         ("/team/invitations", post(team::invite_member)),
         (
             "/team/invitations/{id}/resend",

@@ -217,6 +217,12 @@ impl FromRequestParts<AppState> for SignedIn {
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, Response> {
         let visitor = Visitor::from_request_parts(parts, app).await?;
         match visitor.principal {
+            Some(principal)
+                if principal.mfa_enrollment_required()
+                    && !accounts::mfa::page_allows_before_enrolment(parts.uri.path()) =>
+            {
+                Err(Redirect::to("/account/two-factor").into_response())
+            }
             Some(principal) => Ok(SignedIn {
                 csrf: visitor.csrf,
                 principal,

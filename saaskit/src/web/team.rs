@@ -1,6 +1,7 @@
-//! `/team`: the members and their roles, invitations sent and pending. Each action is a small
-//! form posting to `/team/…`; the page shows only what the viewer's role allows (by the roles
-//! table, [`Role::may`]), and the services refuse the rest anyway.
+//! `/team`: the members and their roles, invitations sent and pending, and the business's own
+//! settings (its name; whether every member must sign in with two factors). Each action is a
+//! small form posting to `/team/…`; the page shows only what the viewer's role allows (by the
+//! roles table, [`Role::may`]), and the services refuse the rest anyway.
 
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
@@ -17,6 +18,7 @@ use crate::domain::{Permission, Role};
 use crate::error::ApiError;
 use crate::http::invitations::InviteRequest;
 use crate::http::members::RoleChange;
+use crate::teams::business::{self, BusinessError, Changes};
 use crate::teams::invitations::{self, display_name};
 use crate::teams::members;
 
@@ -49,6 +51,17 @@ pub struct InviteForm {
     role: String,
 }
 
+/// The business's settings as the page shows them, and which of them the viewer may change.
+pub struct Settings {
+    /// The name in the rename form: the business's, or what was typed when it was refused.
+    pub name: String,
+    pub require_mfa: bool,
+    pub may_rename: bool,
+    pub may_require_mfa: bool,
+    /// Requiring two-factor sign-in was refused: the viewer has none of their own yet.
+    pub own_mfa_missing: bool,
+}
+
 #[derive(askama::Template)]
 #[template(path = "pages/team.html")]
 struct TeamPage {
@@ -58,14 +71,23 @@ struct TeamPage {
     /// The roles the viewer may offer in an invitation (empty: no invite form).
     invite_roles: Vec<&'static str>,
     invite: InviteForm,
+    settings: Settings,
     errors: FormErrors,
+}
+
+/// What a refused form asks the page to show again beyond its errors.
+#[derive(Default)]
+struct Typed {
+    invite: InviteForm,
+    business_name: Option<String>,
+    own_mfa_missing: bool,
 }
 
 async fn team_page(
     app: &AppState,
     signed_in: &SignedIn,
     notice: Option<&str>,
-    invite: InviteForm,
+    typed: Typed,
     errors: FormErrors,
     status: StatusCode,
 ) -> Response {
@@ -131,12 +153,24 @@ async fn team_page(
         .filter(|r| role.may_invite(*r))
         .map(Role::as_str)
         .collect();
+    let business = match business::get(app, p).await {
+        Ok(b) => b,
+        Err(e) => return problem_page(e.into()),
+    };
+    let settings = Settings {
+        name: typed.business_name.unwrap_or(business.name),
+        require_mfa: business.require_mfa,
+        may_rename: role.may(Permission::ManageBusiness),
+        may_require_mfa: role.may(Permission::ManageSecurity),
+        own_mfa_missing: typed.own_mfa_missing,
+    };
     let page = TeamPage {
         chrome: signed_in.chrome("Team").notice(notice),
         members,
         invitations,
         invite_roles,
-        invite,
+        invite: typed.invite,
+        settings,
         errors,
     };
     render(status, &page)
@@ -151,7 +185,7 @@ pub async fn show_team(
         &app,
         &signed_in,
         q.notice.as_deref(),
-        InviteForm::default(),
+        Typed::default(),
         FormErrors::default(),
         StatusCode::OK,
     )
@@ -170,7 +204,13 @@ async fn after(
         Err(err) => {
             let status = err.status;
             match FormErrors::from_api(err, &[("email", "invite_email"), ("role", "invite_role")]) {
-                Ok(errors) => team_page(app, signed_in, None, invite, errors, status).await,
+                Ok(errors) => {
+                    let typed = Typed {
+                        invite,
+                        ..Typed::default()
+                    };
+                    team_page(app, signed_in, None, typed, errors, status).await
+                }
                 Err(err) => problem_page(err),
             }
         }
@@ -275,4 +315,85 @@ pub async fn transfer_ownership(
         .map(|_| "ownership_transferred")
         .map_err(Into::into);
     after(&app, &signed_in, result, InviteForm::default()).await
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct NameForm {
+    #[serde(default)]
+    business_name: String,
+}
+
+/// `POST /team/name` (owners and admins).
+pub async fn rename_business(
+    State(app): State<AppState>,
+    signed_in: SignedIn,
+    Submitted(form): Submitted<NameForm>,
+) -> Response {
+    let changes = Changes {
+        name: Some(&form.business_name),
+        require_mfa: None,
+    };
+    match business::update(&app, &signed_in.principal, changes).await {
+        Ok(_) => Redirect::to("/team?notice=business_renamed").into_response(),
+        Err(e) => {
+            let err = ApiError::from(e);
+            let status = err.status;
+            match FormErrors::from_api(err, &[("name", "business_name")]) {
+                Ok(errors) => {
+                    let typed = Typed {
+                        business_name: Some(form.business_name),
+                        ..Typed::default()
+                    };
+                    team_page(&app, &signed_in, None, typed, errors, status).await
+                }
+                Err(err) => problem_page(err),
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct RequireMfaForm {
+    /// `on` or `off`.
+    #[serde(default)]
+    require_mfa: String,
+}
+
+/// `POST /team/require-mfa` (owners): whether every member must sign in with two factors.
+pub async fn require_mfa(
+    State(app): State<AppState>,
+    signed_in: SignedIn,
+    Submitted(form): Submitted<RequireMfaForm>,
+) -> Response {
+    let require = match form.require_mfa.as_str() {
+        "on" => true,
+        "off" => false,
+        _ => return super::bad_request_page(),
+    };
+    let changes = Changes {
+        name: None,
+        require_mfa: Some(require),
+    };
+    match business::update(&app, &signed_in.principal, changes).await {
+        Ok(_) if require => Redirect::to("/team?notice=mfa_required").into_response(),
+        Ok(_) => Redirect::to("/team?notice=mfa_not_required").into_response(),
+        // Said next to the setting, with the way to one's own second factor (the API's sentence
+        // names its own route).
+        Err(BusinessError::MfaNotEnabled) => {
+            let typed = Typed {
+                own_mfa_missing: true,
+                ..Typed::default()
+            };
+            team_page(
+                &app,
+                &signed_in,
+                None,
+                typed,
+                FormErrors::default(),
+                StatusCode::CONFLICT,
+            )
+            .await
+        }
+        Err(e) => after(&app, &signed_in, Err(e.into()), InviteForm::default()).await,
+    }
 }

@@ -956,3 +956,68 @@ db_test! {
         assert_eq!(ask_for_link(&app, "ada@example.com").await.0, StatusCode::ACCEPTED);
     }
 }
+
+db_test! {
+    async fn seeds_are_sealed_in_the_files_survive_a_key_rotation_and_an_operator_can_reset_them(app) {
+        let owner = app.signup_token("ada@example.com").await;
+        let auth = enrol(&app, &owner).await;
+        // Neither the seed as shown nor its bytes are in the files a thief would copy.
+        let files = crate::sealing::raw_database_bytes(&app).await;
+        assert!(!crate::sealing::holds(&files, &auth.secret_base32));
+        assert!(
+            !files.windows(auth.secret.len()).any(|w| w == auth.secret.as_slice()),
+            "the raw seed is in the database files"
+        );
+
+        // A new key: the seed is re-sealed, and a server started with the new key reads it.
+        let out = crate::cli::saaskit()
+            .args(["secret-key", "rotate"])
+            .env("SAASKIT_DATABASE_URL", &app.test_db.url)
+            .env("SAASKIT_SECRET_KEY_FILE", &app.test_db.key_file)
+            .output()
+            .expect("run saaskit secret-key rotate");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("re-sealed 1 two-factor seed"), "{stdout}");
+        let restarted = TestApp::spawn_on(app.test_db.clone(), app.clock.clone()).await;
+        app.clock.advance(STEP);
+        let token = mfa_token(&restarted, "ada@example.com").await;
+        let answer = second_step(&restarted, &token, &auth.code(&restarted, 0)).await;
+        assert_signed_in(&restarted, answer, "ada@example.com").await;
+
+        // Lost phone and lost codes: the operator turns it off; the person is told.
+        let out = crate::cli::saaskit()
+            .args(["user", "reset-mfa", "ada@example.com"])
+            .env("SAASKIT_DATABASE_URL", &app.test_db.url)
+            .env("SAASKIT_SECRET_KEY_FILE", &app.test_db.key_file)
+            .output()
+            .expect("run saaskit user reset-mfa");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(stdout.contains("password alone"), "{stdout}");
+        let (status, body) = login(&restarted, "ada@example.com").await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        assert!(body["token"].is_string(), "a plain login again: {body}");
+        // Queued by the command, at the machine's time (this app's clock is in the past).
+        let queued = one_value(
+            &restarted,
+            "SELECT CAST(COUNT(*) AS TEXT) FROM outbox \
+             WHERE to_address = 'ada@example.com' AND subject = 'Two-factor sign-in turned off'",
+        )
+        .await;
+        assert_eq!(queued, "1", "the person is told");
+        let reset = audited(&restarted, body["token"].as_str().expect("token"), "mfa.totp_disabled").await;
+        assert_eq!(reset.len(), 1, "{reset:?}");
+        assert_eq!(reset[0]["actor"]["kind"], "staff", "{reset:?}");
+
+        // Again: nothing to reset, said so.
+        let out = crate::cli::saaskit()
+            .args(["user", "reset-mfa", "ada@example.com"])
+            .env("SAASKIT_DATABASE_URL", &app.test_db.url)
+            .env("SAASKIT_SECRET_KEY_FILE", &app.test_db.key_file)
+            .output()
+            .expect("run saaskit user reset-mfa");
+        assert!(out.status.success());
+        assert!(String::from_utf8_lossy(&out.stdout).contains("nothing changed"));
+    }
+}

@@ -11,7 +11,7 @@ use serde_json::json;
 /// The raw bytes a thief of the database's files would get: the SQLite file and its WAL, or
 /// PostgreSQL's heap and TOAST files of every table after a checkpoint, and its newest WAL
 /// segments (read through the server, which runs the tests' superuser connection).
-async fn raw_database_bytes(app: &TestApp) -> Vec<u8> {
+pub(crate) async fn raw_database_bytes(app: &TestApp) -> Vec<u8> {
     match &app.db {
         Db::Sqlite(_) => {
             let path = app.test_db.url.trim_start_matches("sqlite://").to_owned();
@@ -60,7 +60,7 @@ async fn raw_database_bytes(app: &TestApp) -> Vec<u8> {
     }
 }
 
-fn holds(haystack: &[u8], needle: &str) -> bool {
+pub(crate) fn holds(haystack: &[u8], needle: &str) -> bool {
     haystack
         .windows(needle.len())
         .any(|window| window == needle.as_bytes())

@@ -261,9 +261,15 @@ pub async fn reset(app: &App, email: &str, by: Option<Uuid>) -> anyhow::Result<b
     let was_on = store::delete_totp(tx.conn(), user.id).await?;
     store::delete_recovery_codes(tx.conn(), user.id).await?;
     if was_on {
-        let event = Event::new(Action::TotpDisabled, Actor::Staff(by))
+        let mut event = Event::new(Action::TotpDisabled, Actor::Staff(by))
             .target("user", user.id)
             .details(json!({"reset": true}));
+        // Shown to the business the person signs in to first, as their own change would be.
+        if let Some(business) =
+            crate::store::members::default_business_of(tx.conn(), user.id).await?
+        {
+            event = event.business(business);
+        }
         audit::record(tx.conn(), now, event).await?;
         notify(app, &mut tx, &user.first_name, &user.email, "off", now).await?;
     }

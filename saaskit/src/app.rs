@@ -39,6 +39,8 @@ pub struct App {
     pub openapi_document: std::sync::OnceLock<axum::body::Bytes>,
     /// The payment provider, when one is configured (see [`crate::payments`]).
     pub payments: Option<crate::payments::Payments>,
+    /// The identity providers people may sign in with (see [`crate::oidc`]).
+    pub identity_providers: crate::oidc::Providers,
 }
 
 pub type AppState = Arc<App>;
@@ -76,6 +78,7 @@ impl App {
         let mailer = Mailer::from_config(&config, sealer.clone())?;
         let auth_cache = crate::accounts::cache::AuthCache::new(config.auth_cache_ttl_ms);
         let payments = crate::payments::Payments::from_config(&config)?;
+        let identity_providers = crate::oidc::Providers::from_config(&config)?;
         Ok(Arc::new(App {
             config,
             db,
@@ -92,6 +95,7 @@ impl App {
             products,
             openapi_document: std::sync::OnceLock::new(),
             payments,
+            identity_providers,
         }))
     }
 }

@@ -105,6 +105,11 @@ actions! {
     RecoveryCodesRegenerated => "mfa.recovery_codes_regenerated",
     RecoveryCodeUsed => "mfa.recovery_code_used",
     BusinessUpdated => "business.updated",
+    IdentityLinked => "identity.linked",
+    IdentityRemoved => "identity.removed",
+    PasskeyAdded => "passkey.added",
+    PasskeyRenamed => "passkey.renamed",
+    PasskeyRemoved => "passkey.removed",
 }
 
 impl Action {

@@ -505,6 +505,22 @@ pub struct Config {
     )]
     pub stripe_js_url: String,
 
+    /// Identity providers people may sign in with, by name (`google,github`), each set by
+    /// `SAASKIT_OIDC_<NAME>_ISSUER`, `_CLIENT_ID`, `_CLIENT_SECRET` and `_KIND` (`oidc` or
+    /// `github`): see the README. Read and checked at start.
+    #[arg(
+        long,
+        env = "SAASKIT_OIDC_PROVIDERS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub oidc_providers: Vec<String>,
+
+    /// Identity providers given directly (tests, a program embedding saaskit), besides those
+    /// named by `SAASKIT_OIDC_PROVIDERS`.
+    #[arg(skip)]
+    pub identity_providers: Vec<crate::oidc::ProviderSettings>,
+
     /// Seconds a request may take before it is answered 503 `timeout`.
     #[arg(
         long,
@@ -645,6 +661,8 @@ impl Config {
             stripe_api_base: "https://api.stripe.com".into(),
             stripe_publishable_key: None,
             stripe_js_url: "https://js.stripe.com/v3/".into(),
+            oidc_providers: Vec::new(),
+            identity_providers: Vec::new(),
         }
     }
 }

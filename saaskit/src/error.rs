@@ -37,7 +37,7 @@ pub struct ApiError {
     pub retry_after: Option<u64>,
     /// Members added to the problem document beside the standard ones (a quota refusal's
     /// meter, limit and reset time…).
-    pub extra: serde_json::Map<String, serde_json::Value>,
+    pub extra: Box<serde_json::Map<String, serde_json::Value>>,
     /// The cause of an unexpected failure: logged, never sent.
     pub source: Option<anyhow::Error>,
 }
@@ -64,7 +64,7 @@ impl ApiError {
             detail: detail.into(),
             errors: Vec::new(),
             retry_after: None,
-            extra: serde_json::Map::new(),
+            extra: Box::default(),
             source: None,
         }
     }

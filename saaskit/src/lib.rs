@@ -19,6 +19,7 @@ pub mod keys;
 pub mod mail;
 pub mod metering;
 pub mod metrics;
+pub mod oidc;
 pub mod payments;
 pub mod product;
 pub mod ratelimit;

@@ -231,15 +231,13 @@ db_test! {
             let saaskit::db::Db::Sqlite(pool) = &db else { panic!("SQLite") };
             let newest: i64 = sqlx::query_scalar("SELECT MAX(version) FROM _sqlx_migrations")
                 .fetch_one(pool).await.expect("the schema's version");
-            // The newest migration made the two-factor tables and the business's rule (and
-            // remade the one-time keys, which it does again from the rows it finds); the older
-            // schema did not have them.
-            assert_eq!(newest, 10, "this test unmakes migration 0010 (sign-in); update it with the schema");
-            for table in ["recovery_codes", "user_totp"] {
+            // The newest migration made the tables of sign-in with identity providers; the
+            // older schema did not have them.
+            assert_eq!(newest, 12, "this test unmakes migration 0012 (identities); update it with the schema");
+            for table in ["identity_link_keys", "identity_sign_ins", "user_identities"] {
                 sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {table}"))).execute(pool).await.expect("unmake it");
             }
-            sqlx::query("ALTER TABLE businesses DROP COLUMN require_mfa").execute(pool).await.expect("unmake it");
-            sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 10").execute(pool).await.expect("unrecord it");
+            sqlx::query("DELETE FROM _sqlx_migrations WHERE version = 12").execute(pool).await.expect("unrecord it");
             sqlx::query("PRAGMA wal_checkpoint(TRUNCATE)").execute(pool).await.expect("checkpoint");
             db.close().await;
             newest
@@ -251,7 +249,7 @@ db_test! {
         assert!(ok && out.contains("schema brought up to date"), "{out}{err}");
         let versions = ids_in(&upgraded_url, "SELECT CAST(MAX(version) AS TEXT) FROM _sqlx_migrations").await;
         assert_eq!(versions, BTreeSet::from([newest.to_string()]));
-        let tables = ids_in(&upgraded_url, "SELECT name FROM sqlite_master WHERE name = 'user_totp'").await;
+        let tables = ids_in(&upgraded_url, "SELECT name FROM sqlite_master WHERE name = 'user_identities'").await;
         assert_eq!(tables.len(), 1, "the newest migration was applied");
         let emails = ids_in(&upgraded_url, "SELECT email FROM users").await;
         assert!(before.emails.is_subset(&emails), "with the data it held");

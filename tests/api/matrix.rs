@@ -82,6 +82,9 @@ fn table() -> Vec<Row> {
         // An unknown token: 401 `invalid_mfa_token`.
         row!("POST",   "/api/v1/login/mfa",                   [401, 401, 401, 401, 401, 401, 401, 401, 401, 401, 401]),
         row!("POST",   "/api/v1/login/magic-link",            [202, 202, 202, 202, 202, 202, 202, 202, 202, 202, 202]),
+        row!("POST",   "/api/v1/login/passkey/start",         [200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200]),
+        // A ceremony that does not exist: 410 `ceremony_expired`.
+        row!("POST",   "/api/v1/login/passkey/finish",        [410, 410, 410, 410, 410, 410, 410, 410, 410, 410, 410]),
         // An unknown key: 404 `key_not_found`.
         row!("POST",   "/api/v1/login/magic-link/confirm",    [404, 404, 404, 404, 404, 404, 404, 404, 404, 404, 404]),
         // An unknown key: 404 `key_not_found`.
@@ -116,12 +119,22 @@ fn table() -> Vec<Row> {
         row!("GET",    "/api/v1/business",                    [401, 200, 200, 200, 200, 403, 401, 401, 200, 401, 401]),
         // Second factors are people's: bots have none.
         row!("GET",    "/api/v1/mfa",                         [401, 200, 200, 200, 403, 403, 401, 401, 200, 401, 401]),
+        row!("GET",    "/api/v1/identities",                  [401, 200, 200, 200, 403, 403, 401, 401, 200, 401, 401]),
+        // An identity linked to the owner (who also has a password, so it may go).
+        row!("DELETE", "/api/v1/identities/{id}",             [401, 204, 404, 404, 403, 403, 401, 401, 404, 401, 401]),
         row!("POST",   "/api/v1/mfa/totp/setup",              [401, 200, 200, 200, 403, 403, 401, 401, 200, 401, 401]),
         // A wrong code for the set-up just made.
         row!("POST",   "/api/v1/mfa/totp/confirm",            [401, 422, 422, 422, 403, 403, 401, 401, 422, 401, 401]),
         // With a wrong password (the matrix must not change its callers' sign-in).
         row!("DELETE", "/api/v1/mfa/totp",                    [401, 422, 422, 422, 403, 403, 401, 401, 422, 401, 401]),
         row!("POST",   "/api/v1/mfa/recovery-codes",          [401, 422, 422, 422, 403, 403, 401, 401, 422, 401, 401]),
+        row!("GET",    "/api/v1/passkeys",                    [401, 200, 200, 200, 403, 403, 401, 401, 200, 401, 401]),
+        row!("POST",   "/api/v1/passkeys/register/start",     [401, 200, 200, 200, 403, 403, 401, 401, 200, 401, 401]),
+        // A ceremony that does not exist.
+        row!("POST",   "/api/v1/passkeys/register/finish",    [401, 410, 410, 410, 403, 403, 401, 401, 410, 401, 401]),
+        // The id is a passkey of the owner: only the owner may rename or remove it.
+        row!("PATCH",  "/api/v1/passkeys/{id}",               [401, 200, 404, 404, 403, 403, 401, 401, 404, 401, 401]),
+        row!("DELETE", "/api/v1/passkeys/{id}",               [401, 204, 404, 404, 403, 403, 401, 401, 404, 401, 401]),
         // To a business the caller does not belong to (switching ends the caller's session;
         // the switch itself is tested in tests/api/teams.rs).
         row!("POST",   "/api/v1/sessions/switch",             [401, 404, 404, 404, 403, 403, 401, 401, 404, 401, 401]),
@@ -635,6 +648,34 @@ async fn prepare(app: &TestApp, w: &World, verb: &str, template: &str) -> (Strin
             (at(&id), None)
         }
         ("DELETE", "/api/v1/sessions") => plain(),
+        ("DELETE", "/api/v1/identities/{id}") => {
+            let me = must(
+                app,
+                "GET",
+                "/api/v1/me",
+                Some(&w.setup),
+                None,
+                StatusCode::OK,
+            )
+            .await;
+            let user_id = text(&me, "/user/id").parse().expect("a user id");
+            let now = app.app.clock.now();
+            let identity = saaskit::store::identities::Identity {
+                id: uuid::Uuid::now_v7(),
+                user_id,
+                provider: "matrix".to_owned(),
+                subject: w.unique("subject-"),
+                email: None,
+                created_at: now,
+                last_used_at: None,
+            };
+            let mut tx = app.app.db.begin().await.expect("a transaction");
+            saaskit::store::identities::insert(tx.conn(), &identity)
+                .await
+                .expect("link an identity");
+            tx.commit().await.expect("commit");
+            (at(&identity.id.to_string()), None)
+        }
         ("POST", "/api/v1/password/change") => with(json!({
             "current_password": PASSWORD,
             "new_password": PASSWORD,
@@ -652,6 +693,17 @@ async fn prepare(app: &TestApp, w: &World, verb: &str, template: &str) -> (Strin
         ("POST", "/api/v1/login/mfa") => with(json!({"mfa_token": "unknown", "code": "123456"})),
         ("POST", "/api/v1/login/magic-link") => with(json!({"email": "nobody@example.com"})),
         ("POST", "/api/v1/login/magic-link/confirm") => with(json!({"key": "unknown"})),
+        ("POST", "/api/v1/login/passkey/finish" | "/api/v1/passkeys/register/finish") => {
+            with(json!({"ceremony": uuid::Uuid::nil(), "credential": {}}))
+        }
+        ("PATCH" | "DELETE", "/api/v1/passkeys/{id}") => {
+            let device = crate::passkeys::Device::default();
+            let id = crate::passkeys::register(app, &w.setup, &device, "Matrix").await;
+            (
+                at(&id),
+                (verb == "PATCH").then(|| json!({"name": "Renamed"})),
+            )
+        }
         ("PATCH", "/api/v1/business") => with(json!({"name": "Matrix business"})),
         ("POST", "/api/v1/admin/plans") => with(json!({
             "code": w.unique("matrix-plan-"),
@@ -693,6 +745,8 @@ fn bodyless_post(template: &str) -> bool {
             | "/api/v1/email/verify/resend"
             | "/api/v1/billing/setup-intent"
             | "/api/v1/mfa/totp/setup"
+            | "/api/v1/passkeys/register/start"
+            | "/api/v1/login/passkey/start"
     )
 }
 
@@ -714,7 +768,9 @@ fn expected_code(caller: usize, row: &Row, status: u16) -> Option<&'static str> 
             || row.path == "/api/v1/sessions/switch"
             || row.path == "/api/v1/me"
             || row.path == "/api/v1/email/verify/resend"
-            || row.path.starts_with("/api/v1/mfa") =>
+            || row.path.starts_with("/api/v1/mfa")
+            || row.path.starts_with("/api/v1/passkeys")
+            || row.path.starts_with("/api/v1/identities") =>
         {
             Some("not_a_person")
         }

@@ -60,6 +60,7 @@ mod auth;
 mod billing;
 mod keys;
 mod mfa;
+mod passkeys;
 mod payments;
 mod team;
 mod webhooks;

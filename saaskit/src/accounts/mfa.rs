@@ -114,11 +114,19 @@ pub async fn status(app: &App, principal: &Principal) -> Result<Status, MfaError
     })
 }
 
-/// Whether `user` signs in with a second factor.
-pub async fn has_second_factor(c: Conn<'_>, user: Uuid) -> sqlx::Result<bool> {
+/// Whether `user` signs in with an authenticator app: a password (or a magic link) then asks for
+/// its code.
+pub async fn has_totp(c: Conn<'_>, user: Uuid) -> sqlx::Result<bool> {
     Ok(store::find_totp(c, user)
         .await?
         .is_some_and(|t| t.confirmed_at.is_some()))
+}
+
+/// Whether `user` has a second factor, as a business's rule counts them: an authenticator app
+/// or a passkey (which proves possession and, unlocked, the person: two factors in one).
+pub async fn has_second_factor(mut c: Conn<'_>, user: Uuid) -> sqlx::Result<bool> {
+    Ok(has_totp(c.reborrow(), user).await?
+        || crate::store::passkeys::count_of_user(c, user).await? > 0)
 }
 
 /// Starts setting up an authenticator: a new seed, kept unconfirmed until a code from it comes
@@ -238,7 +246,7 @@ pub async fn regenerate_recovery_codes(
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
     users::lock(tx.conn(), user).await?;
-    if !has_second_factor(tx.conn(), user).await? {
+    if !has_totp(tx.conn(), user).await? {
         return Err(MfaError::NotEnabled);
     }
     let codes = new_recovery_codes(&mut tx, user, now).await?;
@@ -414,7 +422,8 @@ pub async fn pending_setup(app: &App, principal: &Principal) -> Result<Option<Se
 // The business's rule.
 
 /// The API routes a person may still call while their business requires a second factor they
-/// have not set up ([`Principal::mfa_enrollment_required`]): set one up, read `me`, log out.
+/// have not set up ([`Principal::mfa_enrollment_required`]): set one up (an authenticator app or
+/// a passkey), read `me`, log out.
 /// Everything else answers 403 `mfa_enrollment_required`.
 pub fn api_allows_before_enrolment(method: &axum::http::Method, path: &str) -> bool {
     use axum::http::Method;
@@ -424,7 +433,11 @@ pub fn api_allows_before_enrolment(method: &axum::http::Method, path: &str) -> b
         (&Method::GET, "/api/v1/me" | "/api/v1/mfa" | "/saas/me")
             | (
                 &Method::POST,
-                "/api/v1/logout" | "/api/v1/mfa/totp/setup" | "/api/v1/mfa/totp/confirm"
+                "/api/v1/logout"
+                    | "/api/v1/mfa/totp/setup"
+                    | "/api/v1/mfa/totp/confirm"
+                    | "/api/v1/passkeys/register/start"
+                    | "/api/v1/passkeys/register/finish"
             )
     )
 }

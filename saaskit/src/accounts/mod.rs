@@ -3,9 +3,11 @@
 
 pub mod cache;
 pub mod hashing;
+pub mod identities;
 pub mod keys;
 pub mod magic;
 pub mod mfa;
+pub mod passkeys;
 pub mod reset;
 pub mod sessions;
 pub mod verification;
@@ -399,7 +401,7 @@ pub(crate) async fn after_first_factor(
     client: ClientInfo,
     method: &str,
 ) -> Result<SignIn, LoginError> {
-    if mfa::has_second_factor(tx.conn(), user.id).await? {
+    if mfa::has_totp(tx.conn(), user.id).await? {
         let challenge = mfa::challenge(&mut tx, &user, now).await?;
         tx.commit().await?;
         return Ok(SignIn::SecondFactor(challenge));

@@ -289,6 +289,7 @@ pub async fn delete_account(
     // Second factors are personal secrets: erased with the rest.
     crate::store::mfa::delete_totp(tx.conn(), user).await?;
     crate::store::mfa::delete_recovery_codes(tx.conn(), user).await?;
+    crate::store::passkeys::delete_all_of_user(tx.conn(), user).await?;
     users::erase(tx.conn(), user, now).await?;
     events.push(
         Event::new(Action::AccountDeleted, Actor::User(user))

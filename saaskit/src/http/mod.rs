@@ -9,11 +9,13 @@ pub mod business;
 pub mod compat;
 pub mod extract;
 pub mod health;
+pub mod identities;
 pub mod invitations;
 pub mod keys;
 pub mod members;
 pub mod mfa;
 pub mod openapi;
+pub mod passkeys;
 pub mod passwords;
 pub mod payments;
 pub mod sessions;
@@ -63,7 +65,15 @@ pub fn api_route_table() -> Vec<Route> {
         routes!(mfa::confirm_totp),
         routes!(mfa::disable_totp),
         routes!(mfa::regenerate_recovery_codes),
+        routes!(identities::list_identities),
+        routes!(identities::delete_identity),
         routes!(business::get_business, business::update_business),
+        routes!(passkeys::start_passkey_registration),
+        routes!(passkeys::finish_passkey_registration),
+        routes!(passkeys::list_passkeys),
+        routes!(passkeys::rename_passkey, passkeys::delete_passkey),
+        routes!(passkeys::start_passkey_sign_in),
+        routes!(passkeys::finish_passkey_sign_in),
         routes!(accounts::get_current_user, sessions::delete_account),
         routes!(health::get_api_health),
         routes!(openapi::get_openapi),

@@ -41,6 +41,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
     modifiers(&SecuritySchemes),
     tags(
         (name = "accounts", description = "Signup, login, sessions and passwords."),
+        (name = "passkeys", description = "Passkeys (WebAuthn): register, list, rename and remove a person's; signing in with one is under accounts."),
         (name = "mfa", description = "Two-factor sign-in: an authenticator app (TOTP) and recovery codes."),
         (name = "business", description = "The business the caller acts for, and its rules."),
         (name = "billing", description = "The plan catalog and the business's subscription."),

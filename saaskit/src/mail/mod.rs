@@ -20,8 +20,8 @@ use crate::db::{Timestamp, Tx};
 use crate::seal::Sealer;
 use crate::store::outbox::{self, OutboxMessage};
 pub use templates::{
-    AccountExists, EmailVerification, Invitation, MagicLink, MfaChanged, PasswordReset,
-    PaymentDisputed, PaymentFailed, Rendered, WebhookDisabled,
+    AccountExists, EmailVerification, IdentityLink, Invitation, MagicLink, MfaChanged,
+    PasswordReset, PaymentDisputed, PaymentFailed, Rendered, SignInMethod, WebhookDisabled,
 };
 
 /// Where mail goes.

@@ -125,6 +125,23 @@ mail!(
     text "mail/mfa_changed/body.txt",
     html "mail/mfa_changed/body.html"
 );
+mail!(
+    /// To a person when a way to sign in was added to or removed from their account (`method`:
+    /// our words, such as `A passkey`; `change`: `added` or `removed`).
+    sign_in_method::SignInMethod { first_name, email, method, change, link }
+    subject "mail/sign_in_method/subject.txt",
+    text "mail/sign_in_method/body.txt",
+    html "mail/sign_in_method/body.html"
+);
+
+mail!(
+    /// To the owner of an address someone signed in with at an identity provider (`provider`:
+    /// its label) that is not linked yet: the link confirms it (`/auth/link?key=`).
+    identity_link::IdentityLink { first_name, email, provider, valid_minutes, link }
+    subject "mail/identity_link/subject.txt",
+    text "mail/identity_link/body.txt",
+    html "mail/identity_link/body.html"
+);
 
 /// The filters templates may use beside askama's own (pages use them too).
 pub(crate) mod filters {
@@ -224,8 +241,12 @@ mod tests {
     }
 
     /// The values that are ours (or the recipient's own address) and need no quoting.
-    const OURS: [&str; 11] = [
+    const OURS: [&str; 13] = [
         "link",
+        // An identity provider's label, from our settings (`Google`).
+        "provider",
+        // `A passkey`, `Google sign-in`: what kind of method, never its chosen name.
+        "method",
         "valid_minutes",
         // `on` or `off`.
         "change",
@@ -355,6 +376,8 @@ mod tests {
             PaymentDisputed::SOURCES,
             MagicLink::SOURCES,
             MfaChanged::SOURCES,
+            SignInMethod::SOURCES,
+            IdentityLink::SOURCES,
         ] {
             for (i, path) in sources.iter().enumerate() {
                 let text = source(path);

@@ -142,8 +142,9 @@ pub async fn find_auth(
          u.email_verified_at AS user_email_verified_at, u.created_at AS user_created_at, \
          b.id AS business_id, b.name AS business_name, b.created_at AS business_created_at, \
          b.require_mfa AS business_require_mfa, \
-         CASE WHEN u.id IS NULL THEN NULL ELSE EXISTS (SELECT 1 FROM user_totp x \
-              WHERE x.user_id = u.id AND x.confirmed_at IS NOT NULL) END AS user_has_mfa, \
+         CASE WHEN u.id IS NULL THEN NULL ELSE (EXISTS (SELECT 1 FROM user_totp x \
+              WHERE x.user_id = u.id AND x.confirmed_at IS NOT NULL) \
+              OR EXISTS (SELECT 1 FROM passkeys k WHERE k.user_id = u.id)) END AS user_has_mfa, \
          m.id AS member_id, m.role AS member_role, \
          s.id AS subscription_id, s.status AS subscription_status, \
          s.current_period_start AS subscription_period_start, \

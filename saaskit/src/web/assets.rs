@@ -1,4 +1,5 @@
-//! The pages' assets (one stylesheet, one small script, and `/billing`'s card form script), embedded in the binary and served
+//! The pages' assets (one stylesheet, one small script, `/billing`'s card form script and the
+//! passkeys script), embedded in the binary and served
 //! under names that carry a digest of their content: a new build with a changed file gets a
 //! new name, so browsers may keep each one for a year without ever showing a stale one.
 
@@ -56,10 +57,20 @@ pub static BILLING_SCRIPT: LazyLock<Asset> = LazyLock::new(|| {
     )
 });
 
+/// The passkeys page's and `/login`'s script: asking the browser's authenticator.
+pub static PASSKEYS_SCRIPT: LazyLock<Asset> = LazyLock::new(|| {
+    Asset::new(
+        "passkeys",
+        "js",
+        "text/javascript; charset=utf-8",
+        include_bytes!("../../assets/passkeys.js"),
+    )
+});
+
 /// `GET /assets/{name}`: an asset by its digest-bearing name; any other name is not there.
 pub async fn get_asset(Path(name): Path<String>) -> Response {
     let path = format!("/assets/{name}");
-    let Some(asset) = [&*STYLESHEET, &*SCRIPT, &*BILLING_SCRIPT]
+    let Some(asset) = [&*STYLESHEET, &*SCRIPT, &*BILLING_SCRIPT, &*PASSKEYS_SCRIPT]
         .into_iter()
         .find(|a| a.path == path)
     else {

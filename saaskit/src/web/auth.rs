@@ -126,18 +126,32 @@ struct LoginPage {
     email: String,
     next: String,
     errors: FormErrors,
+    /// (name, label) of each identity provider: a "Sign in with" button each.
+    providers: Vec<(String, String)>,
 }
 
-pub async fn login_page(visitor: Visitor, Query(q): Query<Notice>) -> Response {
+fn providers(app: &AppState) -> Vec<(String, String)> {
+    app.identity_providers
+        .all()
+        .map(|p| (p.name.clone(), p.label.clone()))
+        .collect()
+}
+
+pub async fn login_page(
+    State(app): State<AppState>,
+    visitor: Visitor,
+    Query(q): Query<Notice>,
+) -> Response {
     let next = local_next(q.next.as_deref()).to_owned();
     if visitor.principal.is_some() {
         return Redirect::to(&next).into_response();
     }
     let page = LoginPage {
-        chrome: visitor.chrome("Log in").notice(q.notice.as_deref()),
+        chrome: super::passkeys::with_script(visitor.chrome("Log in").notice(q.notice.as_deref())),
         email: String::new(),
         next,
         errors: FormErrors::default(),
+        providers: providers(&app),
     };
     render(StatusCode::OK, &page)
 }
@@ -177,10 +191,11 @@ pub async fn login(
         errors.status()
     };
     let page = LoginPage {
-        chrome: visitor.chrome("Log in"),
+        chrome: super::passkeys::with_script(visitor.chrome("Log in")),
         email: form.email,
         next,
         errors,
+        providers: providers(&app),
     };
     render(status, &page)
 }

@@ -165,6 +165,9 @@ pub fn notice_text(name: &str) -> Option<&'static str> {
         "plan_archived" => "The plan was archived: no one can choose it any more.",
         "key_revoked" => "The key was revoked: it no longer works.",
         "bot_deleted" => "The bot was deleted; its token no longer works.",
+        "passkey_added" => "The passkey is added: you can sign in with it now.",
+        "passkey_renamed" => "The passkey is renamed.",
+        "passkey_removed" => "The passkey is removed: it no longer signs you in.",
         _ => return None,
     })
 }

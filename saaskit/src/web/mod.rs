@@ -17,8 +17,10 @@ mod billing;
 mod dashboard;
 pub mod format;
 mod forms;
+mod identities;
 mod invitations;
 mod keys;
+mod passkeys;
 pub mod session;
 mod team;
 mod two_factor;
@@ -43,6 +45,8 @@ fn page_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/signup", get(auth::signup_page).post(auth::signup)),
         ("/login", get(auth::login_page).post(auth::login)),
         ("/login/two-factor", post(auth::login_second_step)),
+        ("/login/passkey/start", post(passkeys::start_sign_in)),
+        ("/login/passkey/finish", post(passkeys::finish_sign_in)),
         ("/logout", post(auth::logout)),
         (
             "/magic-link",
@@ -123,6 +127,17 @@ fn page_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/account/verification", post(account::resend_verification)),
         ("/account/delete", post(account::delete_account)),
         ("/account/switch", post(account::switch_business)),
+        ("/auth/{provider}/start", get(identities::start)),
+        ("/auth/{provider}/callback", get(identities::callback)),
+        (
+            "/auth/link",
+            get(identities::link_page).post(identities::confirm_link),
+        ),
+        ("/account/identities", get(identities::show_identities)),
+        (
+            "/account/identities/{id}/remove",
+            post(identities::remove_identity),
+        ),
         ("/account/two-factor", get(two_factor::show_two_factor)),
         (
             "/account/two-factor/setup",
@@ -139,6 +154,23 @@ fn page_table() -> Vec<(&'static str, MethodRouter<AppState>)> {
         (
             "/account/two-factor/recovery-codes",
             post(two_factor::regenerate_recovery_codes),
+        ),
+        ("/account/two-factor/passkeys", get(passkeys::show_passkeys)),
+        (
+            "/account/two-factor/passkeys/register/start",
+            post(passkeys::start_registration),
+        ),
+        (
+            "/account/two-factor/passkeys/register/finish",
+            post(passkeys::finish_registration),
+        ),
+        (
+            "/account/two-factor/passkeys/{id}/rename",
+            post(passkeys::rename_passkey),
+        ),
+        (
+            "/account/two-factor/passkeys/{id}/remove",
+            post(passkeys::remove_passkey),
         ),
         ("/sessions", get(account::show_sessions)),
         ("/sessions/{id}/end", post(account::end_session)),

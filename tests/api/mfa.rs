@@ -1021,3 +1021,16 @@ db_test! {
         assert!(String::from_utf8_lossy(&out.stdout).contains("nothing changed"));
     }
 }
+
+db_test! {
+    async fn a_business_change_is_a_json_object(app) {
+        let owner = app.signup_token("ada@example.com").await;
+        // Every member is optional: an array would otherwise read as "change nothing".
+        let (status, body) = patch_business(&app, &owner, json!([null, null])).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let (status, body) = patch_business(&app, &owner, json!({"colour": "blue"})).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+        let (status, body) = patch_business(&app, &owner, json!({})).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+    }
+}

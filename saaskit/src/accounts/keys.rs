@@ -97,6 +97,89 @@ pub async fn mint_for_user(
     Ok(secret)
 }
 
+/// A key mailed on request to whoever owns an address (a password reset, a magic link): how it
+/// is limited, where its link leads, and the mail that carries it.
+pub struct MailedKey {
+    pub purpose: &'static str,
+    pub lifetime: chrono::Duration,
+    /// The rate-limit buckets: per client address, and per email asked for.
+    pub ip_bucket: &'static str,
+    pub email_bucket: &'static str,
+    /// The page the link opens, `/reset-password`: `?key=` follows.
+    pub path: &'static str,
+    /// The mail, from the account and the link.
+    pub render: fn(&User, &str) -> anyhow::Result<crate::mail::Rendered>,
+    /// For the log: `password reset`, `magic link`.
+    pub what: &'static str,
+}
+
+/// Mails a key of `kind` if `email` belongs to an active account, and does nothing otherwise:
+/// the caller answers the same either way. Limited per client address and per email (known or
+/// not: the answer must not tell, with the reset limits' rules). Callers write `.await??`.
+pub async fn request_mailed(
+    app: &crate::app::AppState,
+    kind: &'static MailedKey,
+    email: &str,
+    client: &super::ClientInfo,
+) -> anyhow::Result<Result<(), crate::ratelimit::Limited>> {
+    use crate::ratelimit;
+    let c = &app.config;
+    let ip = ratelimit::address_bucket(kind.ip_bucket, client.ip.as_deref());
+    if let Err(limited) = ratelimit::hit(app, c.rate_limit_reset_ip, ip).await? {
+        return Ok(Err(limited));
+    }
+    if email.len() > 254 || email.chars().any(char::is_control) {
+        return Ok(Ok(()));
+    }
+    let key = crate::domain::Email::key_of(email);
+    let by_email = ratelimit::bucket(kind.email_bucket, &key);
+    if let Err(limited) = ratelimit::hit(app, c.rate_limit_reset_account, by_email).await? {
+        return Ok(Err(limited));
+    }
+    // Answered before the work: looking the account up, minting a key and queuing the mail
+    // take longer for a registered address than for an unknown one, and the answer's timing
+    // must not tell which (measured in the benchmark harness, `bench … http --targets
+    // reset-timing`). Everything up to here costs the same for both.
+    let app = app.clone();
+    // The work goes on after the answer, still as this request: its lines name the request,
+    // and its audit events the client.
+    let request = crate::telemetry::RequestScope::current();
+    app.background
+        .clone()
+        .spawn(crate::telemetry::within(request, async move {
+            if let Err(err) = mail_key(&app, kind, &key).await {
+                tracing::error!(error = format!("{err:#}"), "{} request failed", kind.what);
+            }
+        }));
+    Ok(Ok(()))
+}
+
+async fn mail_key(app: &crate::app::App, kind: &MailedKey, key: &str) -> anyhow::Result<()> {
+    let now = app.clock.now();
+    let mut tx = app.db.begin().await?;
+    let Some(user) = crate::store::users::find_by_email_key(tx.conn(), key).await? else {
+        return Ok(());
+    };
+    if !user.is_active {
+        return Ok(());
+    }
+    // Only the newest link works: lock the user so concurrent requests revoke in turn.
+    crate::store::users::lock(tx.conn(), user.id).await?;
+    let secret = mint_for_user(&mut tx, kind.purpose, &user, kind.lifetime, now).await?;
+    let link = format!(
+        "{}{}?key={}",
+        app.config.public_base(),
+        kind.path,
+        secret.clear
+    );
+    let rendered = (kind.render)(&user, &link)?;
+    crate::mail::enqueue(&mut tx, &app.mailer, &user.email, rendered, now).await?;
+    tx.commit().await?;
+    app.mail_queued.notify_one();
+    tracing::info!(user_id = %user.id, "{} requested", kind.what);
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,6 @@ use chrono::Duration;
 use super::keys::{self, KeyProblem};
 use super::{ClientInfo, LoginError, SignIn};
 use crate::app::App;
-use crate::domain::Email;
 use crate::mail;
 use crate::ratelimit;
 use crate::store::{one_time_keys, users};
@@ -34,75 +33,33 @@ impl From<sqlx::Error> for MagicLinkError {
     }
 }
 
+/// A sign-in link, mailed on request: limited like password resets, in buckets of its own.
+pub static MAILED: keys::MailedKey = keys::MailedKey {
+    purpose: PURPOSE,
+    lifetime: KEY_LIFETIME,
+    ip_bucket: "magic-ip",
+    email_bucket: "magic",
+    path: "/magic-login",
+    render: |user, link| {
+        mail::MagicLink {
+            first_name: &user.first_name,
+            email: &user.email,
+            valid_minutes: &KEY_LIFETIME.num_minutes().to_string(),
+            link,
+        }
+        .render()
+    },
+    what: "magic link",
+};
+
 /// Mails a sign-in link if `email` belongs to an active account; does nothing otherwise. The
-/// caller answers the same either way. Limited like password resets (per client address and per
-/// email, known or not), in buckets of its own.
+/// caller answers the same either way ([`keys::request_mailed`]).
 pub async fn request(
     app: &crate::app::AppState,
     email: &str,
     client: &ClientInfo,
 ) -> Result<(), MagicLinkError> {
-    let c = &app.config;
-    ratelimit::hit(
-        app,
-        c.rate_limit_reset_ip,
-        ratelimit::address_bucket("magic-ip", client.ip.as_deref()),
-    )
-    .await??;
-    if email.len() > 254 || email.chars().any(char::is_control) {
-        return Ok(());
-    }
-    let key = Email::key_of(email);
-    ratelimit::hit(
-        app,
-        c.rate_limit_reset_account,
-        ratelimit::bucket("magic", &key),
-    )
-    .await??;
-    // Answered before the work, as password resets are: the answer's timing must not tell
-    // whether the address is registered.
-    let app = app.clone();
-    let request = crate::telemetry::RequestScope::current();
-    app.background
-        .clone()
-        .spawn(crate::telemetry::within(request, async move {
-            if let Err(err) = request_for(&app, &key).await {
-                tracing::error!(error = format!("{err:#}"), "magic link request failed");
-            }
-        }));
-    Ok(())
-}
-
-async fn request_for(app: &App, key: &str) -> anyhow::Result<()> {
-    let now = app.clock.now();
-    let mut tx = app.db.begin().await?;
-    let Some(user) = users::find_by_email_key(tx.conn(), key).await? else {
-        return Ok(());
-    };
-    if !user.is_active {
-        return Ok(());
-    }
-    // Only the newest link works: lock the user so concurrent requests revoke in turn.
-    users::lock(tx.conn(), user.id).await?;
-    let secret = keys::mint_for_user(&mut tx, PURPOSE, &user, KEY_LIFETIME, now).await?;
-    let link = format!(
-        "{}/magic-login?key={}",
-        app.config.public_base(),
-        secret.clear
-    );
-    let minutes = KEY_LIFETIME.num_minutes().to_string();
-    let rendered = mail::MagicLink {
-        first_name: &user.first_name,
-        email: &user.email,
-        valid_minutes: &minutes,
-        link: &link,
-    }
-    .render()?;
-    mail::enqueue(&mut tx, &app.mailer, &user.email, rendered, now).await?;
-    tx.commit().await?;
-    app.mail_queued.notify_one();
-    tracing::info!(user_id = %user.id, "magic link requested");
-    Ok(())
+    Ok(keys::request_mailed(app, &MAILED, email, client).await??)
 }
 
 /// Uses a magic link's key: a session, or the second step for a person with two factors.

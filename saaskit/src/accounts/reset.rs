@@ -17,78 +17,32 @@ use crate::store::{members, tokens, users};
 pub const PURPOSE: &str = "password_reset";
 pub const KEY_LIFETIME: Duration = Duration::hours(1);
 
+/// A reset link, mailed on request.
+pub static MAILED: keys::MailedKey = keys::MailedKey {
+    purpose: PURPOSE,
+    lifetime: KEY_LIFETIME,
+    ip_bucket: "reset-ip",
+    email_bucket: "reset",
+    path: "/reset-password",
+    render: |user, link| {
+        mail::PasswordReset {
+            first_name: &user.first_name,
+            email: &user.email,
+            link,
+        }
+        .render()
+    },
+    what: "password reset",
+};
+
 /// Mails a reset link if `email` belongs to an active account; does nothing otherwise. The
-/// caller answers the same either way.
-///
-/// Limited per client address and per email (known or not: the answer must not tell).
+/// caller answers the same either way ([`keys::request_mailed`]).
 pub async fn request_reset(
     app: &crate::app::AppState,
     email: &str,
     client: &ClientInfo,
 ) -> Result<(), ResetError> {
-    let c = &app.config;
-    ratelimit::hit(
-        app,
-        c.rate_limit_reset_ip,
-        ratelimit::address_bucket("reset-ip", client.ip.as_deref()),
-    )
-    .await??;
-    if email.len() > 254 || email.chars().any(char::is_control) {
-        return Ok(());
-    }
-    let key = Email::key_of(email);
-    ratelimit::hit(
-        app,
-        c.rate_limit_reset_account,
-        ratelimit::bucket("reset", &key),
-    )
-    .await??;
-    // Answered before the work: looking the account up, minting a key and queuing the mail
-    // take longer for a registered address than for an unknown one, and the answer's timing
-    // must not tell which (measured in the benchmark harness, `bench … http --targets
-    // reset-timing`). Everything up to here costs the same for both.
-    let app = app.clone();
-    // The work goes on after the answer, still as this request: its lines name the request,
-    // and its audit events the client.
-    let request = crate::telemetry::RequestScope::current();
-    app.background
-        .clone()
-        .spawn(crate::telemetry::within(request, async move {
-            if let Err(err) = request_for(&app, &key).await {
-                tracing::error!(error = format!("{err:#}"), "password reset request failed");
-            }
-        }));
-    Ok(())
-}
-
-async fn request_for(app: &App, key: &str) -> anyhow::Result<()> {
-    let now = app.clock.now();
-    let mut tx = app.db.begin().await?;
-    let Some(user) = users::find_by_email_key(tx.conn(), key).await? else {
-        return Ok(());
-    };
-    if !user.is_active {
-        return Ok(());
-    }
-    // Only the newest link works: lock the user so concurrent requests revoke in turn.
-    users::lock(tx.conn(), user.id).await?;
-    let secret = keys::mint_for_user(&mut tx, PURPOSE, &user, KEY_LIFETIME, now).await?;
-    let link = format!(
-        "{}/reset-password?key={}",
-        app.config.public_base(),
-        secret.clear
-    );
-    let rendered = mail::PasswordReset {
-        first_name: &user.first_name,
-        email: &user.email,
-        link: &link,
-    }
-    .render()?;
-    mail::enqueue(&mut tx, &app.mailer, &user.email, rendered, now).await?;
-    tx.commit().await?;
-    app.mail_queued.notify_one();
-    tracing::info!(user_id = %user.id, "password reset requested");
-    Ok(())
+    Ok(keys::request_mailed(app, &MAILED, email, client).await??)
 }
 
 #[derive(Debug, Error)]

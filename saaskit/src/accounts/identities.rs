@@ -25,11 +25,11 @@ use super::{ClientInfo, LoginError, Principal, SignIn};
 use crate::app::App;
 use crate::audit::{self, Action, Actor, Event};
 use crate::db::{Timestamp, Tx};
-use crate::domain::{Email, Role};
+use crate::domain::Email;
 use crate::oidc::{FlowSecrets, ProvidedIdentity, Provider, ProviderError};
 use crate::ratelimit;
 use crate::store::identities::{self as store, Identity, LinkKey, PendingSignIn};
-use crate::store::{businesses, members, plans, subscriptions, users};
+use crate::store::{members, users};
 
 /// How long a sign-in may spend at the provider.
 pub const SIGN_IN_LIFETIME: Duration = Duration::minutes(10);
@@ -484,14 +484,6 @@ async fn create_account(
         .unwrap_or_else(|_| "My business".to_owned());
 
     let mut tx = app.db.begin().await?;
-    let plan = plans::find_by_code(tx.conn(), &app.config.default_plan)
-        .await?
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "the default plan {:?} (SAASKIT_DEFAULT_PLAN) does not exist",
-                app.config.default_plan
-            )
-        })?;
     let user = users::User {
         id: Uuid::now_v7(),
         email: email.as_str().to_owned(),
@@ -504,62 +496,12 @@ async fn create_account(
         created_at: now,
         updated_at: now,
     };
-    let business = businesses::Business {
-        id: Uuid::now_v7(),
-        name: business_name,
-        is_active: true,
-        require_mfa: false,
-        created_at: now,
-        updated_at: now,
-    };
-    let subscription = subscriptions::Subscription {
-        id: Uuid::now_v7(),
-        business_id: business.id,
-        plan_id: plan.id,
-        status: if plan.renews { "active" } else { "trialing" }.to_owned(),
-        current_period_start: now,
-        current_period_end: now.plus(Duration::days(plan.cycle_days)),
-        is_current: true,
-        pending_plan_id: None,
-        cancel_at_period_end: false,
-        ended_at: None,
-        created_at: now,
-        updated_at: now,
-    };
     // `!`: no password signs in to this account (see `users::find_credentials_by_email_key`).
-    match users::insert(tx.conn(), &user, "!").await {
+    let business = match super::open_account(app, &mut tx, &user, "!", &business_name, now).await? {
+        super::Opened::Made(rows) => rows.business,
         // The address was taken between the look and now: treat it as the existing account.
-        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
-            return Err(IdentityError::InvalidState);
-        }
-        other => other?,
-    }
-    businesses::insert(tx.conn(), &business).await?;
-    members::insert(
-        tx.conn(),
-        &members::Member {
-            id: Uuid::now_v7(),
-            business_id: business.id,
-            user_id: user.id,
-            role: Role::Owner.as_str().to_owned(),
-            status: "active".to_owned(),
-            created_at: now,
-            updated_at: now,
-        },
-    )
-    .await?;
-    subscriptions::insert(tx.conn(), &subscription).await?;
-    crate::metering::record_unchecked(&mut tx, business.id, crate::metering::MEMBERS, 1).await?;
-    crate::billing::events::record(
-        &mut tx,
-        &subscription,
-        "created",
-        crate::billing::events::Actor::User(user.id),
-        None,
-        Some(crate::billing::events::snapshot(&subscription, &plan.code)),
-        now,
-    )
-    .await?;
+        super::Opened::EmailTaken(_) => return Err(IdentityError::InvalidState),
+    };
     if user.email_verified_at.is_none() {
         super::verification::issue(app, &mut tx, &user, now).await?;
     }

@@ -153,16 +153,6 @@ pub async fn signup(
     let password_hash = app.hasher.hash(new.password.expose()).await?;
     let now = app.clock.now();
     let mut tx = app.db.begin().await?;
-
-    let plan = plans::find_by_code(tx.conn(), &app.config.default_plan)
-        .await?
-        .ok_or_else(|| {
-            anyhow::anyhow!(
-                "the default plan {:?} (SAASKIT_DEFAULT_PLAN) does not exist",
-                app.config.default_plan
-            )
-        })?;
-
     let user = User {
         id: Uuid::now_v7(),
         email: new.email.as_str().to_owned(),
@@ -175,31 +165,22 @@ pub async fn signup(
         created_at: now,
         updated_at: now,
     };
-    let business = Business {
-        id: Uuid::now_v7(),
-        name: new.business_name.as_str().to_owned(),
-        is_active: true,
-        require_mfa: false,
-        created_at: now,
-        updated_at: now,
-    };
-    let subscription = Subscription {
-        id: Uuid::now_v7(),
-        business_id: business.id,
-        plan_id: plan.id,
-        // A plan that does not renew is a trial; one that does starts active.
-        status: if plan.renews { "active" } else { "trialing" }.to_owned(),
-        current_period_start: now,
-        current_period_end: now.plus(Duration::days(plan.cycle_days)),
-        is_current: true,
-        pending_plan_id: None,
-        cancel_at_period_end: false,
-        ended_at: None,
-        created_at: now,
-        updated_at: now,
-    };
-    match users::insert(tx.conn(), &user, &password_hash).await {
-        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+    let NewAccountRows {
+        business,
+        subscription,
+        plan,
+    } = match open_account(
+        app,
+        &mut tx,
+        &user,
+        &password_hash,
+        new.business_name.as_str(),
+        now,
+    )
+    .await?
+    {
+        Opened::Made(rows) => rows,
+        Opened::EmailTaken(rows) => {
             if !app.config.require_verified_email {
                 // Signup hands out a session, so it cannot hide that the address is taken.
                 return Err(SignupError::EmailTaken);
@@ -211,42 +192,12 @@ pub async fn signup(
             return Ok(SignedUp {
                 session: None,
                 user,
-                business,
-                subscription,
-                plan,
+                business: rows.business,
+                subscription: rows.subscription,
+                plan: rows.plan,
             });
         }
-        other => other?,
-    }
-
-    businesses::insert(tx.conn(), &business).await?;
-    members::insert(
-        tx.conn(),
-        &Member {
-            id: Uuid::now_v7(),
-            business_id: business.id,
-            user_id: user.id,
-            role: Role::Owner.as_str().to_owned(),
-            status: "active".to_owned(),
-            created_at: now,
-            updated_at: now,
-        },
-    )
-    .await?;
-
-    subscriptions::insert(tx.conn(), &subscription).await?;
-    // The owner is the first member, whatever the plan's limit.
-    crate::metering::record_unchecked(&mut tx, business.id, crate::metering::MEMBERS, 1).await?;
-    crate::billing::events::record(
-        &mut tx,
-        &subscription,
-        "created",
-        crate::billing::events::Actor::User(user.id),
-        None,
-        Some(crate::billing::events::snapshot(&subscription, &plan.code)),
-        now,
-    )
-    .await?;
+    };
 
     verification::issue(app, &mut tx, &user, now).await?;
     let session = if verification::may_open_session(app, &user) {
@@ -444,6 +395,107 @@ pub(crate) async fn finish_login(
         user,
         business,
     })
+}
+
+/// What a new account starts with beside its user.
+pub(crate) struct NewAccountRows {
+    pub business: Business,
+    pub subscription: Subscription,
+    pub plan: Plan,
+}
+
+/// Whether [`open_account`] made the account, or found its address taken (nothing written; the
+/// rows it would have written, for an answer that must not tell).
+pub(crate) enum Opened {
+    Made(NewAccountRows),
+    EmailTaken(NewAccountRows),
+}
+
+/// Writes a new account on `tx`, as a signup (and a first sign-in with an identity provider)
+/// makes one: `user` with `password_hash`, their business named `business_name`, its owner
+/// membership (counted by the members meter), a subscription to the default plan (a trial if
+/// the plan does not renew) and its billing event.
+pub(crate) async fn open_account(
+    app: &App,
+    tx: &mut crate::db::Tx,
+    user: &User,
+    password_hash: &str,
+    business_name: &str,
+    now: Timestamp,
+) -> anyhow::Result<Opened> {
+    let plan = plans::find_by_code(tx.conn(), &app.config.default_plan)
+        .await?
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "the default plan {:?} (SAASKIT_DEFAULT_PLAN) does not exist",
+                app.config.default_plan
+            )
+        })?;
+    let business = Business {
+        id: Uuid::now_v7(),
+        name: business_name.to_owned(),
+        is_active: true,
+        require_mfa: false,
+        created_at: now,
+        updated_at: now,
+    };
+    let subscription = Subscription {
+        id: Uuid::now_v7(),
+        business_id: business.id,
+        plan_id: plan.id,
+        // A plan that does not renew is a trial; one that does starts active.
+        status: if plan.renews { "active" } else { "trialing" }.to_owned(),
+        current_period_start: now,
+        current_period_end: now.plus(Duration::days(plan.cycle_days)),
+        is_current: true,
+        pending_plan_id: None,
+        cancel_at_period_end: false,
+        ended_at: None,
+        created_at: now,
+        updated_at: now,
+    };
+    let rows = NewAccountRows {
+        business,
+        subscription,
+        plan,
+    };
+    match users::insert(tx.conn(), user, password_hash).await {
+        Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            return Ok(Opened::EmailTaken(rows));
+        }
+        other => other?,
+    }
+    businesses::insert(tx.conn(), &rows.business).await?;
+    members::insert(
+        tx.conn(),
+        &Member {
+            id: Uuid::now_v7(),
+            business_id: rows.business.id,
+            user_id: user.id,
+            role: Role::Owner.as_str().to_owned(),
+            status: "active".to_owned(),
+            created_at: now,
+            updated_at: now,
+        },
+    )
+    .await?;
+    subscriptions::insert(tx.conn(), &rows.subscription).await?;
+    // The owner is the first member, whatever the plan's limit.
+    crate::metering::record_unchecked(tx, rows.business.id, crate::metering::MEMBERS, 1).await?;
+    crate::billing::events::record(
+        tx,
+        &rows.subscription,
+        "created",
+        crate::billing::events::Actor::User(user.id),
+        None,
+        Some(crate::billing::events::snapshot(
+            &rows.subscription,
+            &rows.plan.code,
+        )),
+        now,
+    )
+    .await?;
+    Ok(Opened::Made(rows))
 }
 
 /// Mails the owner of `email` that someone tried to sign up with it again.

@@ -9,61 +9,8 @@ use saaskit::clock::Clock as _;
 
 use super::*;
 
-/// TOTP as RFC 6238 defines it (HMAC-SHA-1, six digits, 30-second steps from the Unix epoch),
-/// with the RFC 4648 base32 the key is shown in — written here, not taken from the server.
-mod rfc6238 {
-    use hmac::{Hmac, Mac};
-    use sha1::Sha1;
-
-    pub fn code(secret: &[u8], unix_secs: i64) -> String {
-        let step = u64::try_from(unix_secs.div_euclid(30)).expect("a time after 1970");
-        let mut mac = Hmac::<Sha1>::new_from_slice(secret).expect("HMAC takes a key of any length");
-        mac.update(&step.to_be_bytes());
-        let hash = mac.finalize().into_bytes();
-        let offset = usize::from(hash[19] & 0x0f);
-        let binary = u32::from_be_bytes([
-            hash[offset] & 0x7f,
-            hash[offset + 1],
-            hash[offset + 2],
-            hash[offset + 3],
-        ]);
-        format!("{:06}", binary % 1_000_000)
-    }
-
-    /// RFC 4648 base32 without padding, as the page shows it (spaces between groups ignored).
-    pub fn base32_decode(text: &str) -> Vec<u8> {
-        let mut out = Vec::new();
-        let (mut bits, mut held) = (0u32, 0u32);
-        for c in text.chars().filter(|c| !c.is_whitespace()) {
-            let value = match c.to_ascii_uppercase() {
-                u @ 'A'..='Z' => u32::from(u) - u32::from('A'),
-                d @ '2'..='7' => u32::from(d) - u32::from('2') + 26,
-                other => panic!("{other:?} is not base32 (in {text:?})"),
-            };
-            bits = (bits << 5) | value;
-            held += 5;
-            if held >= 8 {
-                held -= 8;
-                out.push(u8::try_from(bits >> held).expect("one byte"));
-                bits &= (1 << held) - 1;
-            }
-        }
-        out
-    }
-
-    #[test]
-    fn the_test_generator_gives_the_rfc_6238_codes() {
-        // RFC 6238 Appendix B (SHA-1), the last six of its eight digits.
-        let secret = b"12345678901234567890";
-        assert_eq!(code(secret, 59), "287082");
-        assert_eq!(code(secret, 1_111_111_109), "081804");
-        assert_eq!(code(secret, 2_000_000_000), "279037");
-        assert_eq!(
-            base32_decode("GEZD GNBV GY3T QOJQ GEZDGNBVGY3TQOJQ"),
-            secret
-        );
-    }
-}
+#[path = "../common/rfc6238.rs"]
+mod rfc6238;
 
 /// The server's present time, in Unix seconds.
 fn now_secs(app: &TestApp) -> i64 {
@@ -74,14 +21,14 @@ fn now_secs(app: &TestApp) -> i64 {
 /// code is taken once and the journey has used the one before.
 fn next_code(app: &TestApp, secret: &[u8]) -> String {
     app.clock.advance(Duration::seconds(30));
-    rfc6238::code(secret, now_secs(app))
+    rfc6238::totp(secret, now_secs(app), 6)
 }
 
 /// Six digits that no step around the server's present time produces.
 fn wrong_code(app: &TestApp, secret: &[u8]) -> String {
     let near: Vec<String> = [-30, 0, 30]
         .iter()
-        .map(|d| rfc6238::code(secret, now_secs(app) + d))
+        .map(|d| rfc6238::totp(secret, now_secs(app) + d, 6))
         .collect();
     (0..10)
         .map(|d| d.to_string().repeat(6))
@@ -109,7 +56,7 @@ async fn set_up_authenticator(app: &TestApp, b: &harness::Browser) -> (Vec<u8>, 
     let key = key_on_page(b).await;
     b.fill(
         "Six-digit code from the app",
-        &rfc6238::code(&key, now_secs(app)),
+        &rfc6238::totp(&key, now_secs(app), 6),
     )
     .await;
     b.press("Turn on two-factor sign-in").await;
@@ -181,7 +128,7 @@ journey! {
         assert_eq!(key_on_page(&b).await, key, "the pending key is not replaced");
         b.check("two-factor-setup-wrong-code").await;
 
-        b.fill("Six-digit code from the app", &rfc6238::code(&key, now_secs(&app))).await;
+        b.fill("Six-digit code from the app", &rfc6238::totp(&key, now_secs(&app), 6)).await;
         b.press("Turn on two-factor sign-in").await;
         let codes = recovery_codes_on_page(&b).await;
         assert_eq!(codes.len(), 10, "{codes:?}");

@@ -331,8 +331,19 @@ db_test! {
         assert_code(&garbage, StatusCode::UNAUTHORIZED, "invalid_passkey");
         let (status, body) = app.post("/api/v1/login/passkey/finish", None, json!({})).await;
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
-        let failed = app.get("/api/v1/audit-log?action=login.failed&limit=50", Some(&owner)).await;
-        assert_eq!(failed.0, StatusCode::OK, "{}", failed.1);
+        // Refusals are in the log, which staff read (nobody is known to have failed).
+        app.signup("staff@example.com").await;
+        saaskit::billing::admin::set_staff(&app.app, "staff@example.com", true)
+            .await
+            .expect("make staff");
+        let staff = app.login_token("staff@example.com").await;
+        let (status, failed) = app.get("/api/v1/audit-log?action=login.failed&limit=50", Some(&staff)).await;
+        assert_eq!(status, StatusCode::OK, "{failed}");
+        let refusals = failed["data"].as_array().expect("data").iter()
+            .filter(|e| e["details"]["reason"] == "invalid_passkey")
+            .count();
+        // The phishing origin, the replay against a fresh challenge, the garbage.
+        assert_eq!(refusals, 3, "{failed}");
     }
 }
 

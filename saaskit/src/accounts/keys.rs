@@ -73,6 +73,18 @@ pub async fn mint_for_user(
     now: Timestamp,
 ) -> sqlx::Result<NewSecret> {
     one_time_keys::revoke_for_user(tx.conn(), user.id, purpose, now).await?;
+    mint_another(tx, purpose, user, lifetime, now).await
+}
+
+/// Mints a key of `purpose` for `user`, valid for `lifetime`, leaving their earlier keys of that
+/// purpose alone (a login's second step: two devices may be signing in at once).
+pub async fn mint_another(
+    tx: &mut Tx,
+    purpose: &str,
+    user: &User,
+    lifetime: chrono::Duration,
+    now: Timestamp,
+) -> sqlx::Result<NewSecret> {
     let secret = crate::secret::generate("");
     one_time_keys::insert(
         tx.conn(),

@@ -23,7 +23,7 @@ use crate::app::App;
 use crate::audit::{self, Action, Actor, Event};
 use crate::db::{Conn, Timestamp, Tx};
 use crate::ratelimit;
-use crate::store::one_time_keys::{self, OneTimeKey};
+use crate::store::one_time_keys;
 use crate::store::{mfa as store, users};
 
 pub const CHALLENGE_PURPOSE: &str = "mfa_login";
@@ -460,27 +460,8 @@ pub struct Challenge {
 
 /// Mints the key of a login's second step for `user`, on the caller's transaction.
 pub async fn challenge(tx: &mut Tx, user: &users::User, now: Timestamp) -> sqlx::Result<Challenge> {
-    let secret = crate::secret::generate("");
+    let secret = keys::mint_another(tx, CHALLENGE_PURPOSE, user, CHALLENGE_LIFETIME, now).await?;
     let expires_at = now.plus(CHALLENGE_LIFETIME);
-    one_time_keys::insert(
-        tx.conn(),
-        &OneTimeKey {
-            id: Uuid::now_v7(),
-            purpose: CHALLENGE_PURPOSE.to_owned(),
-            hash: secret.hash.clone(),
-            user_id: Some(user.id),
-            business_id: None,
-            email: Some(user.email_key.clone()),
-            role: None,
-            created_by: None,
-            failed_attempts: 0,
-            created_at: now,
-            expires_at,
-            used_at: None,
-            revoked_at: None,
-        },
-    )
-    .await?;
     Ok(Challenge {
         token: secret.clear,
         expires_at,

@@ -276,7 +276,6 @@ mod tests {
         }
         .render()
         .expect("renders");
-        println!("Subject: {}\n\n{}", mail.subject, mail.text);
         assert_eq!(
             mail.subject,
             "A webhook endpoint was disabled after failing for 5 days"
@@ -361,6 +360,24 @@ mod tests {
         assert_eq!(mail.subject, "Your sign-in link");
         for body in [&mail.text, &mail.html] {
             assert!(body.contains(link) && body.contains("15 minutes"), "{body}");
+        }
+        for (change, words) in [
+            ("added", "added to your account"),
+            ("removed", "removed from"),
+        ] {
+            let mail = SignInMethod {
+                first_name: "Ada",
+                email: "ada@example.com",
+                method: "A passkey",
+                change,
+                link: "https://app.example.com/account",
+            }
+            .render()
+            .expect("renders");
+            assert_eq!(mail.subject, format!("A passkey was {change}"));
+            for body in [&mail.text, &mail.html] {
+                assert!(body.contains(words), "{body}");
+            }
         }
     }
 

@@ -140,11 +140,13 @@ db_test!(
         assert!(threads >= 2.0, "{threads} threads (the runtime has two workers)");
 
         // The CPU counter only grows, and file descriptors opened show at the next scrape.
-        let files: Vec<_> = (0..20).map(|_| std::fs::File::open("/proc/self/stat").expect("open")).collect();
+        // The other tests run in this same process and open and close their own (a test
+        // server's pools and sockets: tens at most), so the files opened here are many more
+        // than that noise, and the slack is wide.
+        let files: Vec<_> = (0..400).map(|_| std::fs::File::open("/proc/self/stat").expect("open")).collect();
         let [cpu_after, .., open_after, _, _, started_after] = scrape().await;
         assert!(cpu_after >= cpu, "{cpu_after} after {cpu}");
-        // (Slack for a pooled connection or two closing in between.)
-        assert!(open_after >= open + 15.0, "{open_after} open with 20 more than {open}");
+        assert!(open_after >= open + 300.0, "{open_after} open with 400 more than {open}");
         assert_eq!(started_after, started);
         drop(files);
     }

@@ -33,6 +33,9 @@ pub struct App {
     pub background: tokio_util::task::TaskTracker,
     /// The batching writer for metered rows on SQLite, started on first use.
     pub sqlite_writer: crate::db::writer::WriterSlot,
+    /// The dashboard's figures, read for many businesses at once (see [`crate::db::batch`]).
+    pub dashboard_reads:
+        crate::db::batch::BatcherSlot<crate::metering::FiguresOf, crate::metering::Figures>,
     /// saaskit and the products registered on it: their meters, routes and migrations.
     pub products: Arc<Products>,
     /// `/api/v1/openapi.json` as served, made on first request.
@@ -92,6 +95,7 @@ impl App {
             mail_worker_running: std::sync::atomic::AtomicBool::new(false),
             background: tokio_util::task::TaskTracker::new(),
             sqlite_writer: crate::db::writer::WriterSlot::default(),
+            dashboard_reads: crate::db::batch::BatcherSlot::default(),
             products,
             openapi_document: std::sync::OnceLock::new(),
             payments,

@@ -4,6 +4,7 @@
 //! SQL is written once (with `$N` parameters, which both drivers accept) and compiled once per
 //! database by [`on_conn!`]; the store modules are the only users of it.
 
+pub mod batch;
 pub mod changes;
 pub mod direct;
 pub mod writer;

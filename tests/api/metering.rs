@@ -596,3 +596,35 @@ db_test!(
         assert_eq!(app.used(&p, "recordings").await, 1);
     }
 );
+
+db_test!(
+    async fn dashboards_asked_for_at_once_each_show_their_own_business(app) {
+        // The dashboard's figures of many businesses are read in one statement when their
+        // pages are asked for together: each page must still show its own.
+        let mut products = Vec::new();
+        for i in 0..10 {
+            let p = product(&app, &format!("dash{i}@example.com")).await;
+            for _ in 0..i {
+                assert_eq!(app.record(&p).await.0, StatusCode::CREATED);
+            }
+            products.push(p);
+        }
+        let pages = crate::signup::futures_join_all(products.iter().cycle().take(40).map(|p| {
+            app.client
+                .get(app.url("/dashboard"))
+                .header("Cookie", format!("saaskit_session={}", p.owner))
+                .send()
+        }))
+        .await;
+        for (i, page) in pages.into_iter().enumerate() {
+            let page = page.expect("dashboard");
+            assert_eq!(page.status(), StatusCode::OK);
+            let html = page.text().await.expect("body");
+            let recorded = i % 10;
+            for (meter, used) in [("recordings", recorded), ("applications", 1)] {
+                let row = format!("<th scope=\"row\">{meter}</th>\n    <td>{used}</td>");
+                assert!(html.contains(&row), "dash{recorded}'s page lacks {row:?}:\n{html}");
+            }
+        }
+    }
+);

@@ -426,9 +426,12 @@ pub async fn business_usage(
 ) -> Result<std::collections::BTreeMap<String, crate::metering::MeterStatus>, AdminError> {
     let mut tx = app.db.read().await?;
     let sub = crate::metering::current_subscription(tx.conn(), id).await?;
-    let (_, usage) =
-        crate::metering::dashboard_figures(tx.conn(), id, sub.as_ref(), meters).await?;
-    Ok(usage)
+    let ask = (id, sub.as_ref().map(|s| s.current_period_start));
+    let figures = crate::metering::dashboard_figures(tx.conn(), &[ask])
+        .await?
+        .remove(&ask)
+        .unwrap_or_default();
+    Ok(figures.statuses(sub.as_ref(), meters))
 }
 
 /// The businesses staff look for: by a part of the name, by id, or by an owner's email;

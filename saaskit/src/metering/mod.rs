@@ -9,7 +9,7 @@ mod insert;
 
 pub use insert::{MeteredError, MeteredInsert, Value, insert_metered};
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use thiserror::Error;
@@ -450,27 +450,86 @@ pub async fn meter_statuses(
     Ok(statuses(Some(sub), meters, &used))
 }
 
-/// A business's credit balance and the status of every meter its subscription (`sub`, as
-/// [`current_subscription`] reads it) limits or it has used, read in one statement: what the
-/// dashboard and the staff's page of a business show.
+/// What [`dashboard_figures`] reads of one business for one period: its credit balance and
+/// what it has used of each meter (gauges, and the period's counters).
+#[derive(Debug, Clone, Default)]
+pub struct Figures {
+    pub balance: i64,
+    pub used: BTreeMap<String, i64>,
+}
+
+impl Figures {
+    /// The status of every meter `sub` limits or the business has used.
+    pub fn statuses(
+        &self,
+        sub: Option<&CurrentSubscription>,
+        meters: &Meters,
+    ) -> BTreeMap<String, MeterStatus> {
+        statuses(sub, meters, &self.used)
+    }
+}
+
+/// Which figures to read: a business, and the start of its current period (none without a
+/// subscription: then no counter).
+pub type FiguresOf = (Uuid, Option<Timestamp>);
+
+/// The [`Figures`] of each business and period in `asks`, read in one statement.
 pub async fn dashboard_figures(
     c: Conn<'_>,
-    business_id: Uuid,
-    sub: Option<&CurrentSubscription>,
-    meters: &Meters,
-) -> sqlx::Result<(i64, BTreeMap<String, MeterStatus>)> {
-    let period = sub.map(|s| s.current_period_start);
-    let mut balance = 0;
-    let mut used: BTreeMap<String, i64> = BTreeMap::new();
-    for (kind, meter, n) in usage::dashboard_figures(c, business_id, period).await? {
-        match kind.as_str() {
-            "balance" => balance = n,
+    asks: &[FiguresOf],
+) -> sqlx::Result<HashMap<FiguresOf, Figures>> {
+    let mut out: HashMap<FiguresOf, Figures> =
+        asks.iter().map(|&ask| (ask, Figures::default())).collect();
+    for row in usage::dashboard_figures(c, asks).await? {
+        match row.kind.as_str() {
+            // A business's balance and gauges belong to every period asked of it.
+            "balance" | "gauge" => {
+                for ((business_id, _), figures) in out.iter_mut() {
+                    if *business_id != row.business_id {
+                        continue;
+                    }
+                    if row.kind == "balance" {
+                        figures.balance = row.used;
+                    } else {
+                        figures.used.insert(row.meter.clone(), row.used);
+                    }
+                }
+            }
             _ => {
-                used.insert(meter, n);
+                if let Some(figures) = out.get_mut(&(row.business_id, row.period_start)) {
+                    figures.used.insert(row.meter, row.used);
+                }
             }
         }
     }
-    Ok((balance, statuses(sub, meters, &used)))
+    Ok(out)
+}
+
+/// The [`Figures`] of `business_id` for `sub`'s current period, read together with those other
+/// requests ask for at the same moment (see [`crate::db::batch`]): the dashboard, the page
+/// every customer opens first.
+pub async fn figures_batched(
+    app: &crate::app::App,
+    business_id: Uuid,
+    sub: Option<&CurrentSubscription>,
+) -> anyhow::Result<Figures> {
+    let reads = app
+        .dashboard_reads
+        .get(|| {
+            let db = app.db.clone();
+            move |asks: Vec<FiguresOf>| {
+                let db = db.clone();
+                async move {
+                    // One statement sees one state on both databases: no transaction needed.
+                    let mut single = db.single().await?;
+                    Ok(dashboard_figures(single.conn(), &asks).await?)
+                }
+            }
+        })
+        .await;
+    reads
+        .get((business_id, sub.map(|s| s.current_period_start)))
+        .await
 }
 
 /// Every meter the plan limits or the business has used (`used`), with its limit and reset.

@@ -152,26 +152,51 @@ pub struct GaugeRow {
     pub used: i64,
 }
 
-/// In one statement, what the dashboard shows of a business: its credit balance (`kind`
-/// `balance`), its gauges (`gauge`) and its counters of the period starting at `period_start`
-/// (`counter`), as `(kind, meter, used)`.
+/// One row of [`dashboard_figures`]: a business's credit balance (`kind` `balance`), a gauge, or
+/// a counter of the period asked for (`period_start` set only for counters).
+#[derive(Debug, sqlx::FromRow)]
+pub struct FigureRow {
+    pub business_id: Uuid,
+    pub period_start: Option<Timestamp>,
+    pub kind: String,
+    pub meter: String,
+    pub used: i64,
+}
+
+/// For each `(business, current period start)` asked: the credit balance, every gauge, and the
+/// counters of that period, in one statement. Asks are padded to a power of two (repeating the
+/// last), so a few statement texts serve every batch size.
 pub async fn dashboard_figures(
     c: Conn<'_>,
-    business_id: Uuid,
-    period_start: Option<Timestamp>,
-) -> sqlx::Result<Vec<(String, String, i64)>> {
-    on_conn!(c, c => sqlx::query_as(
-        "SELECT 'balance' AS kind, '' AS meter, \
-                CAST(COALESCE(SUM(amount), 0) AS BIGINT) AS used \
-         FROM ledger_entries WHERE business_id = $1 \
-         UNION ALL SELECT 'gauge', meter, used FROM gauges WHERE business_id = $1 \
-         UNION ALL SELECT 'counter', meter, used FROM usage_counters \
-         WHERE business_id = $1 AND period_start = $2",
-    )
-    .bind(business_id)
-    .bind(period_start)
-    .fetch_all(&mut *c)
-    .await)
+    asks: &[(Uuid, Option<Timestamp>)],
+) -> sqlx::Result<Vec<FigureRow>> {
+    let Some(last) = asks.last() else {
+        return Ok(Vec::new());
+    };
+    let padded = asks.len().next_power_of_two();
+    let rows = crate::db::values_list(c.backend(), padded, 2, &["uuid", "timestamptz"]);
+    // Only placeholders are spliced in; every value is bound.
+    let sql = format!(
+        "WITH asks (business_id, period_start) AS (VALUES {rows}), \
+              firms AS (SELECT DISTINCT business_id FROM asks), \
+              periods AS (SELECT DISTINCT business_id, period_start FROM asks) \
+         SELECT f.business_id, CAST(NULL AS TIMESTAMPTZ) AS period_start, 'balance' AS kind, '' AS meter, \
+                (SELECT CAST(COALESCE(SUM(l.amount), 0) AS BIGINT) FROM ledger_entries l \
+                 WHERE l.business_id = f.business_id) AS used \
+         FROM firms f \
+         UNION ALL SELECT g.business_id, CAST(NULL AS TIMESTAMPTZ), 'gauge', g.meter, g.used \
+         FROM gauges g JOIN firms f ON g.business_id = f.business_id \
+         UNION ALL SELECT u.business_id, u.period_start, 'counter', u.meter, u.used \
+         FROM usage_counters u JOIN periods p \
+         ON u.business_id = p.business_id AND u.period_start = p.period_start"
+    );
+    on_conn!(c, c => {
+        let mut q = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+        for (business_id, period_start) in asks.iter().chain(std::iter::repeat_n(last, padded - asks.len())) {
+            q = q.bind(*business_id).bind(*period_start);
+        }
+        q.fetch_all(&mut *c).await
+    })
 }
 
 pub async fn gauges_of(c: Conn<'_>, business_id: Uuid) -> sqlx::Result<Vec<GaugeRow>> {

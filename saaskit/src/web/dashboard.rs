@@ -60,25 +60,15 @@ pub async fn dashboard_page(
 ) -> Response {
     let principal = &signed_in.principal;
     // The subscription and its plan come with the session (the auth context); the balance and
-    // the meters in one statement, outside a transaction: this page is what every customer
-    // opens first.
-    let figures = async {
-        let mut tx = app.db.single().await?;
-        anyhow::Ok(
-            metering::dashboard_figures(
-                tx.conn(),
-                principal.business_id,
-                principal.subscription.as_ref(),
-                app.products.meters(),
-            )
-            .await?,
-        )
-    }
-    .await;
-    let (balance, meters) = match figures {
+    // the meters in one statement, shared with the other dashboards asked for at the same
+    // moment: this page is what every customer opens first.
+    let sub = principal.subscription.as_ref();
+    let figures = match metering::figures_batched(&app, principal.business_id, sub).await {
         Ok(f) => f,
         Err(e) => return server_error(e),
     };
+    let balance = figures.balance;
+    let meters = figures.statuses(sub, app.products.meters());
     let meters = meter_rows(meters);
     let email_verified = principal
         .member

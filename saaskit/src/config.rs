@@ -461,6 +461,17 @@ pub struct Config {
     )]
     pub webhook_lease_secs: u64,
 
+    /// Seconds a mail worker holds the message it claims: a replica that dies mid-send leaves
+    /// it to the others this long. Each SMTP step may take a quarter of it (at most 15 s).
+    #[arg(
+        long,
+        env = "SAASKIT_MAIL_LEASE_SECS",
+        default_value_t = 120,
+        value_parser = clap::value_parser!(u64).range(4..=3600),
+        global = true
+    )]
+    pub mail_lease_secs: u64,
+
     /// Stripe's secret API key (`sk_live_…`, `sk_test_…`). Unset: payments are off, and credits
     /// arrive only as operators grant them.
     #[arg(
@@ -653,6 +664,7 @@ impl Config {
             webhook_retry_schedule: RetrySchedule::standard(),
             webhook_allow_private: false,
             webhook_lease_secs: 120,
+            mail_lease_secs: 120,
             secret_key: None,
             secret_key_old: Vec::new(),
             secret_key_file: None,

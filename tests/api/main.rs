@@ -36,6 +36,7 @@ mod passkeys;
 mod password_reset;
 mod payments;
 mod products;
+mod replicas;
 mod revocation;
 mod schema;
 mod sealing;

@@ -24,15 +24,16 @@ use crate::receiver::Receiver;
 const LEASE_SECS: u64 = 20;
 const METRICS_TOKEN: &str = "replicas-metrics-token";
 
-/// Two replicas of one deployment: the same database, the same secret key file.
-struct Deployment {
-    test_db: Arc<TestDb>,
-    workdir: std::path::PathBuf,
-    client: reqwest::Client,
+/// Replicas of one deployment: the same database, the same secret key file (also used by
+/// `replicas.rs`).
+pub(crate) struct Deployment {
+    pub(crate) test_db: Arc<TestDb>,
+    pub(crate) workdir: std::path::PathBuf,
+    pub(crate) client: reqwest::Client,
 }
 
 impl Deployment {
-    async fn new(backend: Backend) -> Deployment {
+    pub(crate) async fn new(backend: Backend) -> Deployment {
         let workdir = std::env::temp_dir().join(format!(
             "saaskit_replicas_{}",
             uuid::Uuid::new_v4().simple()
@@ -50,6 +51,11 @@ impl Deployment {
     }
 
     async fn replica(&self) -> Server {
+        self.replica_with(&[]).await
+    }
+
+    /// A replica with `extra` settings besides (or instead of) the shared ones.
+    pub(crate) async fn replica_with(&self, extra: &[(&str, &str)]) -> Server {
         let lease = LEASE_SECS.to_string();
         let key_file = self.test_db.key_file.display().to_string();
         let mail_dir = self.workdir.join("mail").display().to_string();
@@ -65,12 +71,22 @@ impl Deployment {
                 ("SAASKIT_MAIL_DIR", &mail_dir),
                 ("SAASKIT_RATE_LIMIT", "off"),
                 ("SAASKIT_METRICS_TOKEN", METRICS_TOKEN),
-            ],
+            ]
+            .into_iter()
+            .filter(|(k, _)| !extra.iter().any(|(e, _)| e == k))
+            .chain(extra.iter().copied())
+            .collect::<Vec<_>>(),
         )
         .await
     }
 
-    async fn post(&self, server: &Server, path: &str, token: Option<&str>, body: Value) -> Value {
+    pub(crate) async fn post(
+        &self,
+        server: &Server,
+        path: &str,
+        token: Option<&str>,
+        body: Value,
+    ) -> Value {
         let mut request = self
             .client
             .post(format!("{}{path}", server.base))
@@ -85,7 +101,7 @@ impl Deployment {
         body
     }
 
-    async fn get(&self, server: &Server, path: &str, token: &str) -> Value {
+    pub(crate) async fn get(&self, server: &Server, path: &str, token: &str) -> Value {
         let response = self
             .client
             .get(format!("{}{path}", server.base))
@@ -98,7 +114,7 @@ impl Deployment {
     }
 
     /// Signs up an owner through `server`: their session token.
-    async fn owner(&self, server: &Server, email: &str) -> String {
+    pub(crate) async fn owner(&self, server: &Server, email: &str) -> String {
         let signup = self
             .post(
                 server,
@@ -134,7 +150,7 @@ impl Deployment {
     }
 
     /// Creates an API key through `server` (an `api_key.created` event): its id.
-    async fn key(&self, server: &Server, token: &str, name: &str) -> String {
+    pub(crate) async fn key(&self, server: &Server, token: &str, name: &str) -> String {
         let key = self
             .post(
                 server,
@@ -175,6 +191,12 @@ impl Deployment {
 
     /// What `server`'s process counts as delivered (`saaskit_webhooks_delivered_total`).
     async fn delivered_by(&self, server: &Server) -> u64 {
+        self.metric(server, "saaskit_webhooks_delivered_total")
+            .await
+    }
+
+    /// The value of the counter `name` in `server`'s `/metrics`.
+    pub(crate) async fn metric(&self, server: &Server, name: &str) -> u64 {
         let text = self
             .client
             .get(format!("{}/metrics", server.base))
@@ -186,9 +208,9 @@ impl Deployment {
             .await
             .expect("metrics text");
         text.lines()
-            .find_map(|l| l.strip_prefix("saaskit_webhooks_delivered_total "))
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' '))
             .and_then(|n| n.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no saaskit_webhooks_delivered_total in:\n{text}"))
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
     }
 }
 

@@ -10,8 +10,6 @@ use crate::app::AppState;
 use crate::mail::retry_delay;
 use crate::store::outbox;
 
-/// How long a claimed message is reserved for the worker that claimed it.
-const LEASE: chrono::Duration = chrono::Duration::seconds(120);
 /// Claimed one at a time, so a slow SMTP server cannot outlast the lease of messages still
 /// waiting in a batch (and get them sent twice by another replica).
 const BATCH: i64 = 1;
@@ -41,9 +39,13 @@ async fn deliver_until(
             return Ok(total);
         }
         let now = app.clock.now();
+        // How long the claimed message is reserved for this worker (`SAASKIT_MAIL_LEASE_SECS`).
+        let lease = chrono::Duration::seconds(
+            i64::try_from(app.config.mail_lease_secs).unwrap_or(i64::MAX / 1_000_000),
+        );
         let batch = {
             let mut tx = app.db.begin().await?;
-            let batch = outbox::claim_due(tx.conn(), now, now.plus(LEASE), BATCH).await?;
+            let batch = outbox::claim_due(tx.conn(), now, now.plus(lease), BATCH).await?;
             tx.commit_quietly().await?;
             batch
         };

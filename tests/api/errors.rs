@@ -137,3 +137,37 @@ db_test! {
         assert_eq!(status, StatusCode::OK);
     }
 }
+
+db_test! {
+    async fn an_array_is_never_read_as_a_body_whose_members_are_all_optional(app) {
+        // serde reads a JSON array as a struct, member by member: a body whose members are all
+        // optional took `[0]` for "nothing given" (found by the fuzzer on key rotation).
+        let owner = app.signup_token("ada@example.com").await;
+        let (status, key) = app.post("/api/v1/api-keys", Some(&owner), serde_json::json!({"name": "sdk"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{key}");
+        let secret = key["key"].as_str().expect("a key").to_owned();
+        let id = key["id"].as_str().expect("an id").to_owned();
+        for (path, body) in [
+            (format!("/api/v1/api-keys/{id}/rotate"), " [0]"),
+            (format!("/api/v1/api-keys/{id}/rotate"), "[]"),
+            ("/api/v1/business".to_owned(), "[null, null]"),
+        ] {
+            let method = if path.ends_with("business") { reqwest::Method::PATCH } else { reqwest::Method::POST };
+            let res = app
+                .client
+                .request(method, app.url(&path))
+                .bearer_auth(&owner)
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("send");
+            assert_problem(res, StatusCode::UNPROCESSABLE_ENTITY, "invalid_body").await;
+        }
+        // The key was not rotated: its secret still works.
+        assert_eq!(app.get("/api/v1/entitlements", Some(&secret)).await.0, StatusCode::OK);
+        // A bracket that is not JSON is still a syntax error.
+        let res = send_raw(&app, "/api/v1/signup", Some("application/json"), b"[".to_vec()).await;
+        assert_problem(res, StatusCode::BAD_REQUEST, "malformed_json").await;
+    }
+}

@@ -80,20 +80,8 @@ pub struct BusinessChanges {
 pub async fn update_business(
     State(app): State<AppState>,
     Dashboard(p): Dashboard,
-    ApiJson(body): ApiJson<serde_json::Value>,
+    ApiJson(body): ApiJson<BusinessChanges>,
 ) -> ApiResult<Json<BusinessView>> {
-    // Every member is optional, so serde would also read a JSON array as this struct: only an
-    // object is one.
-    if !body.is_object() {
-        return Err(ApiError::validation(vec![FieldError::new(
-            "body",
-            "invalid_type",
-            "The body must be a JSON object.",
-        )]));
-    }
-    let body: BusinessChanges = serde_json::from_value(body).map_err(|e| {
-        ApiError::validation(vec![FieldError::new("body", "invalid", e.to_string())])
-    })?;
     let changes = Changes {
         name: body.name.as_deref(),
         require_mfa: body.require_mfa,

@@ -43,8 +43,8 @@ where
         let bytes = axum::body::Bytes::from_request(req, state)
             .await
             .map_err(|e| json_rejection(e.into()))?;
-        match axum::Json::<T>::from_bytes(&bytes) {
-            Ok(axum::Json(value)) => Ok(ApiJson(value)),
+        let value = match axum::Json::<T>::from_bytes(&bytes) {
+            Ok(axum::Json(value)) => value,
             // JSON has one kind of number: `3.0` is the integer 3 (and so it is to the API
             // document's `integer`), though serde refuses it for an integer field. Read again,
             // with such numbers written as integers, only when the first reading failed.
@@ -52,10 +52,20 @@ where
                 .ok()
                 .and_then(|mut body| integral_numbers_as_integers(&mut body).then_some(body))
                 .and_then(|body| serde_json::from_value(body).ok())
-                .map(ApiJson)
-                .ok_or_else(|| json_rejection(JsonRejection::JsonDataError(err))),
-            Err(rejection) => Err(json_rejection(rejection)),
+                .ok_or_else(|| json_rejection(JsonRejection::JsonDataError(err)))?,
+            Err(rejection) => return Err(json_rejection(rejection)),
+        };
+        // Every request body of this API is a JSON object. serde also reads an array as a
+        // struct (its members in order), so a struct whose members are all optional took `[0]`
+        // for "nothing given": an array that read as the body is refused all the same.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'[') {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "invalid_body",
+                "The body does not have the expected shape: it must be a JSON object, not an array.",
+            ));
         }
+        Ok(ApiJson(value))
     }
 }
 

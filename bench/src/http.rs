@@ -34,6 +34,9 @@ pub struct Options {
 /// which is which).
 /// `dashboard` is the `/dashboard` page for an owner's browser session (its session and CSRF
 /// cookies);
+/// `record-steady` is `record` measured once the table holds a million recordings (written
+/// through the API first, unmeasured; `SAASKIT_BENCH_STEADY_ROWS` changes the number), with its
+/// latency histogram.
 /// `dashboard-weight` is not a load: it adds up the page's bytes and its assets'.
 /// `backup-stall` (SQLite) grows the database to `SAASKIT_BENCH_BACKUP_MB` (default 1024) MB,
 /// then runs `saaskit backup` while metered writes go on, and reports how long writes waited.
@@ -47,6 +50,7 @@ pub const TARGETS: &[&str] = &[
     "me",
     "login",
     "record",
+    "record-steady",
     "flood",
     "reset-timing",
     "dashboard",
@@ -284,7 +288,15 @@ pub(crate) struct Outcome {
     pub(crate) p99_ms: f64,
     pub(crate) max_ms: f64,
     peak_rss_mib: f64,
+    /// How many requests took less than each bound (ms) and more than the last: the latency
+    /// histogram printed for the `record-steady` target.
+    histogram: Vec<u64>,
+    p90_ms: f64,
+    p999_ms: f64,
 }
+
+/// The upper bounds (ms) of [`Outcome::histogram`]'s buckets; one more bucket holds the rest.
+const HISTOGRAM_MS: [u32; 9] = [1, 2, 5, 10, 25, 50, 100, 250, 500];
 
 /// An outcome from every request's latency (microseconds), unsorted.
 pub(crate) fn percentiles(
@@ -310,6 +322,19 @@ pub(crate) fn percentiles(
         p99_ms: pct(0.99),
         max_ms: all.last().map_or(0.0, |&m| f64::from(m) / 1000.0),
         peak_rss_mib: 0.0,
+        p90_ms: pct(0.90),
+        p999_ms: pct(0.999),
+        histogram: {
+            let mut buckets = vec![0u64; HISTOGRAM_MS.len() + 1];
+            for &micros in &all {
+                let i = HISTOGRAM_MS
+                    .iter()
+                    .position(|&ms| micros < ms * 1000)
+                    .unwrap_or(HISTOGRAM_MS.len());
+                buckets[i] += 1;
+            }
+            buckets
+        },
     }
 }
 
@@ -481,6 +506,10 @@ async fn run_on(scratch: &Scratch, opts: &Options) -> anyhow::Result<()> {
             outcomes.push(me);
             continue;
         }
+        if target == "record-steady" {
+            outcomes.push(record_steady(&server, &tenants, opts).await?);
+            continue;
+        }
         let outcome = drive(&server, &tenants, target, opts.connections, opts.duration).await?;
         outcomes.push(outcome);
     }
@@ -517,7 +546,66 @@ async fn run_on(scratch: &Scratch, opts: &Options) -> anyhow::Result<()> {
         );
     }
     println!("server peak memory (VmHWM) over the whole run: {peak_total:.1} MiB");
+    for o in outcomes
+        .iter()
+        .filter(|o| o.target.starts_with("record, after"))
+    {
+        println!(
+            "{}: p90 {:.2} ms, p99.9 {:.2} ms",
+            o.target, o.p90_ms, o.p999_ms
+        );
+        println!("| latency | requests | share |");
+        println!("|---|---:|---:|");
+        let mut lower = 0;
+        for (i, n) in o.histogram.iter().enumerate() {
+            let bucket = match HISTOGRAM_MS.get(i) {
+                Some(upper) => format!("{lower}–{upper} ms"),
+                None => format!("≥ {lower} ms"),
+            };
+            lower = HISTOGRAM_MS.get(i).copied().unwrap_or(lower);
+            let share = 100.0 * *n as f64 / o.requests.max(1) as f64;
+            println!("| {bucket} | {n} | {share:.3}% |");
+        }
+    }
     Ok(())
+}
+
+/// `record-steady`: metered writes, unmeasured, until the table holds
+/// `SAASKIT_BENCH_STEADY_ROWS` recordings (default 1,000,000), then the measured run, with
+/// the latency histogram.
+async fn record_steady(
+    server: &Server,
+    tenants: &Arc<Vec<Tenant>>,
+    opts: &Options,
+) -> anyhow::Result<Outcome> {
+    let rows: u64 = std::env::var("SAASKIT_BENCH_STEADY_ROWS")
+        .ok()
+        .map(|v| v.parse())
+        .transpose()
+        .context("SAASKIT_BENCH_STEADY_ROWS is a number of rows")?
+        .unwrap_or(1_000_000);
+    let started = Instant::now();
+    let mut written = 0;
+    while written < rows {
+        let round = drive(
+            server,
+            tenants,
+            "record",
+            opts.connections,
+            Duration::from_secs(10),
+        )
+        .await?;
+        written += round.requests - round.errors;
+        println!(
+            "record-steady: {written} recordings written in {:.0} s (this round: {:.0}/s, p99 {:.1} ms)",
+            started.elapsed().as_secs_f64(),
+            round.rps,
+            round.p99_ms
+        );
+    }
+    let mut outcome = drive(server, tenants, "record", opts.connections, opts.duration).await?;
+    outcome.target = format!("record, after {written} rows");
+    Ok(outcome)
 }
 
 /// The bytes a browser fetches for `/dashboard`: the page and every asset it links

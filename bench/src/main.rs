@@ -46,7 +46,7 @@ enum Command {
         /// Businesses seeded (each with an owner, an API key and an application).
         #[arg(long, default_value_t = 64)]
         businesses: usize,
-        /// Comma-separated: healthz, me, login, record, flood (login and me at once),
+        /// Comma-separated: healthz, me, login, record, record-steady (record once the table holds 1M rows, with a histogram), flood (login and me at once),
         /// reset-timing, dashboard, dashboard-weight, backup-stall, request-path (/healthz and
         /// /me against a bare axum server in the same run), webhooks (deliveries per second),
         /// webhook-overhead (the metered write with and without an endpoint per business).

@@ -71,6 +71,10 @@ pub async fn revoke(c: Conn<'_>, id: Uuid, now: Timestamp) -> sqlx::Result<bool>
     .map(|r| r.rows_affected() == 1))
 }
 
+/// [`touch`]'s statement: `$1` the token, `$2` now, `$3` the time before which a use is stale.
+pub const TOUCH: &str = "UPDATE tokens SET last_used_at = $2 \
+                         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)";
+
 /// Records use of a token, at most once per `min_interval` (the condition makes concurrent
 /// requests write once, and most requests not at all).
 pub async fn touch(
@@ -79,10 +83,7 @@ pub async fn touch(
     now: Timestamp,
     stale_before: Timestamp,
 ) -> sqlx::Result<()> {
-    on_conn!(c, c => sqlx::query(
-        "UPDATE tokens SET last_used_at = $2 \
-         WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < $3)",
-    )
+    on_conn!(c, c => sqlx::query(TOUCH)
     .bind(id)
     .bind(now)
     .bind(stale_before)

@@ -462,12 +462,12 @@ pub struct Config {
     pub webhook_lease_secs: u64,
 
     /// Seconds a mail worker holds the message it claims: a replica that dies mid-send leaves
-    /// it to the others this long. Each SMTP step may take a quarter of it (at most 15 s).
+    /// it to the others this long. A send that takes half of it is abandoned (and retried).
     #[arg(
         long,
         env = "SAASKIT_MAIL_LEASE_SECS",
         default_value_t = 120,
-        value_parser = clap::value_parser!(u64).range(4..=3600),
+        value_parser = clap::value_parser!(u64).range(10..=3600),
         global = true
     )]
     pub mail_lease_secs: u64,

@@ -151,3 +151,39 @@ db_test! {
         assert!(data.contains(&format!("/reset-password?key={key}")));
     }
 }
+
+db_test! {
+    async fn a_send_to_a_server_that_never_answers_is_abandoned_at_half_the_lease(app) {
+        // A server that accepts the connection and never greets: the SMTP client bounds only
+        // its connect, so without a limit of its own the worker would wait forever while the
+        // lease ran out and another replica sent the message too.
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = listener.local_addr().expect("address").port();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                held.push(socket);
+            }
+        });
+        signed_up(&app, "ada@example.com").await;
+        let (test_db, clock) = (app.test_db.clone(), app.clock.clone());
+        drop(app);
+        let app = TestApp::spawn_configured(test_db, clock, move |c| {
+            c.smtp_url = Some(format!("smtp://127.0.0.1:{port}?tls=none"));
+            c.mail_lease_secs = 10;
+        })
+        .await;
+        let (status, _) = app.post("/api/v1/password/reset", None, json!({"email": "ada@example.com"})).await;
+        assert_eq!(status, StatusCode::ACCEPTED);
+        let started = std::time::Instant::now();
+        let done = app.deliver_mail().await;
+        let took = started.elapsed();
+        assert_eq!((done.sent, done.retrying), (0, 1), "{done:?}");
+        assert!(took >= std::time::Duration::from_secs(5) && took < std::time::Duration::from_secs(9), "{took:?}");
+        let state = outbox_state(&app.db).await;
+        assert_eq!(state.len(), 1);
+        assert_eq!((state[0].0, state[0].1), (1, false));
+        let error = state[0].2.as_deref().unwrap_or_default();
+        assert!(error.contains("half the mail lease"), "{error}");
+    }
+}

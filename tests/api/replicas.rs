@@ -162,6 +162,10 @@ async fn renewed_by(d: &Deployment, replicas: &[Server]) -> Vec<u64> {
     all
 }
 
+/// Three processes sweeping every second on one database renew each due subscription once, and
+/// never again. Which of them renews what is up to their timers (the first to wake usually
+/// takes every one of these 30); the race itself, two sweeps claiming the same pages at once, is
+/// forced in-process by `billing::concurrent_sweeps_charge_each_cycle_exactly_once`.
 async fn three_replicas_sweeping_every_second_renew_each_subscription_once(backend: Backend) {
     const BUSINESSES: usize = 30;
     let d = Deployment::new(backend).await;
@@ -220,7 +224,7 @@ async fn three_replicas_sweeping_every_second_renew_each_subscription_once(backe
     assert_eq!(due, BUSINESSES as u64);
 
     let deadline = Instant::now() + Duration::from_secs(30);
-    while renewed_by(&d, &replicas).await.iter().sum::<u64>() < BUSINESSES as u64 {
+    while staff.count(renewals).await < renewals_before + BUSINESSES as i64 {
         assert!(
             Instant::now() < deadline,
             "not every subscription renewed within 30 s"
@@ -277,32 +281,34 @@ async fn three_replicas_sweeping_every_second_renew_each_subscription_once_postg
 }
 
 /// An SMTP server that accepts connections and never says a word: a send to it hangs until
-/// the sender's step timeout. Counts the connections it took.
-async fn silent_smtp() -> (u16, Arc<std::sync::atomic::AtomicUsize>) {
+/// the sender gives up. Says when it first took a connection.
+async fn silent_smtp() -> (u16, Arc<std::sync::Mutex<Option<Instant>>>) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let port = listener.local_addr().expect("address").port();
-    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = accepted.clone();
+    let first = Arc::new(std::sync::Mutex::new(None));
+    let seen = first.clone();
     tokio::spawn(async move {
         let mut held = Vec::new();
         while let Ok((socket, _)) = listener.accept().await {
-            count.fetch_add(1, Ordering::SeqCst);
+            if let Ok(mut first) = seen.lock() {
+                first.get_or_insert_with(Instant::now);
+            }
             held.push(socket);
         }
     });
-    (port, accepted)
+    (port, first)
 }
 
 async fn a_replica_killed_during_a_write_flood_loses_no_acknowledged_write_and_its_mail_is_sent_by_another(
     backend: Backend,
 ) {
-    // The mail lease is 40 s, so each SMTP step may take 10 s: the victim is still waiting
-    // for the silent server's greeting when it is killed.
+    // The mail lease is 40 s, so a send may take 20 s: the victim is still waiting for the
+    // silent server's greeting when it is killed.
     const LEASE: &str = "40";
     let d = Deployment::new(backend).await;
-    let (smtp_port, smtp_connections) = silent_smtp().await;
+    let (smtp_port, smtp_first_connection) = silent_smtp().await;
     let smtp = format!("smtp://127.0.0.1:{smtp_port}?tls=none");
     let victim = d
         .replica_with(&[
@@ -323,15 +329,17 @@ async fn a_replica_killed_during_a_write_flood_loses_no_acknowledged_write_and_i
     // The victim queued the owner's verification mail at signup and claimed it at once: the
     // silent server took its connection. The others start after, so the message is the
     // victim's.
-    let claimed = Instant::now() + Duration::from_secs(10);
-    while smtp_connections.load(Ordering::SeqCst) == 0 {
+    let waited = Instant::now() + Duration::from_secs(10);
+    let claimed_at = loop {
+        if let Some(at) = *smtp_first_connection.lock().expect("lock") {
+            break at;
+        }
         assert!(
-            Instant::now() < claimed,
+            Instant::now() < waited,
             "the victim did not try to send its mail"
         );
         tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    let claimed_at = Instant::now();
+    };
     let mail_dir = d.workdir.join("mail");
     let others = [
         d.replica_with(&[("SAASKIT_MAIL_LEASE_SECS", LEASE)]).await,
@@ -359,7 +367,7 @@ async fn a_replica_killed_during_a_write_flood_loses_no_acknowledged_write_and_i
                             acked.push(body["id"].as_str().expect("an id").to_owned());
                         }
                         Ok((status, body)) => panic!("{status}: {body}"),
-                        // The victim died with this request in flight, or refused it dead.
+                        // Cut off by the victim's death, or refused by it dead.
                         Err(_) => lost += 1,
                     }
                 }
@@ -385,7 +393,7 @@ async fn a_replica_killed_during_a_write_flood_loses_no_acknowledged_write_and_i
     assert!(acked.len() > 300, "the flood wrote {} rows", acked.len());
     assert!(
         unanswered > 0,
-        "the victim was killed with writes in flight"
+        "the flood went on through the victim's death"
     );
 
     // No acknowledged write is lost, and the meter counts exactly the stored rows (a write the
@@ -421,8 +429,8 @@ async fn a_replica_killed_during_a_write_flood_loses_no_acknowledged_write_and_i
 
     // The victim's mail: sent by another once the lease ran out (40 s after the claim).
     assert!(
-        killed_after < Duration::from_secs(10),
-        "killed {killed_after:?} after its claim"
+        killed_after < Duration::from_secs(20),
+        "killed {killed_after:?} after its claim: its send (at most 20 s) was over"
     );
     let deadline = Instant::now() + Duration::from_secs(90);
     let verification = loop {
@@ -442,21 +450,29 @@ async fn a_replica_killed_during_a_write_flood_loses_no_acknowledged_write_and_i
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert_eq!(verification.len(), 1, "sent once");
+    // Written once (a file per message); the outbox shows two claims, the victim's and the
+    // one that sent it.
+    assert_eq!(verification.len(), 1, "one file");
     assert!(
         verification[0].contains("flood@example.com"),
         "{}",
         verification[0]
     );
     assert!(
-        claimed_at.elapsed() >= Duration::from_secs(30),
+        claimed_at.elapsed() >= Duration::from_secs(38),
         "sent {:?} after the victim claimed it: before its lease ran out",
         claimed_at.elapsed()
     );
     assert_eq!(
-        smtp_connections.load(Ordering::SeqCst),
+        staff
+            .count(
+                "outbox WHERE to_address = 'flood@example.com' \
+                 AND subject = 'Confirm your email address' AND sent_at IS NOT NULL \
+                 AND attempts = 2"
+            )
+            .await,
         1,
-        "only the victim used SMTP"
+        "claimed by the victim, then sent by another"
     );
 }
 

@@ -26,6 +26,9 @@ pub const MAX_KEYS: usize = 64;
 const IN_FLIGHT: usize = 2;
 /// Asks waiting beyond this make callers wait to queue (bounded memory).
 const QUEUE: usize = 4096;
+/// A load taking longer is abandoned and its asks answered with an error: two stuck loads
+/// would otherwise hold both slots, and every later ask would wait behind them.
+const LOAD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 type LoadFuture<K, V> = Pin<Box<dyn Future<Output = anyhow::Result<HashMap<K, V>>> + Send>>;
 type Load<K, V> = Arc<dyn Fn(Vec<K>) -> LoadFuture<K, V> + Send + Sync>;
@@ -114,7 +117,13 @@ where
         let load = load(keys);
         tokio::spawn(async move {
             let _slot = slot;
-            let answers = load.await.map_err(Arc::new);
+            let answers = match tokio::time::timeout(LOAD_TIMEOUT, load).await {
+                Ok(answers) => answers.map_err(Arc::new),
+                Err(_) => Err(Arc::new(anyhow::anyhow!(
+                    "the load took longer than {} s",
+                    LOAD_TIMEOUT.as_secs()
+                ))),
+            };
             for (key, reply) in batch {
                 let answer = match &answers {
                     Ok(values) => values.get(&key).cloned().ok_or_else(|| {

@@ -53,7 +53,17 @@ async fn deliver_until(
             return Ok(total);
         }
         for message in batch {
-            let outcome = app.mailer.send(&message).await;
+            // Abandoned at half the lease, long before another replica may take the message:
+            // a send that outlived its lease could deliver it twice. (The SMTP client bounds
+            // only its connect; a server that stalls after the greeting would hang it.)
+            let limit = Duration::from_secs(app.config.mail_lease_secs) / 2;
+            let outcome = match tokio::time::timeout(limit, app.mailer.send(&message)).await {
+                Ok(outcome) => outcome,
+                Err(_) => Err(anyhow::anyhow!(
+                    "the send took longer than {} s (half the mail lease) and was abandoned",
+                    limit.as_secs()
+                )),
+            };
             let now = app.clock.now();
             let mut tx = app.db.begin().await?;
             match outcome {

@@ -59,7 +59,7 @@ impl Mailer {
             )
         })?;
         let transport = match &config.smtp_url {
-            Some(url) => Transport::Smtp(smtp_transport(url, smtp_step_timeout(config))?),
+            Some(url) => Transport::Smtp(smtp_transport(url)?),
             None => Transport::Files(config.mail_dir.clone()),
         };
         Ok(Mailer {
@@ -148,10 +148,7 @@ fn readable_body(text: &str) -> Body {
 /// Builds the SMTP transport from `SAASKIT_SMTP_URL`: `smtp://` means STARTTLS (required) on port
 /// 587 by default, `smtps://` implicit TLS on 465, `?tls=none` a plain connection (port 25) for a
 /// local relay, `?tls=opportunistic` STARTTLS when offered.
-pub fn smtp_transport(
-    url: &str,
-    step_timeout: Duration,
-) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
+pub fn smtp_transport(url: &str) -> anyhow::Result<AsyncSmtpTransport<Tokio1Executor>> {
     let invalid = || anyhow::anyhow!("SAASKIT_SMTP_URL is not a valid smtp:// or smtps:// URL");
     let (scheme, rest) = url.split_once("://").ok_or_else(invalid)?;
     let (base, query) = rest.split_once('?').unwrap_or((rest, ""));
@@ -172,15 +169,8 @@ pub fn smtp_transport(
     };
     Ok(AsyncSmtpTransport::<Tokio1Executor>::from_url(&lettre_url)
         .map_err(|_| invalid())?
-        .timeout(Some(step_timeout))
+        .timeout(Some(Duration::from_secs(15)))
         .build())
-}
-
-/// How long one SMTP step (connecting, each command) may take: a quarter of the mail lease (so
-/// that a send ends well within it and no other replica takes the message meanwhile), at most
-/// 15 s.
-fn smtp_step_timeout(config: &Config) -> Duration {
-    Duration::from_secs(15).min(Duration::from_secs(config.mail_lease_secs) / 4)
 }
 
 /// Queues a message inside the caller's transaction, its bodies sealed: the database never
@@ -345,13 +335,10 @@ mod tests {
             "smtp://127.0.0.1:2525?tls=none",
             "smtp://mail.example.com?tls=opportunistic",
         ] {
-            assert!(smtp_transport(ok, Duration::from_secs(15)).is_ok(), "{ok}");
+            assert!(smtp_transport(ok).is_ok(), "{ok}");
         }
         for bad in ["http://x", "smtp://x?tls=bogus", "nonsense"] {
-            assert!(
-                smtp_transport(bad, Duration::from_secs(15)).is_err(),
-                "{bad}"
-            );
+            assert!(smtp_transport(bad).is_err(), "{bad}");
         }
     }
 }

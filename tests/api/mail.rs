@@ -187,3 +187,40 @@ db_test! {
         assert!(error.contains("half the mail lease"), "{error}");
     }
 }
+
+db_test! {
+    async fn a_late_failure_leaves_a_message_another_worker_has_claimed_since_alone(app) {
+        use saaskit::store::outbox;
+        app.signup("ada@example.com").await; // queues the verification mail
+        let claim = |at: saaskit::db::Timestamp| {
+            let db = app.db.clone();
+            async move {
+                let mut tx = db.begin().await.expect("begin");
+                let claimed = outbox::claim_due(tx.conn(), at, at.plus(Duration::seconds(120)), 10)
+                    .await
+                    .expect("claim");
+                tx.commit().await.expect("commit");
+                claimed
+            }
+        };
+        let now = app.clock_now();
+        // Worker A claims it and stalls; its lease runs out and worker B claims it.
+        let a = claim(now).await;
+        assert_eq!(a.iter().map(|m| m.attempts).collect::<Vec<_>>(), [1]);
+        let later = now.plus(Duration::seconds(121));
+        let b = claim(later).await;
+        assert_eq!(b.iter().map(|m| m.attempts).collect::<Vec<_>>(), [2]);
+        let id = b[0].id;
+        // A's late failure changes nothing: B keeps its lease, nothing is given up on.
+        let mut tx = app.db.begin().await.expect("begin");
+        assert!(!outbox::schedule_retry(tx.conn(), id, 1, later, "A's late failure").await.expect("retry"));
+        assert!(!outbox::mark_failed(tx.conn(), id, 1, later, "A's late failure").await.expect("fail"));
+        tx.commit().await.expect("commit");
+        assert!(claim(later.plus(Duration::seconds(1))).await.is_empty(), "still leased to B");
+        // B's own outcome is recorded.
+        let mut tx = app.db.begin().await.expect("begin");
+        assert!(outbox::schedule_retry(tx.conn(), id, 2, later.plus(Duration::seconds(30)), "B failed").await.expect("retry"));
+        tx.commit().await.expect("commit");
+        assert_eq!(claim(later.plus(Duration::seconds(30))).await.len(), 1, "due again after B's retry delay");
+    }
+}

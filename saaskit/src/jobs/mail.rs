@@ -74,20 +74,35 @@ async fn deliver_until(
                 }
                 Err(err) => {
                     let error = format!("{err:#}");
-                    match retry_delay(message.attempts) {
+                    let (id, attempt) = (message.id, message.attempts);
+                    // Recorded only while this worker's claim is the latest (see
+                    // `outbox::schedule_retry`).
+                    let applied = match retry_delay(attempt) {
                         Some(delay) => {
-                            outbox::schedule_retry(tx.conn(), message.id, now.plus(delay), &error)
-                                .await?;
-                            total.retrying += 1;
-                            app.metrics.mail_retries.inc();
-                            tracing::warn!(outbox_id = %message.id, attempts = message.attempts, error, "mail not sent; will retry");
+                            let retry = now.plus(delay);
+                            let applied =
+                                outbox::schedule_retry(tx.conn(), id, attempt, retry, &error)
+                                    .await?;
+                            if applied {
+                                total.retrying += 1;
+                                app.metrics.mail_retries.inc();
+                                tracing::warn!(outbox_id = %id, attempts = attempt, error, "mail not sent; will retry");
+                            }
+                            applied
                         }
                         None => {
-                            outbox::mark_failed(tx.conn(), message.id, now, &error).await?;
-                            total.failed += 1;
-                            app.metrics.mail_failures.inc();
-                            tracing::error!(outbox_id = %message.id, attempts = message.attempts, error, "mail given up on; kept in the outbox");
+                            let applied =
+                                outbox::mark_failed(tx.conn(), id, attempt, now, &error).await?;
+                            if applied {
+                                total.failed += 1;
+                                app.metrics.mail_failures.inc();
+                                tracing::error!(outbox_id = %id, attempts = attempt, error, "mail given up on; kept in the outbox");
+                            }
+                            applied
                         }
+                    };
+                    if !applied {
+                        tracing::warn!(outbox_id = %id, attempts = attempt, error, "mail not sent; another worker has taken it since");
                     }
                 }
             }

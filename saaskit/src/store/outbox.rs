@@ -103,34 +103,49 @@ pub async fn mark_sent(c: Conn<'_>, id: Uuid, now: Timestamp) -> sqlx::Result<()
     .map(|_| ()))
 }
 
+/// Schedules the next attempt of a message claimed as attempt `attempt`. Nothing happens if
+/// another worker has claimed it since (its lease ran out) or it was sent: a late failure must
+/// not cut the new holder's lease short. Whether it applied.
 pub async fn schedule_retry(
     c: Conn<'_>,
     id: Uuid,
+    attempt: i64,
     next_attempt_at: Timestamp,
     error: &str,
-) -> sqlx::Result<()> {
+) -> sqlx::Result<bool> {
     on_conn!(c, c => sqlx::query(
-        "UPDATE outbox SET next_attempt_at = $2, last_error = $3 WHERE id = $1",
+        "UPDATE outbox SET next_attempt_at = $2, last_error = $3 \
+         WHERE id = $1 AND attempts = $4 AND sent_at IS NULL",
     )
     .bind(id)
     .bind(next_attempt_at)
     .bind(error)
+    .bind(attempt)
     .execute(&mut *c)
     .await
-    .map(|_| ()))
+    .map(|r| r.rows_affected() == 1))
 }
 
-/// Gives up on a message; it stays in the table, with its error, for inspection.
-pub async fn mark_failed(c: Conn<'_>, id: Uuid, now: Timestamp, error: &str) -> sqlx::Result<()> {
+/// Gives up on a message claimed as attempt `attempt`; it stays in the table, with its error,
+/// for inspection. Like [`schedule_retry`], nothing happens if it was claimed again or sent.
+pub async fn mark_failed(
+    c: Conn<'_>,
+    id: Uuid,
+    attempt: i64,
+    now: Timestamp,
+    error: &str,
+) -> sqlx::Result<bool> {
     on_conn!(c, c => sqlx::query(
-        "UPDATE outbox SET failed_at = $2, last_error = $3 WHERE id = $1",
+        "UPDATE outbox SET failed_at = $2, last_error = $3 \
+         WHERE id = $1 AND attempts = $4 AND sent_at IS NULL",
     )
     .bind(id)
     .bind(now)
     .bind(error)
+    .bind(attempt)
     .execute(&mut *c)
     .await
-    .map(|_| ()))
+    .map(|r| r.rows_affected() == 1))
 }
 
 /// Messages neither sent nor given up on.

@@ -398,21 +398,13 @@ db_test! {
 /// Litestream's binary: `SAASKIT_LITESTREAM`, or where `.ci/litestream-tools` installs it.
 /// `None` (the drill is skipped) when it is not there, unless `SAASKIT_LITESTREAM_TESTS=required`.
 fn litestream() -> Option<PathBuf> {
-    let found = std::env::var_os("SAASKIT_LITESTREAM")
-        .map(PathBuf::from)
-        .or_else(|| {
-            let cache = std::env::var_os("XDG_CACHE_HOME")
-                .map(PathBuf::from)
-                .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-            Some(cache.join("saaskit-litestream/venv/bin/litestream"))
-        })
-        .filter(|p| p.is_file());
-    if found.is_none() && std::env::var("SAASKIT_LITESTREAM_TESTS").is_ok_and(|v| v == "required") {
-        panic!(
-            "SAASKIT_LITESTREAM_TESTS=required but Litestream is missing: run .ci/litestream-tools"
-        );
-    }
-    found
+    crate::tools::installed_tool(
+        "SAASKIT_LITESTREAM",
+        "saaskit-litestream/venv/bin/litestream",
+        |p| p.is_file(),
+        "SAASKIT_LITESTREAM_TESTS",
+        "Litestream is missing: run .ci/litestream-tools",
+    )
 }
 
 db_test! {

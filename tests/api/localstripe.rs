@@ -105,28 +105,17 @@ start()
 /// `SAASKIT_STRIPE_TESTS=required`.
 pub fn executable() -> Option<PathBuf> {
     static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let found = FOUND
+    FOUND
         .get_or_init(|| {
-            std::env::var_os("SAASKIT_LOCALSTRIPE")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    let cache = std::env::var_os("XDG_CACHE_HOME")
-                        .map(PathBuf::from)
-                        .or_else(|| {
-                            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache"))
-                        })?;
-                    Some(cache.join("saaskit-stripe/venv/bin/localstripe"))
-                })
-                .filter(|p| runs(p))
+            crate::tools::installed_tool(
+                "SAASKIT_LOCALSTRIPE",
+                "saaskit-stripe/venv/bin/localstripe",
+                runs,
+                "SAASKIT_STRIPE_TESTS",
+                "no localstripe: run .ci/stripe-tools (or set SAASKIT_LOCALSTRIPE)",
+            )
         })
-        .clone();
-    if found.is_none() && std::env::var("SAASKIT_STRIPE_TESTS").is_ok_and(|v| v == "required") {
-        panic!(
-            "SAASKIT_STRIPE_TESTS=required but no localstripe: \
-             run .ci/stripe-tools (or set SAASKIT_LOCALSTRIPE)"
-        );
-    }
-    found
+        .clone()
 }
 
 fn runs(localstripe: &Path) -> bool {

@@ -6,6 +6,8 @@ mod helpers;
 mod localstripe;
 mod receiver;
 mod smtp_sink;
+#[path = "../common/tools.rs"]
+mod tools;
 
 mod admin;
 mod audit;

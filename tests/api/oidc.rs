@@ -33,39 +33,25 @@ const REDIRECT_URI: &str = "http://localhost:8000/auth/test/callback";
 /// Node runs. `None` (skipped) otherwise, unless `SAASKIT_OIDC_TESTS=required`.
 fn tools() -> Option<PathBuf> {
     static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let found = FOUND
+    FOUND
         .get_or_init(|| {
-            std::env::var_os("SAASKIT_OIDC_TOOLS")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    let cache = std::env::var_os("XDG_CACHE_HOME")
-                        .map(PathBuf::from)
-                        .or_else(|| {
-                            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache"))
-                        })?;
-                    Some(cache.join("saaskit-oidc"))
-                })
-                .filter(|dir| {
-                    dir.join("node_modules/oidc-provider/package.json")
-                        .is_file()
-                })
-                .filter(|_| {
-                    Command::new("node")
-                        .arg("--version")
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .status()
-                        .is_ok_and(|s| s.success())
-                })
+            crate::tools::installed_tool(
+                "SAASKIT_OIDC_TOOLS",
+                "saaskit-oidc",
+                |dir| {
+                    dir.join("node_modules/oidc-provider/package.json").is_file()
+                        && Command::new("node")
+                            .arg("--version")
+                            .stdout(Stdio::null())
+                            .stderr(Stdio::null())
+                            .status()
+                            .is_ok_and(|s| s.success())
+                },
+                "SAASKIT_OIDC_TESTS",
+                "no oidc-provider: run .ci/oidc-tools (or set SAASKIT_OIDC_TOOLS to where it is installed)",
+            )
         })
-        .clone();
-    if found.is_none() && std::env::var("SAASKIT_OIDC_TESTS").is_ok_and(|v| v == "required") {
-        panic!(
-            "SAASKIT_OIDC_TESTS=required but no oidc-provider: run .ci/oidc-tools (or set \
-             SAASKIT_OIDC_TOOLS to where it is installed)"
-        );
-    }
-    found
+        .clone()
 }
 
 /// A running oidc-provider, stopped when dropped (its stdin closes and it exits).

@@ -21,28 +21,17 @@ const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/api/webhook_rec
 /// `SAASKIT_WEBHOOK_TESTS=required`.
 pub fn python() -> Option<PathBuf> {
     static FOUND: OnceLock<Option<PathBuf>> = OnceLock::new();
-    let found = FOUND
+    FOUND
         .get_or_init(|| {
-            std::env::var_os("SAASKIT_WEBHOOK_PYTHON")
-                .map(PathBuf::from)
-                .or_else(|| {
-                    let cache = std::env::var_os("XDG_CACHE_HOME")
-                        .map(PathBuf::from)
-                        .or_else(|| {
-                            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache"))
-                        })?;
-                    Some(cache.join("saaskit-webhooks/venv/bin/python"))
-                })
-                .filter(|p| has_the_library(p))
+            crate::tools::installed_tool(
+                "SAASKIT_WEBHOOK_PYTHON",
+                "saaskit-webhooks/venv/bin/python",
+                has_the_library,
+                "SAASKIT_WEBHOOK_TESTS",
+                "no Python with standardwebhooks: run .ci/webhook-tools (or set SAASKIT_WEBHOOK_PYTHON)",
+            )
         })
-        .clone();
-    if found.is_none() && std::env::var("SAASKIT_WEBHOOK_TESTS").is_ok_and(|v| v == "required") {
-        panic!(
-            "SAASKIT_WEBHOOK_TESTS=required but no Python with standardwebhooks: \
-             run .ci/webhook-tools (or set SAASKIT_WEBHOOK_PYTHON)"
-        );
-    }
-    found
+        .clone()
 }
 
 fn has_the_library(python: &Path) -> bool {

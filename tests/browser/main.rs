@@ -2,6 +2,8 @@
 //! `SAASKIT_TEST_POSTGRES_URL`) PostgreSQL. See `harness` for what every page is checked for.
 
 mod harness;
+#[path = "../common/tools.rs"]
+mod tools;
 
 use std::sync::Arc;
 

@@ -50,6 +50,15 @@ impl FormErrors {
         }
     }
 
+    /// Everything in one sentence, for a form with no field to put it beside: the general
+    /// message, else the first field's.
+    pub fn summary(&self) -> String {
+        self.general
+            .clone()
+            .or_else(|| self.fields.first().map(|(_, m)| m.clone()))
+            .unwrap_or_default()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.general.is_none() && self.fields.is_empty()
     }

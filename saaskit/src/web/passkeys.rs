@@ -95,41 +95,31 @@ pub async fn show_passkeys(
     .await
 }
 
-/// A refusal as a person reads it: the first field's message, else the API's sentence. A
-/// server error is not worded here: the caller logs it or shows the error page.
-enum Refusal {
-    Said(StatusCode, String),
-    Failed(ApiError),
-}
-
-fn worded(err: PasskeyError) -> Refusal {
+/// A refusal as a person reads it, in one sentence (a passkey's forms have no field to put it
+/// beside), with its status; a server error stays an error (the caller logs it or shows the
+/// error page).
+fn worded(err: PasskeyError) -> Result<(StatusCode, String), ApiError> {
     let err = ApiError::from(err);
-    if err.status.is_server_error() {
-        return Refusal::Failed(err);
-    }
-    let message = err
-        .errors
-        .first()
-        .map_or_else(|| super::forms::sentence(&err), |f| f.message.clone());
-    Refusal::Said(err.status, message)
+    let status = err.status;
+    Ok((status, FormErrors::from_api(err, &[])?.summary()))
 }
 
 async fn refused(app: &AppState, signed_in: &SignedIn, err: PasskeyError) -> Response {
     match worded(err) {
-        Refusal::Said(status, message) => {
+        Ok((status, message)) => {
             let mut errors = FormErrors::default();
             errors.general = Some(message);
             passkeys_page(app, signed_in, None, errors, status).await
         }
-        Refusal::Failed(err) => problem_page(err),
+        Err(err) => problem_page(err),
     }
 }
 
 /// The JSON answer to the page's script for a refusal: `{"error": <sentence>}`.
 fn script_refused(err: PasskeyError, what: &str) -> Response {
     let (status, message) = match worded(err) {
-        Refusal::Said(status, message) => (status, message),
-        Refusal::Failed(err) => {
+        Ok(said) => said,
+        Err(err) => {
             tracing::error!(error = ?err.source, code = err.code, "{what} failed");
             (
                 err.status,
